@@ -1,0 +1,463 @@
+package lessor
+
+import (
+	"errors"
+	"fmt"
+	"slices"
+	"sync"
+	"time"
+)
+
+// LeaseID identifies a lease. Valid IDs are positive.
+type LeaseID int64
+
+// NoLease is a special LeaseID representing the absence of a lease.
+const NoLease = LeaseID(0)
+
+var (
+	ErrNotPrimary    = errors.New("lessor: not a primary lessor")
+	ErrLeaseNotFound = errors.New("lessor: lease not found")
+	ErrLeaseExists   = errors.New("lessor: lease already exists")
+	// ErrLeaseExpired is returned by Renew for a lease the primary has already
+	// seen expire: it is about to be revoked and may not be renewed.
+	ErrLeaseExpired = errors.New("lessor: lease expired")
+	// ErrResetRequired is returned by Renew for a lease that carries a
+	// checkpointed remainder or has a checkpoint in flight. Replicate a
+	// Checkpoint{ID: id, Remaining: 0} and renew again.
+	ErrResetRequired = errors.New("lessor: renewal must first replicate a checkpoint reset")
+	ErrItemHeld      = errors.New("lessor: item is attached to another lease")
+	ErrItemNotFound  = errors.New("lessor: item is not attached to any lease")
+	ErrInvalidID     = errors.New("lessor: lease ID must be positive")
+	ErrInvalidTTL    = errors.New("lessor: TTL out of range")
+	ErrInvalidItem   = errors.New("lessor: item key must not be empty")
+)
+
+// LeaseItem is something a lease holds; in leasecluster, an item key.
+type LeaseItem struct {
+	Key string
+}
+
+// Checkpoint carries a lease's remaining TTL to every replica. Remaining 0 is
+// a reset: it clears the lease's remainder and advances its generation. A
+// non-zero checkpoint applies only if Gen still equals the lease's generation.
+type Checkpoint struct {
+	ID        LeaseID
+	Remaining int64 // milliseconds; 0 resets
+	Gen       uint64
+}
+
+// LeaseState is the replicated state of one lease: what snapshots hold and
+// what replicas compare.
+type LeaseState struct {
+	ID        LeaseID
+	TTL       int64 // milliseconds
+	Remaining int64 // checkpointed remainder in milliseconds; 0 if none
+	Gen       uint64
+	Keys      []string // sorted
+}
+
+// TxnDelete is a transaction that only permits deletes. The lessor deletes a
+// revoked lease's items through it, one key at a time in sorted order, then
+// calls End once.
+type TxnDelete interface {
+	DeleteRange(key, end []byte) (n, rev int64)
+	End()
+}
+
+// RangeDeleter is a TxnDelete constructor.
+type RangeDeleter func() TxnDelete
+
+// Clock tells the time. The lessor only measures intervals with it.
+type Clock interface {
+	Now() time.Time
+}
+
+type realClock struct{}
+
+func (realClock) Now() time.Time { return time.Now() }
+
+// Lessor owns leases. It can grant, revoke, renew and modify leases.
+type Lessor interface {
+	// SetRangeDeleter sets how a revoke deletes the lease's items.
+	SetRangeDeleter(rd RangeDeleter)
+	// Grant grants a lease that expires at least ttl milliseconds after it is
+	// granted (on a primary) or after a later Promote.
+	Grant(id LeaseID, ttl int64) (*Lease, error)
+	// Revoke removes a lease and deletes its items.
+	Revoke(id LeaseID) error
+	// Attach attaches items to a lease. An item held by another lease fails
+	// the whole call with ErrItemHeld.
+	Attach(id LeaseID, items []LeaseItem) error
+	// GetLease returns the lease holding item, or NoLease.
+	GetLease(item LeaseItem) LeaseID
+	// Detach detaches items from the lease that holds them.
+	Detach(id LeaseID, items []LeaseItem) error
+	// Promote makes this lessor the primary: it expires and renews leases.
+	// Each lease expires at the earliest at now + extend + (its checkpointed
+	// remainder, else its TTL).
+	Promote(extend time.Duration)
+	// Demote stops expiry and renewals on this lessor.
+	Demote()
+	// IsPrimary reports whether the lessor is primary.
+	IsPrimary() bool
+	// Renew resets a lease's expiry to now + TTL and returns the TTL in ms.
+	Renew(id LeaseID) (int64, error)
+	// Lookup returns the lease with the given ID, or nil.
+	Lookup(id LeaseID) *Lease
+	// Leases returns every lease, sorted by ID.
+	Leases() []*Lease
+	// Expired reports whether the primary has seen the lease expire in its
+	// current term: the check to make right before proposing its revoke.
+	Expired(id LeaseID) bool
+	// ExpiredLeasesC delivers batches of expired leases on a primary.
+	ExpiredLeasesC() <-chan []*Lease
+	// CheckpointsC delivers batches of checkpoints to replicate, on a primary.
+	CheckpointsC() <-chan []Checkpoint
+	// Checkpoint applies replicated checkpoints.
+	Checkpoint(cps []Checkpoint)
+	// State returns the replicated state of every lease, sorted by ID.
+	State() []LeaseState
+	// Recover replaces all leases with the given replicated state.
+	Recover(leases []LeaseState, rd RangeDeleter) error
+	// Stop ends the lessor's goroutines.
+	Stop()
+}
+
+// Config configures a lessor. The zero value of a field means its default.
+type Config struct {
+	// MinTTL is the smallest TTL; shorter requests are raised to it.
+	// It must exceed an election (1.5 x the election timeout). Default 1.5 s.
+	MinTTL time.Duration
+	// MaxTTL is the largest TTL accepted. Default 30 days.
+	MaxTTL time.Duration
+	// RevokeRate caps the leases per second that ExpiredLeasesC delivers, and
+	// the checkpoints per second CheckpointsC delivers. Default 100,000.
+	RevokeRate int
+	// BatchSize is the most leases (or checkpoints) in one batch. Default 1,000.
+	BatchSize int
+	// RetryInterval is how soon an expired lease (or a checkpoint) that has
+	// been delivered but not applied is offered again. Default 1 s.
+	RetryInterval time.Duration
+	// Clock is the time source. Default: the real clock.
+	Clock Clock
+}
+
+// Defaults for Config.
+const (
+	DefaultMinTTL        = 1500 * time.Millisecond
+	DefaultMaxTTL        = 30 * 24 * time.Hour
+	DefaultRevokeRate    = 100_000
+	DefaultBatchSize     = 1_000
+	DefaultRetryInterval = time.Second
+)
+
+// withDefaults returns c with zero fields set to their defaults.
+func (c Config) withDefaults() Config {
+	if c.MinTTL == 0 {
+		c.MinTTL = DefaultMinTTL
+	}
+	if c.MaxTTL == 0 {
+		c.MaxTTL = DefaultMaxTTL
+	}
+	if c.RevokeRate == 0 {
+		c.RevokeRate = DefaultRevokeRate
+	}
+	if c.BatchSize == 0 {
+		c.BatchSize = DefaultBatchSize
+	}
+	if c.RetryInterval == 0 {
+		c.RetryInterval = DefaultRetryInterval
+	}
+	if c.Clock == nil {
+		c.Clock = realClock{}
+	}
+	return c
+}
+
+// Validate reports a configuration that cannot work.
+func (c Config) Validate() error {
+	c = c.withDefaults()
+	switch {
+	case c.MinTTL < time.Millisecond:
+		return fmt.Errorf("lessor: MinTTL %v is below 1ms", c.MinTTL)
+	case c.MaxTTL < c.MinTTL:
+		return fmt.Errorf("lessor: MaxTTL %v is below MinTTL %v", c.MaxTTL, c.MinTTL)
+	case c.RevokeRate < 0:
+		return fmt.Errorf("lessor: RevokeRate %d is negative", c.RevokeRate)
+	case c.BatchSize < 1:
+		return fmt.Errorf("lessor: BatchSize %d is below 1", c.BatchSize)
+	case c.RetryInterval < 0:
+		return fmt.Errorf("lessor: RetryInterval %v is negative", c.RetryInterval)
+	}
+	return nil
+}
+
+// Lease is one lease. Its methods are safe for concurrent use.
+type Lease struct {
+	ID  LeaseID
+	ttl int64 // effective TTL in ms; never changes
+	le  *lessor
+
+	// The fields below are guarded by le.mu.
+	remaining  int64  // replicated: checkpointed remainder in ms, 0 if none
+	gen        uint64 // replicated: number of resets
+	cpAt       int64  // local: when this node applied the checkpoint (ns)
+	cpInflight bool   // local: a checkpoint was yielded and has not applied
+	revoked    bool
+
+	// Primary scheduling, valid only while epoch == le.epoch.
+	epoch    uint64
+	deadline int64 // ns: the honest expiry, without extension or spreading
+	expiry   int64 // ns: when the primary expires it (deadline + extend + spread)
+	expired  bool  // the primary has seen it expire; renewals are refused
+	offerAt  int64 // expiry heap key: expiry, then the next re-offer
+	cpDue    int64 // checkpoint heap key
+	expIdx   int32 // position in the expiry heap, -1 if absent
+	cpIdx    int32 // position in the checkpoint heap, -1 if absent
+
+	items map[string]struct{} // allocated on first attach
+}
+
+// TTL returns the lease's effective TTL in milliseconds.
+func (l *Lease) TTL() int64 { return l.ttl }
+
+// Remaining returns how long the lease has left. On a primary that is the
+// time until it expires; elsewhere an estimate from its checkpointed
+// remainder, or its full TTL.
+func (l *Lease) Remaining() time.Duration {
+	le := l.le
+	if le == nil { // a FakeLessor's lease
+		return time.Duration(l.ttl) * time.Millisecond
+	}
+	le.mu.RLock()
+	defer le.mu.RUnlock()
+	return le.remainingLocked(l, le.now())
+}
+
+// Keys returns the keys attached to the lease, sorted.
+func (l *Lease) Keys() []string {
+	if l.le == nil {
+		return nil
+	}
+	l.le.mu.RLock()
+	defer l.le.mu.RUnlock()
+	return sortedKeys(l.items)
+}
+
+func sortedKeys(items map[string]struct{}) []string {
+	keys := make([]string, 0, len(items))
+	for k := range items {
+		keys = append(keys, k)
+	}
+	slices.Sort(keys)
+	return keys
+}
+
+// lessor implements Lessor.
+type lessor struct {
+	cfg       Config
+	base      time.Time // origin of the lessor's nanosecond timeline
+	minTTL    int64     // ms
+	maxTTL    int64     // ms
+	expiredC  chan []*Lease
+	cpC       chan []Checkpoint
+	kickC     chan struct{} // wakes the run loop; buffered 1
+	stopC     chan struct{}
+	stopOnce  sync.Once
+	wg        sync.WaitGroup
+	sweepSize int // leases scheduled per lock hold during Promote
+
+	mu      sync.RWMutex // guards everything below and the guarded Lease fields
+	leases  map[LeaseID]*Lease
+	holders map[string]LeaseID // item key -> holding lease
+	rd      RangeDeleter
+	primary bool
+	epoch   uint64 // advanced by Promote, Demote and Recover
+	extend  int64  // ns, of the current primary term
+	promAt  int64  // ns, when the current primary term began
+	expHeap leaseHeap
+	cpHeap  leaseHeap
+	expBkt  bucket
+	cpBkt   bucket
+}
+
+// NewLessor returns a lessor that is not primary. Call Stop when done.
+func NewLessor(cfg Config) (Lessor, error) {
+	if err := cfg.Validate(); err != nil {
+		return nil, err
+	}
+	return newLessor(cfg), nil
+}
+
+func newLessor(cfg Config) *lessor {
+	cfg = cfg.withDefaults()
+	le := &lessor{
+		cfg:       cfg,
+		base:      cfg.Clock.Now(),
+		minTTL:    cfg.MinTTL.Milliseconds(),
+		maxTTL:    cfg.MaxTTL.Milliseconds(),
+		expiredC:  make(chan []*Lease, 16),
+		cpC:       make(chan []Checkpoint, 16),
+		kickC:     make(chan struct{}, 1),
+		stopC:     make(chan struct{}),
+		sweepSize: 1024,
+		leases:    make(map[LeaseID]*Lease),
+		holders:   make(map[string]LeaseID),
+	}
+	le.expHeap = leaseHeap{key: func(l *Lease) int64 { return l.offerAt }, idx: func(l *Lease) *int32 { return &l.expIdx }}
+	le.cpHeap = leaseHeap{key: func(l *Lease) int64 { return l.cpDue }, idx: func(l *Lease) *int32 { return &l.cpIdx }}
+	le.wg.Add(1)
+	go le.run()
+	return le
+}
+
+// now is the lessor's monotonic time in nanoseconds.
+func (le *lessor) now() int64 { return int64(le.cfg.Clock.Now().Sub(le.base)) }
+
+func (le *lessor) kick() {
+	select {
+	case le.kickC <- struct{}{}:
+	default:
+	}
+}
+
+func (le *lessor) SetRangeDeleter(rd RangeDeleter) {
+	le.mu.Lock()
+	defer le.mu.Unlock()
+	le.rd = rd
+}
+
+func (le *lessor) Grant(id LeaseID, ttl int64) (*Lease, error) {
+	if id <= NoLease {
+		return nil, ErrInvalidID
+	}
+	if ttl <= 0 || ttl > le.maxTTL {
+		return nil, fmt.Errorf("%w: %d ms (allowed 1 to %d)", ErrInvalidTTL, ttl, le.maxTTL)
+	}
+	ttl = max(ttl, le.minTTL)
+	le.mu.Lock()
+	defer le.mu.Unlock()
+	if le.leases[id] != nil {
+		return nil, ErrLeaseExists
+	}
+	l := &Lease{ID: id, ttl: ttl, le: le, expIdx: -1, cpIdx: -1}
+	le.leases[id] = l
+	if le.primary {
+		le.renewLocked(l, le.now())
+	}
+	return l, nil
+}
+
+func (le *lessor) Revoke(id LeaseID) error {
+	le.mu.Lock()
+	defer le.mu.Unlock()
+	l := le.leases[id]
+	if l == nil {
+		return ErrLeaseNotFound
+	}
+	le.unscheduleLocked(l)
+	l.revoked = true
+	delete(le.leases, id)
+	keys := sortedKeys(l.items)
+	for _, k := range keys {
+		delete(le.holders, k)
+	}
+	l.items = nil
+	if le.rd != nil && len(keys) > 0 {
+		txn := le.rd()
+		for _, k := range keys {
+			txn.DeleteRange([]byte(k), nil)
+		}
+		txn.End()
+	}
+	return nil
+}
+
+func (le *lessor) Attach(id LeaseID, items []LeaseItem) error {
+	le.mu.Lock()
+	defer le.mu.Unlock()
+	l := le.leases[id]
+	if l == nil {
+		return ErrLeaseNotFound
+	}
+	for _, it := range items {
+		if it.Key == "" {
+			return ErrInvalidItem
+		}
+		if h := le.holders[it.Key]; h != NoLease && h != id {
+			return fmt.Errorf("%w: %q is held by lease %d", ErrItemHeld, it.Key, h)
+		}
+	}
+	if l.items == nil && len(items) > 0 {
+		l.items = make(map[string]struct{}, len(items))
+	}
+	for _, it := range items {
+		l.items[it.Key] = struct{}{}
+		le.holders[it.Key] = id
+	}
+	return nil
+}
+
+func (le *lessor) GetLease(item LeaseItem) LeaseID {
+	le.mu.RLock()
+	defer le.mu.RUnlock()
+	return le.holders[item.Key]
+}
+
+func (le *lessor) Detach(id LeaseID, items []LeaseItem) error {
+	le.mu.Lock()
+	defer le.mu.Unlock()
+	l := le.leases[id]
+	if l == nil {
+		return ErrLeaseNotFound
+	}
+	for _, it := range items {
+		switch h := le.holders[it.Key]; h {
+		case id:
+		case NoLease:
+			return fmt.Errorf("%w: %q", ErrItemNotFound, it.Key)
+		default:
+			return fmt.Errorf("%w: %q is held by lease %d", ErrItemHeld, it.Key, h)
+		}
+	}
+	for _, it := range items {
+		delete(l.items, it.Key)
+		delete(le.holders, it.Key)
+	}
+	return nil
+}
+
+func (le *lessor) Lookup(id LeaseID) *Lease {
+	le.mu.RLock()
+	defer le.mu.RUnlock()
+	return le.leases[id]
+}
+
+func (le *lessor) Leases() []*Lease {
+	le.mu.RLock()
+	ls := make([]*Lease, 0, len(le.leases))
+	for _, l := range le.leases {
+		ls = append(ls, l)
+	}
+	le.mu.RUnlock()
+	slices.SortFunc(ls, func(a, b *Lease) int { return cmpID(a.ID, b.ID) })
+	return ls
+}
+
+func cmpID(a, b LeaseID) int {
+	switch {
+	case a < b:
+		return -1
+	case a > b:
+		return 1
+	}
+	return 0
+}
+
+func (le *lessor) ExpiredLeasesC() <-chan []*Lease   { return le.expiredC }
+func (le *lessor) CheckpointsC() <-chan []Checkpoint { return le.cpC }
+
+func (le *lessor) Stop() {
+	le.stopOnce.Do(func() { close(le.stopC) })
+	le.wg.Wait()
+}

@@ -1,0 +1,68 @@
+package lessor
+
+import "slices"
+
+func (le *lessor) State() []LeaseState {
+	le.mu.RLock()
+	out := make([]LeaseState, 0, len(le.leases))
+	for _, l := range le.leases {
+		out = append(out, LeaseState{ID: l.ID, TTL: l.ttl, Remaining: l.remaining, Gen: l.gen, Keys: sortedKeys(l.items)})
+	}
+	le.mu.RUnlock()
+	slices.SortFunc(out, func(a, b LeaseState) int { return cmpID(a.ID, b.ID) })
+	return out
+}
+
+// Recover replaces every lease with leases, as decoded from a snapshot. It
+// validates them all before changing anything. Checkpointed remainders count
+// from now, this node's apply time. rd, if not nil, replaces the range deleter.
+func (le *lessor) Recover(leases []LeaseState, rd RangeDeleter) error {
+	fresh := make(map[LeaseID]*Lease, len(leases))
+	holders := make(map[string]LeaseID)
+	for _, s := range leases {
+		switch {
+		case s.ID <= NoLease:
+			return ErrInvalidID
+		case s.TTL <= 0 || s.Remaining < 0:
+			return ErrInvalidTTL
+		case fresh[s.ID] != nil:
+			return ErrLeaseExists
+		}
+		l := &Lease{ID: s.ID, ttl: s.TTL, le: le, remaining: s.Remaining, gen: s.Gen, expIdx: -1, cpIdx: -1}
+		if len(s.Keys) > 0 {
+			l.items = make(map[string]struct{}, len(s.Keys))
+		}
+		for _, k := range s.Keys {
+			if k == "" {
+				return ErrInvalidItem
+			}
+			if _, held := holders[k]; held {
+				return ErrItemHeld
+			}
+			holders[k] = s.ID
+			l.items[k] = struct{}{}
+		}
+		fresh[s.ID] = l
+	}
+	le.mu.Lock()
+	now := le.now()
+	for _, l := range fresh {
+		l.cpAt = now
+	}
+	for _, l := range le.leases {
+		l.revoked = true
+	}
+	le.leases, le.holders = fresh, holders
+	if rd != nil {
+		le.rd = rd
+	}
+	primary := le.primary
+	epoch := le.newEpochLocked()
+	if primary {
+		le.promAt = now
+		le.sweepLocked(epoch)
+	}
+	le.mu.Unlock()
+	le.kick()
+	return nil
+}
