@@ -1,0 +1,242 @@
+package fsm
+
+import (
+	"errors"
+	"fmt"
+	"unicode/utf8"
+
+	"google.golang.org/protobuf/proto"
+
+	"github.com/leasecluster/leasecluster/leasepb"
+	"github.com/leasecluster/leasecluster/lessor"
+)
+
+// CommandVersion is the command format version this build writes and applies.
+const CommandVersion = 1
+
+// Limits on items (ARCHITECTURE.md, HTTP/JSON API).
+const (
+	MaxKeyLen   = 1024     // bytes
+	MaxValueLen = 64 << 10 // bytes
+)
+
+// Errors. Apply returns them (wrapped with details) in Result.Err, and the
+// encoders return them before anything is proposed. Lessor sentinels
+// (lessor.ErrLeaseNotFound, lessor.ErrItemHeld, lessor.ErrInvalidID, ...) are
+// returned as they are, so errors.Is works for both.
+var (
+	ErrKeyInvalid         = errors.New("fsm: item key must be 1 to 1024 bytes of valid UTF-8")
+	ErrValueTooLarge      = errors.New("fsm: item value exceeds 64 KiB")
+	ErrValueInvalid       = errors.New("fsm: item value is not valid UTF-8")
+	ErrUnsupportedVersion = errors.New("fsm: unsupported command version")
+	ErrUndecodable        = errors.New("fsm: log entry cannot be decoded")
+	ErrNoLeases           = errors.New("fsm: command names no leases")
+	ErrDuplicateLease     = errors.New("fsm: command names a lease twice")
+	ErrRequestIDReused    = errors.New("fsm: request ID already used for a different command")
+)
+
+// EncodeGrant encodes a Grant of lease id with ttlMs milliseconds. The
+// lessor raises a TTL below its minimum and refuses one above its maximum.
+func EncodeGrant(reqID uint64, id lessor.LeaseID, ttlMs int64) ([]byte, error) {
+	return encode(reqID, &leasepb.Command{Body: &leasepb.Command_Grant{Grant: &leasepb.GrantCmd{Id: int64(id), TtlMs: ttlMs}}})
+}
+
+// EncodeRevoke encodes a Revoke of ids. expired is true only for the
+// leader's expiry loop: leases already gone are then skipped, where a client
+// revoke fails as a whole with lessor.ErrLeaseNotFound.
+func EncodeRevoke(reqID uint64, ids []lessor.LeaseID, expired bool) ([]byte, error) {
+	raw := make([]int64, len(ids))
+	for i, id := range ids {
+		raw[i] = int64(id)
+	}
+	return encode(reqID, &leasepb.Command{Body: &leasepb.Command_Revoke{Revoke: &leasepb.RevokeCmd{Ids: raw, Expired: expired}}})
+}
+
+// EncodeAttach encodes an Attach of key with value to leaseID.
+func EncodeAttach(reqID uint64, leaseID lessor.LeaseID, key, value string) ([]byte, error) {
+	return encode(reqID, &leasepb.Command{Body: &leasepb.Command_Attach{Attach: &leasepb.AttachCmd{LeaseId: int64(leaseID), Key: key, Value: value}}})
+}
+
+// EncodeDetach encodes a Detach of key from leaseID.
+func EncodeDetach(reqID uint64, leaseID lessor.LeaseID, key string) ([]byte, error) {
+	return encode(reqID, &leasepb.Command{Body: &leasepb.Command_Detach{Detach: &leasepb.DetachCmd{LeaseId: int64(leaseID), Key: key}}})
+}
+
+// EncodeCheckpoint encodes checkpoints from lessor.CheckpointsC (or a reset
+// before a renewal). Checkpoints carry no request ID: applying one twice is
+// harmless because the lessor ignores a stale generation.
+func EncodeCheckpoint(cps []lessor.Checkpoint) ([]byte, error) {
+	pcs := make([]*leasepb.LeaseCheckpoint, len(cps))
+	for i, cp := range cps {
+		pcs[i] = &leasepb.LeaseCheckpoint{Id: int64(cp.ID), RemainingMs: cp.Remaining, Gen: cp.Gen}
+	}
+	return encode(0, &leasepb.Command{Body: &leasepb.Command_Checkpoint{Checkpoint: &leasepb.CheckpointCmd{Checkpoints: pcs}}})
+}
+
+// encode validates cmd, stamps the version and request ID, and marshals it.
+func encode(reqID uint64, cmd *leasepb.Command) ([]byte, error) {
+	cmd.Version, cmd.RequestId = CommandVersion, reqID
+	if err := validate(cmd); err != nil {
+		return nil, err
+	}
+	data, err := proto.Marshal(cmd)
+	if err != nil {
+		return nil, fmt.Errorf("fsm: encode command: %w", err)
+	}
+	return data, nil
+}
+
+// decode parses a log entry. An error wrapping ErrUnsupportedVersion is a
+// well-formed command from a version this build does not know: refused, not
+// fatal. Any other error means the entry is undecodable (ErrUndecodable):
+// the bytes are not a Command, or carry a body or fields this build does not
+// recognise, which a v1 writer never produces.
+func decode(data []byte) (*leasepb.Command, error) {
+	cmd := new(leasepb.Command)
+	if err := proto.Unmarshal(data, cmd); err != nil {
+		return nil, fmt.Errorf("%w: %v", ErrUndecodable, err)
+	}
+	if cmd.Version != CommandVersion {
+		return nil, fmt.Errorf("%w: %d (this build applies %d)", ErrUnsupportedVersion, cmd.Version, CommandVersion)
+	}
+	if cmd.Body == nil {
+		return nil, fmt.Errorf("%w: version %d command without a known body", ErrUndecodable, cmd.Version)
+	}
+	if hasUnknown(cmd) {
+		return nil, fmt.Errorf("%w: command has fields this build does not know", ErrUndecodable)
+	}
+	return cmd, nil
+}
+
+// hasUnknown reports unknown fields in the command or its body message. The
+// LeaseCheckpoints inside a checkpoint body are not searched: a field added
+// there would come with a version bump like any other change.
+func hasUnknown(cmd *leasepb.Command) bool {
+	if len(cmd.ProtoReflect().GetUnknown()) > 0 {
+		return true
+	}
+	var m proto.Message
+	switch b := cmd.Body.(type) {
+	case *leasepb.Command_Grant:
+		m = b.Grant
+	case *leasepb.Command_Revoke:
+		m = b.Revoke
+	case *leasepb.Command_Attach:
+		m = b.Attach
+	case *leasepb.Command_Detach:
+		m = b.Detach
+	case *leasepb.Command_Checkpoint:
+		m = b.Checkpoint
+	}
+	return m != nil && len(m.ProtoReflect().GetUnknown()) > 0
+}
+
+// kindOf names a command's body for deduplication.
+func kindOf(cmd *leasepb.Command) leasepb.CommandKind {
+	switch cmd.Body.(type) {
+	case *leasepb.Command_Grant:
+		return leasepb.CommandKind_COMMAND_KIND_GRANT
+	case *leasepb.Command_Revoke:
+		return leasepb.CommandKind_COMMAND_KIND_REVOKE
+	case *leasepb.Command_Attach:
+		return leasepb.CommandKind_COMMAND_KIND_ATTACH
+	case *leasepb.Command_Detach:
+		return leasepb.CommandKind_COMMAND_KIND_DETACH
+	case *leasepb.Command_Checkpoint:
+		return leasepb.CommandKind_COMMAND_KIND_CHECKPOINT
+	}
+	return leasepb.CommandKind_COMMAND_KIND_UNSPECIFIED
+}
+
+// validate applies the checks that depend on the command alone. The encoders
+// run it so that the leader refuses bad input before proposing it, and Apply
+// runs it again because the log, not the encoder, is the authority.
+// Lessor-dependent checks (TTL maximum, lease existence) happen on apply.
+func validate(cmd *leasepb.Command) error {
+	switch b := cmd.Body.(type) {
+	case *leasepb.Command_Grant:
+		if err := checkID(b.Grant.GetId()); err != nil {
+			return err
+		}
+		if ttl := b.Grant.GetTtlMs(); ttl <= 0 {
+			return fmt.Errorf("%w: %d ms", lessor.ErrInvalidTTL, ttl)
+		}
+	case *leasepb.Command_Revoke:
+		return checkIDs(b.Revoke.GetIds(), true, func(i int) int64 { return b.Revoke.Ids[i] })
+	case *leasepb.Command_Attach:
+		if err := checkID(b.Attach.GetLeaseId()); err != nil {
+			return err
+		}
+		if err := checkKey(b.Attach.GetKey()); err != nil {
+			return err
+		}
+		return checkValue(b.Attach.GetValue())
+	case *leasepb.Command_Detach:
+		if err := checkID(b.Detach.GetLeaseId()); err != nil {
+			return err
+		}
+		return checkKey(b.Detach.GetKey())
+	case *leasepb.Command_Checkpoint:
+		cps := b.Checkpoint.GetCheckpoints()
+		// Repeats are allowed: checkpoints apply in order, and a renewal
+		// batch naming a lease twice may ask for its reset twice.
+		if err := checkIDs(cps, false, func(i int) int64 { return cps[i].GetId() }); err != nil {
+			return err
+		}
+		for _, cp := range cps {
+			if cp.GetRemainingMs() < 0 {
+				return fmt.Errorf("%w: lease %d checkpoint remainder %d ms", lessor.ErrInvalidTTL, cp.GetId(), cp.GetRemainingMs())
+			}
+		}
+	default:
+		return fmt.Errorf("%w: command without a body", ErrUndecodable)
+	}
+	return nil
+}
+
+func checkID(id int64) error {
+	if id <= int64(lessor.NoLease) {
+		return fmt.Errorf("%w: %d", lessor.ErrInvalidID, id)
+	}
+	return nil
+}
+
+// checkIDs checks a non-empty list of positive lease IDs, distinct if asked.
+// A revoke must not name a lease twice: the second revoke of an all-or-nothing
+// batch would fail after the first had succeeded.
+func checkIDs[T any](list []T, distinct bool, id func(int) int64) error {
+	if len(list) == 0 {
+		return ErrNoLeases
+	}
+	seen := make(map[int64]struct{}, len(list))
+	for i := range list {
+		v := id(i)
+		if err := checkID(v); err != nil {
+			return err
+		}
+		if _, dup := seen[v]; dup && distinct {
+			return fmt.Errorf("%w: %d", ErrDuplicateLease, v)
+		}
+		seen[v] = struct{}{}
+	}
+	return nil
+}
+
+func checkKey(key string) error {
+	if len(key) == 0 || len(key) > MaxKeyLen || !utf8.ValidString(key) {
+		return fmt.Errorf("%w (got %d bytes)", ErrKeyInvalid, len(key))
+	}
+	return nil
+}
+
+func checkValue(v string) error {
+	if len(v) > MaxValueLen {
+		return fmt.Errorf("%w (got %d bytes)", ErrValueTooLarge, len(v))
+	}
+	// proto3 strings must be UTF-8; catching it here gives a clear error
+	// instead of a marshalling failure.
+	if !utf8.ValidString(v) {
+		return ErrValueInvalid
+	}
+	return nil
+}

@@ -1,0 +1,163 @@
+package fsm
+
+import (
+	"crypto/sha256"
+	"encoding/binary"
+	"encoding/hex"
+	"fmt"
+	"hash"
+	"io"
+	"slices"
+	"strings"
+
+	"github.com/hashicorp/raft"
+
+	"github.com/leasecluster/leasecluster/snapshot"
+)
+
+// Snapshot captures the replicated state at once (raft calls it on the FSM
+// goroutine, between applies) and returns a raft.FSMSnapshot that streams it
+// in the snapshot package's format.
+func (f *FSM) Snapshot() (raft.FSMSnapshot, error) {
+	f.stateMu.RLock()
+	defer f.stateMu.RUnlock()
+	s := &snapshot.Snapshot{
+		Index:  f.applied.Load(),
+		Term:   f.lastTerm,
+		Leases: f.lessor.State(),
+		Items:  f.itemList(),
+		Dedupe: f.dedupe.entries(),
+	}
+	return &fsmSnapshot{s: s}, nil
+}
+
+// itemList copies the item store, sorted by key. Values are strings, so the
+// copy shares their bytes.
+func (f *FSM) itemList() []snapshot.Item {
+	f.itemsMu.RLock()
+	items := make([]snapshot.Item, 0, len(f.items))
+	for k, it := range f.items {
+		items = append(items, snapshot.Item{Key: k, LeaseID: it.leaseID, Value: it.value, Revision: it.revision})
+	}
+	f.itemsMu.RUnlock()
+	slices.SortFunc(items, func(a, b snapshot.Item) int { return strings.Compare(a.Key, b.Key) })
+	return items
+}
+
+type fsmSnapshot struct{ s *snapshot.Snapshot }
+
+// Persist writes the captured state to sink; raft calls it off the FSM
+// goroutine, so applies continue meanwhile.
+func (fs *fsmSnapshot) Persist(sink raft.SnapshotSink) error {
+	if err := snapshot.Write(sink, fs.s); err != nil {
+		_ = sink.Cancel()
+		return fmt.Errorf("fsm: persist snapshot: %w", err)
+	}
+	if err := sink.Close(); err != nil {
+		return fmt.Errorf("fsm: persist snapshot: %w", err)
+	}
+	return nil
+}
+
+func (*fsmSnapshot) Release() {}
+
+// Restore replaces the state with a snapshot. It reads and validates the
+// whole snapshot first; a truncated, corrupt or inconsistent one fails with
+// an error and leaves the running state as it was.
+func (f *FSM) Restore(rc io.ReadCloser) error {
+	defer rc.Close()
+	s, err := snapshot.Read(rc)
+	if err != nil {
+		return fmt.Errorf("fsm: restore: %w", err)
+	}
+	for _, it := range s.Items {
+		// Snapshot validation knows nothing of item limits; a snapshot
+		// holding what no command could have created is not ours.
+		if err := checkKey(it.Key); err != nil {
+			return fmt.Errorf("fsm: restore: item %q: %w", it.Key, err)
+		}
+		if err := checkValue(it.Value); err != nil {
+			return fmt.Errorf("fsm: restore: item %q: %w", it.Key, err)
+		}
+	}
+	items := make(map[string]itemState, len(s.Items))
+	for _, it := range s.Items {
+		items[it.Key] = itemState{leaseID: it.LeaseID, value: it.Value, revision: it.Revision}
+	}
+	f.stateMu.Lock()
+	defer f.stateMu.Unlock()
+	// Recover validates everything before changing anything, and what
+	// follows cannot fail, so a failure here also leaves the state intact.
+	if err := f.lessor.Recover(s.Leases, f.rangeDeleter); err != nil {
+		return fmt.Errorf("fsm: restore: %w", err)
+	}
+	f.itemsMu.Lock()
+	f.items = items
+	f.itemsMu.Unlock()
+	f.dedupe.reset(s.Dedupe)
+	f.lastTerm = s.Term
+	f.applied.Store(s.Index)
+	f.logger.Info("restored snapshot", "index", s.Index, "term", s.Term,
+		"leases", len(s.Leases), "items", len(s.Items), "dedupe", len(s.Dedupe))
+	return nil
+}
+
+// StateHash returns the hex SHA-256 of the replicated state: every lease's
+// replicated fields (lessor.State), the item store and the dedupe window.
+// Replicas that applied the same entries return the same hash. Local timing
+// (when a checkpoint was applied, primary schedules) and the applied index
+// are not part of it.
+func (f *FSM) StateHash() string {
+	f.stateMu.RLock()
+	defer f.stateMu.RUnlock()
+	h := hasher{h: sha256.New()}
+	h.str("leasecluster fsm state v1")
+	leases := f.lessor.State()
+	h.u64(uint64(len(leases)))
+	for _, l := range leases {
+		h.u64(uint64(l.ID))
+		h.u64(uint64(l.TTL))
+		h.u64(uint64(l.Remaining))
+		h.u64(l.Gen)
+		h.u64(uint64(len(l.Keys)))
+		for _, k := range l.Keys {
+			h.str(k)
+		}
+	}
+	items := f.itemList()
+	h.u64(uint64(len(items)))
+	for _, it := range items {
+		h.str(it.Key)
+		h.u64(uint64(it.LeaseID))
+		h.str(it.Value)
+		h.u64(it.Revision)
+	}
+	dd := f.dedupe.entries()
+	h.u64(uint64(len(dd)))
+	for _, d := range dd {
+		h.u64(d.RequestID)
+		h.u64(uint64(d.Kind))
+		h.u64(uint64(d.LeaseID))
+		h.u64(uint64(d.TTL))
+		h.str(d.Key)
+		h.u64(d.Revision)
+	}
+	return hex.EncodeToString(h.h.Sum(nil))
+}
+
+// hasher writes an unambiguous encoding: fixed-width integers and
+// length-prefixed strings.
+type hasher struct {
+	h   hash.Hash
+	buf [8]byte
+}
+
+func (h *hasher) u64(v uint64) {
+	binary.BigEndian.PutUint64(h.buf[:], v)
+	h.h.Write(h.buf[:])
+}
+
+func (h *hasher) str(s string) {
+	h.u64(uint64(len(s)))
+	io.WriteString(h.h, s)
+}
