@@ -1,0 +1,62 @@
+package transport
+
+import (
+	"net"
+	"testing"
+	"time"
+
+	"github.com/hashicorp/raft"
+	"go.uber.org/goleak"
+	"google.golang.org/grpc"
+)
+
+// TestMain fails the run if any test leaves a goroutine behind: every
+// transport, pipeline, gRPC server and raft node a test starts must end.
+func TestMain(m *testing.M) {
+	goleak.VerifyTestMain(m)
+}
+
+// node is a Transport registered on its own gRPC server on loopback.
+type node struct {
+	trans  *Transport
+	server *grpc.Server
+}
+
+// newNode starts a Transport served on 127.0.0.1:0 (or addr, to come back
+// on a known port) and stops both at the end of the test.
+func newNode(t *testing.T, addr string, timeout time.Duration) *node {
+	t.Helper()
+	if addr == "" {
+		addr = "127.0.0.1:0"
+	}
+	lis, err := net.Listen("tcp", addr)
+	if err != nil {
+		t.Fatalf("listen: %v", err)
+	}
+	trans, err := New(Config{LocalAddr: raft.ServerAddress(lis.Addr().String()), Timeout: timeout})
+	if err != nil {
+		t.Fatalf("New: %v", err)
+	}
+	// WaitForHandlers makes Stop wait for every handler, so goleak sees
+	// a quiet server.
+	s := grpc.NewServer(grpc.WaitForHandlers(true))
+	trans.Register(s)
+	served := make(chan struct{})
+	go func() {
+		defer close(served)
+		_ = s.Serve(lis)
+	}()
+	n := &node{trans: trans, server: s}
+	t.Cleanup(func() {
+		n.stop()
+		<-served
+	})
+	return n
+}
+
+// stop closes the transport first, so that handlers waiting for raft
+// return, then the server. It may be called more than once.
+func (n *node) stop() {
+	_ = n.trans.Close()
+	n.server.Stop()
+}

@@ -1,0 +1,163 @@
+package transport
+
+import (
+	"context"
+	"errors"
+	"fmt"
+	"io"
+
+	"github.com/hashicorp/raft"
+	"google.golang.org/grpc/codes"
+	"google.golang.org/grpc/status"
+
+	"github.com/leasecluster/leasecluster/leasepb"
+)
+
+// server is the receiving side: it turns incoming gRPC calls into raft.RPCs
+// on the transport's Consumer channel and raft's answers into replies.
+type server struct {
+	leasepb.UnimplementedRaftTransportServer
+	t *Transport
+}
+
+// deliver hands rpc to raft: to the heartbeat handler when rpc is a
+// heartbeat and one is set (it answers synchronously), otherwise to the
+// Consumer channel.
+func (t *Transport) deliver(ctx context.Context, rpc raft.RPC) error {
+	if req, ok := rpc.Command.(*raft.AppendEntriesRequest); ok && isHeartbeat(req) {
+		if fn := t.heartbeatHandler(); fn != nil {
+			fn(rpc)
+			return nil
+		}
+	}
+	select {
+	case t.consumeCh <- rpc:
+		return nil
+	case <-ctx.Done():
+		return ctx.Err()
+	case <-t.ctx.Done():
+		return errClosed
+	}
+}
+
+// await waits for raft's answer to an RPC delivered with respCh. respCh is
+// buffered, so raft never blocks on an answer nobody waits for any more.
+func (t *Transport) await(ctx context.Context, respCh <-chan raft.RPCResponse) (any, error) {
+	select {
+	case resp := <-respCh:
+		return resp.Response, resp.Error
+	case <-ctx.Done():
+		return nil, ctx.Err()
+	case <-t.ctx.Done():
+		return nil, errClosed
+	}
+}
+
+// dispatch delivers a command to raft and waits for its answer.
+func (t *Transport) dispatch(ctx context.Context, cmd any) (any, error) {
+	respCh := make(chan raft.RPCResponse, 1)
+	if err := t.deliver(ctx, raft.RPC{Command: cmd, RespChan: respCh}); err != nil {
+		return nil, err
+	}
+	return t.await(ctx, respCh)
+}
+
+// toStatus maps an error of the receiving side to a gRPC status. raft's own
+// errors (an RPC raft answered with an error) travel as Unknown with raft's
+// message, as NetworkTransport sends the error string.
+func toStatus(err error) error {
+	switch {
+	case errors.Is(err, ErrClosed):
+		return status.Error(codes.Unavailable, err.Error())
+	case errors.Is(err, context.Canceled), errors.Is(err, context.DeadlineExceeded):
+		return status.FromContextError(err).Err()
+	default:
+		return status.Error(codes.Unknown, err.Error())
+	}
+}
+
+// errUnexpectedResponse reports an answer of the wrong type from raft: a bug
+// in raft or in this package, never a network condition.
+var errUnexpectedResponse = errors.New("transport: raft answered with an unexpected response type")
+
+// dispatchAs is dispatch with the answer's type checked.
+func dispatchAs[R any](ctx context.Context, t *Transport, cmd any) (*R, error) {
+	resp, err := t.dispatch(ctx, cmd)
+	if err != nil {
+		return nil, toStatus(err)
+	}
+	out, ok := resp.(*R)
+	if !ok {
+		return nil, status.Error(codes.Internal, fmt.Sprintf("%v: %T", errUnexpectedResponse, resp))
+	}
+	return out, nil
+}
+
+func (s *server) AppendEntries(ctx context.Context, req *leasepb.RaftAppendEntriesRequest) (*leasepb.RaftAppendEntriesResponse, error) {
+	resp, err := dispatchAs[raft.AppendEntriesResponse](ctx, s.t, appendEntriesRequestFromProto(req))
+	if err != nil {
+		return nil, err
+	}
+	return appendEntriesResponseToProto(resp), nil
+}
+
+func (s *server) RequestVote(ctx context.Context, req *leasepb.RaftRequestVoteRequest) (*leasepb.RaftRequestVoteResponse, error) {
+	resp, err := dispatchAs[raft.RequestVoteResponse](ctx, s.t, requestVoteRequestFromProto(req))
+	if err != nil {
+		return nil, err
+	}
+	return requestVoteResponseToProto(resp), nil
+}
+
+func (s *server) RequestPreVote(ctx context.Context, req *leasepb.RaftRequestPreVoteRequest) (*leasepb.RaftRequestPreVoteResponse, error) {
+	resp, err := dispatchAs[raft.RequestPreVoteResponse](ctx, s.t, requestPreVoteRequestFromProto(req))
+	if err != nil {
+		return nil, err
+	}
+	return requestPreVoteResponseToProto(resp), nil
+}
+
+func (s *server) TimeoutNow(ctx context.Context, req *leasepb.RaftTimeoutNowRequest) (*leasepb.RaftTimeoutNowResponse, error) {
+	resp, err := dispatchAs[raft.TimeoutNowResponse](ctx, s.t, timeoutNowRequestFromProto(req))
+	if err != nil {
+		return nil, err
+	}
+	return timeoutNowResponseToProto(resp), nil
+}
+
+// AppendEntriesPipeline answers pipelined requests one at a time, in the
+// order they arrive, which is the order the sender's futures expect. An
+// error raft answers for one request travels in that request's response;
+// only a transport failure ends the stream.
+func (s *server) AppendEntriesPipeline(stream leasepb.RaftTransport_AppendEntriesPipelineServer) error {
+	ctx := stream.Context()
+	for {
+		req, err := stream.Recv()
+		if err == io.EOF {
+			return nil
+		}
+		if err != nil {
+			return err
+		}
+		resp, err := s.t.dispatch(ctx, appendEntriesRequestFromProto(req))
+		out := &leasepb.RaftAppendEntriesPipelineResponse{}
+		switch r := resp.(type) {
+		case *raft.AppendEntriesResponse:
+			out.Response = appendEntriesResponseToProto(r)
+			if err != nil {
+				out.Error = err.Error()
+			}
+		default:
+			if err == nil {
+				return status.Error(codes.Internal, fmt.Sprintf("%v: %T", errUnexpectedResponse, resp))
+			}
+			if errors.Is(err, ErrClosed) || ctx.Err() != nil {
+				return toStatus(err)
+			}
+			out.Error = err.Error()
+		}
+		if err := stream.Send(out); err != nil {
+			return err
+		}
+	}
+}
