@@ -93,8 +93,9 @@ type Lessor interface {
 	// Detach detaches items from the lease that holds them.
 	Detach(id LeaseID, items []LeaseItem) error
 	// Promote makes this lessor the primary: it expires and renews leases.
-	// Each lease expires at the earliest at now + extend + (its checkpointed
-	// remainder, else its TTL).
+	// Each lease expires at the earliest at now + extend + its TTL or, when
+	// it has a checkpointed remainder, at the time this node applied that
+	// checkpoint + the remainder + extend (ARCHITECTURE.md rule 3).
 	Promote(extend time.Duration)
 	// Demote stops expiry and renewals on this lessor.
 	Demote()

@@ -30,8 +30,11 @@ func (le *lessor) Promote(extend time.Duration) {
 		go func() {
 			defer le.wg.Done()
 			le.mu.Lock()
-			defer le.mu.Unlock()
 			le.sweepLocked(epoch)
+			le.mu.Unlock()
+			// The run loop may have gone to sleep (up to maxWait) on the
+			// half-swept heaps: wake it for what the sweep scheduled.
+			le.kick()
 		}()
 	}
 	le.kick()

@@ -23,7 +23,7 @@ func (le *lessor) Recover(leases []LeaseState, rd RangeDeleter) error {
 		switch {
 		case s.ID <= NoLease:
 			return ErrInvalidID
-		case s.TTL <= 0 || s.Remaining < 0:
+		case s.TTL <= 0 || s.TTL > le.maxTTL || s.Remaining < 0:
 			return ErrInvalidTTL
 		case fresh[s.ID] != nil:
 			return ErrLeaseExists

@@ -1,0 +1,419 @@
+package lessor
+
+import (
+	"errors"
+	"slices"
+	"testing"
+	"testing/synctest"
+	"time"
+)
+
+func TestConfigValidate(t *testing.T) {
+	tests := []struct {
+		name string
+		cfg  Config
+		ok   bool
+	}{
+		{"zero value takes defaults", Config{}, true},
+		{"explicit", Config{MinTTL: time.Second, MaxTTL: time.Hour, RevokeRate: 10, BatchSize: 5, RetryInterval: time.Millisecond}, true},
+		{"MinTTL 1ms", Config{MinTTL: time.Millisecond}, true},
+		{"MinTTL below 1ms", Config{MinTTL: time.Microsecond}, false},
+		{"MinTTL negative", Config{MinTTL: -time.Second}, false},
+		{"MaxTTL below MinTTL", Config{MinTTL: 2 * time.Second, MaxTTL: time.Second}, false},
+		{"MaxTTL below default MinTTL", Config{MaxTTL: time.Second}, false},
+		{"MaxTTL equal MinTTL", Config{MinTTL: time.Second, MaxTTL: time.Second}, true},
+		{"RevokeRate negative", Config{RevokeRate: -1}, false},
+		{"BatchSize negative", Config{BatchSize: -1}, false},
+		{"RetryInterval negative", Config{RetryInterval: -time.Second}, false},
+	}
+	for _, tt := range tests {
+		t.Run(tt.name, func(t *testing.T) {
+			err := tt.cfg.Validate()
+			if (err == nil) != tt.ok {
+				t.Fatalf("Validate() = %v, want ok=%v", err, tt.ok)
+			}
+			le, err := NewLessor(tt.cfg)
+			if (err == nil) != tt.ok {
+				t.Fatalf("NewLessor() = %v, want ok=%v", err, tt.ok)
+			}
+			if le != nil {
+				le.Stop()
+			}
+		})
+	}
+}
+
+func TestConfigDefaults(t *testing.T) {
+	c := Config{}.withDefaults()
+	if c.MinTTL != DefaultMinTTL || c.MaxTTL != DefaultMaxTTL || c.RevokeRate != DefaultRevokeRate ||
+		c.BatchSize != DefaultBatchSize || c.RetryInterval != DefaultRetryInterval || c.Clock == nil {
+		t.Fatalf("withDefaults() = %+v", c)
+	}
+}
+
+// Rule 4: TTLs are milliseconds; a shorter request is raised to the minimum
+// and the reply shows the effective TTL.
+func TestGrantTTL(t *testing.T) {
+	le := newTest(t, Config{MinTTL: 1500 * time.Millisecond, MaxTTL: time.Hour})
+	tests := []struct {
+		id      LeaseID
+		ttl     int64
+		wantTTL int64
+		wantErr error
+	}{
+		{1, 1500, 1500, nil},
+		{2, 1, 1500, nil},
+		{3, 1499, 1500, nil},
+		{4, 1501, 1501, nil},
+		{5, 3_600_000, 3_600_000, nil},
+		{6, 3_600_001, 0, ErrInvalidTTL},
+		{7, 0, 0, ErrInvalidTTL},
+		{8, -5, 0, ErrInvalidTTL},
+		{0, 2000, 0, ErrInvalidID},
+		{-1, 2000, 0, ErrInvalidID},
+		{1, 2000, 0, ErrLeaseExists},
+	}
+	for _, tt := range tests {
+		l, err := le.Grant(tt.id, tt.ttl)
+		if !errors.Is(err, tt.wantErr) {
+			t.Errorf("Grant(%d, %d) error = %v, want %v", tt.id, tt.ttl, err, tt.wantErr)
+			continue
+		}
+		if err != nil {
+			if l != nil {
+				t.Errorf("Grant(%d, %d) returned a lease with an error", tt.id, tt.ttl)
+			}
+			continue
+		}
+		if l.ID != tt.id || l.TTL() != tt.wantTTL {
+			t.Errorf("Grant(%d, %d) = {ID %d, TTL %d}, want TTL %d", tt.id, tt.ttl, l.ID, l.TTL(), tt.wantTTL)
+		}
+		if got := le.Lookup(tt.id); got != l {
+			t.Errorf("Lookup(%d) = %v, want the granted lease", tt.id, got)
+		}
+	}
+	// The duplicate did not replace the first lease.
+	if got := le.Lookup(1).TTL(); got != 1500 {
+		t.Errorf("after duplicate Grant, Lookup(1).TTL() = %d, want 1500", got)
+	}
+}
+
+func TestGrantMinTTLSubMillisecondConfig(t *testing.T) {
+	// MinTTL is kept in whole milliseconds.
+	le := newTest(t, Config{MinTTL: 2500*time.Millisecond + 700*time.Microsecond})
+	if got := mustGrant(t, le, 1, 1).TTL(); got != 2500 {
+		t.Fatalf("TTL = %d, want 2500", got)
+	}
+}
+
+func TestLookupLeases(t *testing.T) {
+	le := newTest(t, Config{})
+	if le.Lookup(1) != nil {
+		t.Fatal("Lookup on an empty lessor found a lease")
+	}
+	if got := le.Leases(); len(got) != 0 {
+		t.Fatalf("Leases() = %v, want none", got)
+	}
+	for _, id := range []LeaseID{5, 3, 9, 1, 7} {
+		mustGrant(t, le, id, 2000)
+	}
+	if err := le.Revoke(9); err != nil {
+		t.Fatal(err)
+	}
+	var ids []LeaseID
+	for _, l := range le.Leases() {
+		ids = append(ids, l.ID)
+	}
+	if want := []LeaseID{1, 3, 5, 7}; !slices.Equal(ids, want) {
+		t.Fatalf("Leases() = %v, want %v (sorted by ID)", ids, want)
+	}
+	if le.Lookup(9) != nil {
+		t.Fatal("Lookup found a revoked lease")
+	}
+}
+
+func TestRevokeUnknown(t *testing.T) {
+	le := newTest(t, Config{})
+	if err := le.Revoke(1); !errors.Is(err, ErrLeaseNotFound) {
+		t.Fatalf("Revoke(unknown) = %v, want ErrLeaseNotFound", err)
+	}
+	mustGrant(t, le, 1, 2000)
+	if err := le.Revoke(1); err != nil {
+		t.Fatal(err)
+	}
+	if err := le.Revoke(1); !errors.Is(err, ErrLeaseNotFound) {
+		t.Fatalf("second Revoke = %v, want ErrLeaseNotFound", err)
+	}
+}
+
+func TestAttachGetLease(t *testing.T) {
+	le := newTest(t, Config{})
+	mustGrant(t, le, 1, 2000)
+	mustGrant(t, le, 2, 2000)
+	if err := le.Attach(3, items("a")); !errors.Is(err, ErrLeaseNotFound) {
+		t.Fatalf("Attach to unknown lease = %v, want ErrLeaseNotFound", err)
+	}
+	if err := le.Attach(1, items("b", "a")); err != nil {
+		t.Fatal(err)
+	}
+	// Re-attaching to the holder succeeds.
+	if err := le.Attach(1, items("a")); err != nil {
+		t.Fatalf("re-attach to the holder = %v", err)
+	}
+	if got := le.GetLease(LeaseItem{"a"}); got != 1 {
+		t.Fatalf("GetLease(a) = %d, want 1", got)
+	}
+	if got := le.GetLease(LeaseItem{"zz"}); got != NoLease {
+		t.Fatalf("GetLease(unattached) = %d, want NoLease", got)
+	}
+	if got := le.Lookup(1).Keys(); !slices.Equal(got, []string{"a", "b"}) {
+		t.Fatalf("Keys() = %v, want [a b]", got)
+	}
+	if err := le.Attach(1, items("c", "")); !errors.Is(err, ErrInvalidItem) {
+		t.Fatalf("Attach with an empty key = %v, want ErrInvalidItem", err)
+	}
+	if le.GetLease(LeaseItem{"c"}) != NoLease {
+		t.Fatal("a failed Attach attached an item")
+	}
+	if err := le.Attach(1, nil); err != nil {
+		t.Fatalf("Attach(no items) = %v", err)
+	}
+}
+
+// An item belongs to at most one lease; a multi-item Attach that meets an
+// item held elsewhere changes nothing.
+func TestAttachHeldAllOrNothing(t *testing.T) {
+	le := newTest(t, Config{})
+	mustGrant(t, le, 1, 2000)
+	mustGrant(t, le, 2, 2000)
+	if err := le.Attach(1, items("x")); err != nil {
+		t.Fatal(err)
+	}
+	err := le.Attach(2, items("a", "b", "x", "c"))
+	if !errors.Is(err, ErrItemHeld) {
+		t.Fatalf("Attach of a held item = %v, want ErrItemHeld", err)
+	}
+	for _, k := range []string{"a", "b", "c"} {
+		if got := le.GetLease(LeaseItem{k}); got != NoLease {
+			t.Errorf("after failed Attach, GetLease(%s) = %d, want NoLease", k, got)
+		}
+	}
+	if got := le.GetLease(LeaseItem{"x"}); got != 1 {
+		t.Errorf("GetLease(x) = %d, want 1", got)
+	}
+	if got := le.Lookup(2).Keys(); len(got) != 0 {
+		t.Errorf("lease 2 keys = %v, want none", got)
+	}
+	if got := le.Lookup(1).Keys(); !slices.Equal(got, []string{"x"}) {
+		t.Errorf("lease 1 keys = %v, want [x]", got)
+	}
+}
+
+func TestDetach(t *testing.T) {
+	le := newTest(t, Config{})
+	mustGrant(t, le, 1, 2000)
+	mustGrant(t, le, 2, 2000)
+	if err := le.Attach(1, items("a", "b")); err != nil {
+		t.Fatal(err)
+	}
+	if err := le.Attach(2, items("x")); err != nil {
+		t.Fatal(err)
+	}
+	if err := le.Detach(3, items("a")); !errors.Is(err, ErrLeaseNotFound) {
+		t.Errorf("Detach from unknown lease = %v, want ErrLeaseNotFound", err)
+	}
+	if err := le.Detach(1, items("a", "nope")); !errors.Is(err, ErrItemNotFound) {
+		t.Errorf("Detach of an unattached item = %v, want ErrItemNotFound", err)
+	}
+	if err := le.Detach(1, items("a", "x")); !errors.Is(err, ErrItemHeld) {
+		t.Errorf("Detach of another lease's item = %v, want ErrItemHeld", err)
+	}
+	// Both failures changed nothing.
+	if got := le.Lookup(1).Keys(); !slices.Equal(got, []string{"a", "b"}) {
+		t.Fatalf("after failed Detach, keys = %v, want [a b]", got)
+	}
+	if got := le.GetLease(LeaseItem{"x"}); got != 2 {
+		t.Fatalf("GetLease(x) = %d, want 2", got)
+	}
+	if err := le.Detach(1, items("a")); err != nil {
+		t.Fatal(err)
+	}
+	if got := le.GetLease(LeaseItem{"a"}); got != NoLease {
+		t.Fatalf("GetLease(a) after Detach = %d", got)
+	}
+	if got := le.Lookup(1).Keys(); !slices.Equal(got, []string{"b"}) {
+		t.Fatalf("keys = %v, want [b]", got)
+	}
+	// A detached item may go to another lease.
+	if err := le.Attach(2, items("a")); err != nil {
+		t.Fatal(err)
+	}
+}
+
+// Revoke deletes the lease and its items, in sorted key order, through the
+// RangeDeleter, one transaction ended once.
+func TestRevokeDeletesItems(t *testing.T) {
+	le := newTest(t, Config{})
+	var d recDeleter
+	le.SetRangeDeleter(d.deleter())
+	mustGrant(t, le, 1, 2000)
+	mustGrant(t, le, 2, 2000)
+	if err := le.Attach(1, items("m", "a/b", "z", "a", "b")); err != nil {
+		t.Fatal(err)
+	}
+	if err := le.Attach(2, items("other")); err != nil {
+		t.Fatal(err)
+	}
+	l := le.Lookup(1)
+	if err := le.Revoke(1); err != nil {
+		t.Fatal(err)
+	}
+	if want := []string{"a", "a/b", "b", "m", "z"}; !slices.Equal(d.keys, want) {
+		t.Fatalf("deleted %v, want %v", d.keys, want)
+	}
+	if d.txns != 1 || d.ends != 1 {
+		t.Fatalf("txns=%d ends=%d, want 1 and 1", d.txns, d.ends)
+	}
+	for _, k := range []string{"m", "a/b", "z", "a", "b"} {
+		if got := le.GetLease(LeaseItem{k}); got != NoLease {
+			t.Errorf("GetLease(%s) = %d after Revoke, want NoLease", k, got)
+		}
+	}
+	if got := le.GetLease(LeaseItem{"other"}); got != 2 {
+		t.Errorf("GetLease(other) = %d, want 2", got)
+	}
+	if le.Lookup(1) != nil {
+		t.Error("Lookup found the revoked lease")
+	}
+	if got := l.Keys(); len(got) != 0 {
+		t.Errorf("revoked lease still reports keys %v", got)
+	}
+	if got := l.Remaining(); got != 0 {
+		t.Errorf("revoked lease Remaining() = %v, want 0", got)
+	}
+	if err := le.Attach(1, items("q")); !errors.Is(err, ErrLeaseNotFound) {
+		t.Errorf("Attach to revoked lease = %v", err)
+	}
+	// The revoked lease's items are free again.
+	if err := le.Attach(2, items("a")); err != nil {
+		t.Errorf("Attach of a freed item = %v", err)
+	}
+}
+
+func TestRevokeWithoutDeleter(t *testing.T) {
+	le := newTest(t, Config{})
+	mustGrant(t, le, 1, 2000)
+	if err := le.Attach(1, items("a")); err != nil {
+		t.Fatal(err)
+	}
+	if err := le.Revoke(1); err != nil {
+		t.Fatal(err)
+	}
+	if got := le.GetLease(LeaseItem{"a"}); got != NoLease {
+		t.Fatalf("GetLease = %d, want NoLease", got)
+	}
+}
+
+// Renew is a primary's business: a lessor that was never promoted, or has
+// been demoted, refuses it.
+func TestRenewNotPrimary(t *testing.T) {
+	synctest.Test(t, func(t *testing.T) {
+		le := newTest(t, Config{})
+		mustGrant(t, le, 1, 2000)
+		if le.IsPrimary() {
+			t.Fatal("a new lessor is primary")
+		}
+		if _, err := le.Renew(1); !errors.Is(err, ErrNotPrimary) {
+			t.Fatalf("Renew on a new lessor = %v, want ErrNotPrimary", err)
+		}
+		le.Promote(0)
+		if !le.IsPrimary() {
+			t.Fatal("not primary after Promote")
+		}
+		if ttl, err := renewReset(le, 1); err != nil || ttl != 2000 {
+			t.Fatalf("Renew on primary = %d, %v", ttl, err)
+		}
+		if _, err := le.Renew(2); !errors.Is(err, ErrLeaseNotFound) {
+			t.Fatalf("Renew(unknown) = %v, want ErrLeaseNotFound", err)
+		}
+		le.Demote()
+		if le.IsPrimary() {
+			t.Fatal("primary after Demote")
+		}
+		if _, err := le.Renew(1); !errors.Is(err, ErrNotPrimary) {
+			t.Fatalf("Renew after Demote = %v, want ErrNotPrimary", err)
+		}
+	})
+}
+
+// Remaining: the full TTL on a non-primary without a checkpoint; the time to
+// expiry on a primary; apply time + remainder elsewhere.
+func TestRemaining(t *testing.T) {
+	synctest.Test(t, func(t *testing.T) {
+		le := newTest(t, Config{})
+		l := mustGrant(t, le, 1, 4000)
+		time.Sleep(time.Second)
+		if got := l.Remaining(); got != 4*time.Second {
+			t.Fatalf("follower Remaining() = %v, want the TTL 4s", got)
+		}
+		le.Checkpoint([]Checkpoint{{ID: 1, Remaining: 3000}})
+		time.Sleep(time.Second)
+		if got := l.Remaining(); got != 2*time.Second {
+			t.Fatalf("follower Remaining() 1s after a 3s checkpoint = %v, want 2s", got)
+		}
+		le.Promote(500 * time.Millisecond)
+		if got := l.Remaining(); got != 2500*time.Millisecond {
+			t.Fatalf("primary Remaining() = %v, want 2.5s (remainder + extend)", got)
+		}
+		le.Checkpoint([]Checkpoint{{ID: 1, Remaining: 0}})
+		if _, err := le.Renew(1); err != nil {
+			t.Fatal(err)
+		}
+		time.Sleep(time.Second)
+		if got := l.Remaining(); got != 3*time.Second {
+			t.Fatalf("primary Remaining() 1s after Renew = %v, want 3s", got)
+		}
+		var fake FakeLessor
+		fl, _ := fake.Grant(7, 1234)
+		if fl.Remaining() != 1234*time.Millisecond || fl.Keys() != nil {
+			t.Fatalf("FakeLessor lease: Remaining %v Keys %v", fl.Remaining(), fl.Keys())
+		}
+	})
+}
+
+func TestFakeLessor(t *testing.T) {
+	var le Lessor = &FakeLessor{}
+	l, err := le.Grant(3, 5000)
+	if err != nil || l.ID != 3 || l.TTL() != 5000 {
+		t.Fatalf("FakeLessor.Grant = %+v, %v", l, err)
+	}
+	if le.Lookup(3) != nil || le.GetLease(LeaseItem{"a"}) != NoLease || le.IsPrimary() || le.Expired(3) {
+		t.Fatal("FakeLessor found something")
+	}
+	if le.Revoke(3) != nil || le.Attach(3, items("a")) != nil || le.Detach(3, items("a")) != nil || le.Recover(nil, nil) != nil {
+		t.Fatal("FakeLessor returned an error")
+	}
+	le.Promote(time.Second)
+	le.Demote()
+	le.Checkpoint(nil)
+	le.SetRangeDeleter(nil)
+	le.Stop()
+}
+
+// Stop ends the goroutines (goleak in TestMain checks) and may be called
+// twice, also while a Promote sweep runs.
+func TestStopTwice(t *testing.T) {
+	le := newLessor(Config{})
+	le.sweepSize = 2
+	for i := LeaseID(1); i <= 100; i++ {
+		mustGrant(t, le, i, 2000)
+	}
+	le.Promote(time.Second)
+	le.Stop()
+	le.Stop()
+	// Calls after Stop do not hang.
+	mustGrant(t, le, 1000, 2000)
+	if _, err := renewReset(le, 1000); err != nil {
+		t.Fatal(err)
+	}
+}
