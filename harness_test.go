@@ -1,0 +1,182 @@
+package leasecluster_test
+
+import (
+	"context"
+	"errors"
+	"fmt"
+	"net"
+	"testing"
+	"time"
+
+	"github.com/hashicorp/go-hclog"
+
+	"github.com/leasecluster/leasecluster/server"
+)
+
+// Timings of the test clusters: fast elections on loopback, still safe
+// (MinTTL and Extend follow the election timeout as the rules require).
+const (
+	testElection = 400 * time.Millisecond
+	testExtend   = testElection
+)
+
+// testCluster runs real nodes in this process: real raft-boltdb files in
+// temp dirs and real gRPC on loopback.
+type testCluster struct {
+	t     *testing.T
+	cfgs  []server.Config
+	nodes []*server.Node // nil while a node is stopped
+}
+
+func newTestCluster(t *testing.T, size int, tweak func(*server.Config)) *testCluster {
+	t.Helper()
+	c := &testCluster{t: t}
+	var peers []server.Peer
+	var listeners []net.Listener
+	for i := range size {
+		lis, err := net.Listen("tcp", "127.0.0.1:0")
+		if err != nil {
+			t.Fatal(err)
+		}
+		listeners = append(listeners, lis)
+		peers = append(peers, server.Peer{Name: fmt.Sprintf("n%d", i+1), Address: lis.Addr().String()})
+	}
+	for i := range size {
+		cfg := server.Config{
+			Name:             peers[i].Name,
+			DataDir:          t.TempDir(),
+			GRPCAddr:         peers[i].Address,
+			InitialCluster:   peers,
+			HeartbeatTimeout: testElection,
+			ElectionTimeout:  testElection,
+			Extend:           testExtend,
+			ApplyTimeout:     5 * time.Second,
+			Logger:           hclog.New(&hclog.LoggerOptions{Name: peers[i].Name, Level: hclog.Warn, Output: testWriter{t}}),
+		}
+		if tweak != nil {
+			tweak(&cfg)
+		}
+		c.cfgs = append(c.cfgs, cfg)
+		n, err := server.NewWithListener(cfg, listeners[i])
+		if err != nil {
+			t.Fatal(err)
+		}
+		c.nodes = append(c.nodes, n)
+	}
+	t.Cleanup(c.stopAll)
+	return c
+}
+
+// testWriter sends node logs to the test log, shown only on failure.
+type testWriter struct{ t *testing.T }
+
+func (w testWriter) Write(p []byte) (int, error) {
+	w.t.Log(string(p))
+	return len(p), nil
+}
+
+func (c *testCluster) stopAll() {
+	for i, n := range c.nodes {
+		if n != nil {
+			n.Abort()
+			c.nodes[i] = nil
+		}
+	}
+}
+
+// kill stops node i at once, as a crash would.
+func (c *testCluster) kill(i int) {
+	c.nodes[i].Abort()
+	c.nodes[i] = nil
+}
+
+// restart starts node i again from its data dir on the same address.
+func (c *testCluster) restart(i int) {
+	c.t.Helper()
+	var lis net.Listener
+	err := eventually(10*time.Second, func() (err error) {
+		lis, err = net.Listen("tcp", c.cfgs[i].GRPCAddr)
+		return err
+	})
+	if err != nil {
+		c.t.Fatal(err)
+	}
+	n, err := server.NewWithListener(c.cfgs[i], lis)
+	if err != nil {
+		c.t.Fatal(err)
+	}
+	c.nodes[i] = n
+}
+
+// leader waits for exactly one serving leader among the running nodes.
+func (c *testCluster) leader() (int, *server.Node) {
+	c.t.Helper()
+	var idx int
+	err := eventually(15*time.Second, func() error {
+		found := -1
+		for i, n := range c.nodes {
+			if n != nil && n.IsLeader() {
+				if found >= 0 {
+					return errors.New("two nodes lead")
+				}
+				found = i
+			}
+		}
+		if found < 0 {
+			return errors.New("no leader")
+		}
+		idx = found
+		return nil
+	})
+	if err != nil {
+		c.t.Fatal(err)
+	}
+	return idx, c.nodes[idx]
+}
+
+// converge waits until every running node has applied the same entries and
+// holds the same state hash.
+func (c *testCluster) converge() string {
+	c.t.Helper()
+	var hash string
+	err := eventually(15*time.Second, func() error {
+		hash = ""
+		var index uint64
+		for _, n := range c.nodes {
+			if n == nil {
+				continue
+			}
+			s := n.Status()
+			if hash == "" {
+				hash, index = s.StateHash, s.AppliedIndex
+				continue
+			}
+			if s.StateHash != hash || s.AppliedIndex != index {
+				return fmt.Errorf("%s at index %d hash %.8s, others at %d hash %.8s", s.Name, s.AppliedIndex, s.StateHash, index, hash)
+			}
+		}
+		return nil
+	})
+	if err != nil {
+		c.t.Fatal(err)
+	}
+	return hash
+}
+
+// eventually retries f until it succeeds or the timeout passes.
+func eventually(timeout time.Duration, f func() error) error {
+	deadline := time.Now().Add(timeout)
+	for {
+		err := f()
+		if err == nil || time.Now().After(deadline) {
+			return err
+		}
+		time.Sleep(10 * time.Millisecond)
+	}
+}
+
+func ctxT(t *testing.T) context.Context {
+	ctx, cancel := context.WithTimeout(context.Background(), 10*time.Second)
+	t.Cleanup(cancel)
+	return ctx
+}

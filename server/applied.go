@@ -1,0 +1,88 @@
+package server
+
+import (
+	"context"
+	"io"
+	"sync"
+	"time"
+
+	"github.com/hashicorp/raft"
+
+	"github.com/leasecluster/leasecluster/fsm"
+)
+
+// appliedFSM wraps the FSM to tell waiters when an index has been applied,
+// which linearizable reads need (wait until applied >= the commit index seen
+// when the read arrived).
+type appliedFSM struct {
+	*fsm.FSM
+	mu      sync.Mutex
+	index   uint64
+	changed chan struct{} // closed and replaced whenever index advances
+}
+
+var _ raft.BatchingFSM = (*appliedFSM)(nil)
+
+func newAppliedFSM(f *fsm.FSM) *appliedFSM {
+	return &appliedFSM{FSM: f, changed: make(chan struct{})}
+}
+
+func (a *appliedFSM) Apply(l *raft.Log) interface{} {
+	r := a.FSM.Apply(l)
+	a.advance(l.Index)
+	return r
+}
+
+func (a *appliedFSM) ApplyBatch(logs []*raft.Log) []interface{} {
+	r := a.FSM.ApplyBatch(logs)
+	if len(logs) > 0 {
+		a.advance(logs[len(logs)-1].Index)
+	}
+	return r
+}
+
+func (a *appliedFSM) Restore(rc io.ReadCloser) error {
+	if err := a.FSM.Restore(rc); err != nil {
+		return err
+	}
+	a.advance(a.FSM.AppliedIndex())
+	return nil
+}
+
+func (a *appliedFSM) advance(index uint64) {
+	a.mu.Lock()
+	defer a.mu.Unlock()
+	if index > a.index {
+		a.index = index
+		close(a.changed)
+		a.changed = make(chan struct{})
+	}
+}
+
+// wait returns once index has been applied, or when ctx ends. Raft applies
+// barrier and no-op entries without passing them to the FSM, so raftApplied
+// (raft's own applied index) is consulted too, on a short poll.
+func (a *appliedFSM) wait(ctx context.Context, index uint64, raftApplied func() uint64) error {
+	var poll *time.Timer
+	for {
+		a.mu.Lock()
+		done := a.index >= index
+		ch := a.changed
+		a.mu.Unlock()
+		if done || raftApplied() >= index {
+			return nil
+		}
+		if poll == nil {
+			poll = time.NewTimer(time.Millisecond)
+			defer poll.Stop()
+		} else {
+			poll.Reset(time.Millisecond)
+		}
+		select {
+		case <-ch:
+		case <-poll.C:
+		case <-ctx.Done():
+			return ctx.Err()
+		}
+	}
+}

@@ -1,0 +1,159 @@
+package server
+
+import (
+	"errors"
+	"fmt"
+	"net"
+	"strings"
+	"time"
+
+	"github.com/hashicorp/go-hclog"
+
+	"github.com/leasecluster/leasecluster/lessor"
+)
+
+// Peer is one member of the initial cluster.
+type Peer struct {
+	Name    string
+	Address string // gRPC address (host:port)
+}
+
+// ParseInitialCluster parses "name=host:port,name=host:port".
+func ParseInitialCluster(s string) ([]Peer, error) {
+	if strings.TrimSpace(s) == "" {
+		return nil, nil
+	}
+	var peers []Peer
+	seen := map[string]bool{}
+	for _, part := range strings.Split(s, ",") {
+		name, addr, ok := strings.Cut(strings.TrimSpace(part), "=")
+		if !ok || name == "" || addr == "" {
+			return nil, fmt.Errorf("server: initial cluster entry %q is not name=host:port", part)
+		}
+		if _, _, err := net.SplitHostPort(addr); err != nil {
+			return nil, fmt.Errorf("server: initial cluster entry %q: %w", part, err)
+		}
+		if seen[name] {
+			return nil, fmt.Errorf("server: initial cluster names %q twice", name)
+		}
+		seen[name] = true
+		peers = append(peers, Peer{Name: name, Address: addr})
+	}
+	return peers, nil
+}
+
+// Config configures a node. Zero fields take the defaults documented on them.
+type Config struct {
+	Name          string // unique node name, also the Raft server ID
+	DataDir       string // Raft log, stable store and snapshots
+	GRPCAddr      string // listen address for peers and clients
+	HTTPAddr      string // listen address of the HTTP/JSON API; empty disables it
+	AdvertiseAddr string // gRPC address peers and clients dial; default GRPCAddr
+	// InitialCluster bootstraps a new cluster when DataDir holds no Raft
+	// state; it is ignored afterwards.
+	InitialCluster []Peer
+
+	HeartbeatTimeout   time.Duration // default 1s (raft's default)
+	ElectionTimeout    time.Duration // default 1s
+	LeaderLeaseTimeout time.Duration // default HeartbeatTimeout/2
+	// Extend is added to every lease's expiry when a node becomes leader.
+	// Default and minimum: ElectionTimeout.
+	Extend time.Duration
+	// MinTTL is the shortest lease TTL. Default and minimum: 1.5 x ElectionTimeout.
+	MinTTL time.Duration
+	MaxTTL time.Duration // default lessor.DefaultMaxTTL
+	// RevokeRate caps expiry revokes (leases/s). Default 100,000.
+	RevokeRate        int
+	SnapshotThreshold uint64        // log entries between snapshots; default 8192
+	SnapshotInterval  time.Duration // how often to check; default 30s
+	TrailingLogs      uint64        // entries kept after a snapshot; default 10240
+	ApplyTimeout      time.Duration // how long a proposal may wait to be applied; default 10s
+
+	Logger hclog.Logger // default: hclog to stderr, named after the node
+	// Clock is the lessor's time source; nil means the real clock. The chaos
+	// build injects a skewed clock through it.
+	Clock lessor.Clock
+}
+
+// withDefaults fills zero fields.
+func (c Config) withDefaults() Config {
+	if c.AdvertiseAddr == "" {
+		c.AdvertiseAddr = c.GRPCAddr
+	}
+	if c.HeartbeatTimeout == 0 {
+		c.HeartbeatTimeout = time.Second
+	}
+	if c.ElectionTimeout == 0 {
+		c.ElectionTimeout = time.Second
+	}
+	if c.LeaderLeaseTimeout == 0 {
+		c.LeaderLeaseTimeout = c.HeartbeatTimeout / 2
+	}
+	if c.Extend == 0 {
+		c.Extend = c.ElectionTimeout
+	}
+	if c.MinTTL == 0 {
+		c.MinTTL = c.ElectionTimeout * 3 / 2
+	}
+	if c.MaxTTL == 0 {
+		c.MaxTTL = lessor.DefaultMaxTTL
+	}
+	if c.RevokeRate == 0 {
+		c.RevokeRate = lessor.DefaultRevokeRate
+	}
+	if c.SnapshotThreshold == 0 {
+		c.SnapshotThreshold = 8192
+	}
+	if c.SnapshotInterval == 0 {
+		c.SnapshotInterval = 30 * time.Second
+	}
+	if c.TrailingLogs == 0 {
+		c.TrailingLogs = 10240
+	}
+	if c.ApplyTimeout == 0 {
+		c.ApplyTimeout = 10 * time.Second
+	}
+	if c.Logger == nil {
+		c.Logger = hclog.New(&hclog.LoggerOptions{Name: c.Name, Level: hclog.Info})
+	}
+	return c
+}
+
+// Validate reports a configuration that cannot work or would break the
+// safety rules (ARCHITECTURE.md rule 4: the minimum TTL exceeds an election).
+func (c Config) Validate() error {
+	c = c.withDefaults()
+	var errs []error
+	if c.Name == "" {
+		errs = append(errs, errors.New("server: name is required"))
+	}
+	if c.DataDir == "" {
+		errs = append(errs, errors.New("server: data dir is required"))
+	}
+	if _, _, err := net.SplitHostPort(c.GRPCAddr); err != nil {
+		errs = append(errs, fmt.Errorf("server: grpc addr %q: %w", c.GRPCAddr, err))
+	}
+	if c.HTTPAddr != "" {
+		if _, _, err := net.SplitHostPort(c.HTTPAddr); err != nil {
+			errs = append(errs, fmt.Errorf("server: http addr %q: %w", c.HTTPAddr, err))
+		}
+	}
+	if c.Extend < c.ElectionTimeout {
+		errs = append(errs, fmt.Errorf("server: extend %v is shorter than the election timeout %v", c.Extend, c.ElectionTimeout))
+	}
+	if c.MinTTL < c.ElectionTimeout*3/2 {
+		errs = append(errs, fmt.Errorf("server: min TTL %v is below 1.5 x the election timeout %v", c.MinTTL, c.ElectionTimeout))
+	}
+	if c.MaxTTL < c.MinTTL {
+		errs = append(errs, fmt.Errorf("server: max TTL %v is below min TTL %v", c.MaxTTL, c.MinTTL))
+	}
+	if c.RevokeRate < 0 {
+		errs = append(errs, fmt.Errorf("server: revoke rate %d is negative", c.RevokeRate))
+	}
+	for _, p := range c.InitialCluster {
+		if p.Name == "" || p.Address == "" {
+			errs = append(errs, fmt.Errorf("server: initial cluster member %+v is incomplete", p))
+		}
+	}
+	return errors.Join(errs...)
+}

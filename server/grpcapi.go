@@ -1,0 +1,230 @@
+package server
+
+import (
+	"context"
+	"errors"
+	"io"
+
+	"google.golang.org/grpc"
+	"google.golang.org/grpc/codes"
+	"google.golang.org/grpc/status"
+
+	"github.com/leasecluster/leasecluster/fsm"
+	"github.com/leasecluster/leasecluster/leasepb"
+	"github.com/leasecluster/leasecluster/lessor"
+)
+
+// registerAPI registers the public gRPC services of n on s.
+func registerAPI(s *grpc.Server, n *Node) {
+	leasepb.RegisterLeasesServer(s, &leasesAPI{n: n})
+	leasepb.RegisterItemsServer(s, &itemsAPI{n: n})
+	leasepb.RegisterClusterServer(s, &clusterAPI{n: n})
+}
+
+// toStatus maps the node's errors to gRPC status codes, in one place.
+// UNAVAILABLE means "ask the leader in the hint, or retry": for mutations it
+// may also mean "outcome unknown", which is why every mutation carries a
+// request ID that makes the retry safe.
+func toStatus(err error) error {
+	if err == nil {
+		return nil
+	}
+	var nl *NotLeaderError
+	code := codes.Unknown
+	switch {
+	case errors.As(err, &nl):
+		st := status.New(codes.Unavailable, err.Error())
+		if d, derr := st.WithDetails(&leasepb.LeaderHint{Id: nl.LeaderID, Address: nl.LeaderAddr}); derr == nil {
+			st = d
+		}
+		return st.Err()
+	case errors.Is(err, ErrOutcomeUnknown), errors.Is(err, ErrStopped), errors.Is(err, lessor.ErrResetRequired):
+		code = codes.Unavailable
+	case errors.Is(err, lessor.ErrLeaseNotFound), errors.Is(err, lessor.ErrLeaseExpired), errors.Is(err, lessor.ErrItemNotFound):
+		code = codes.NotFound
+	case errors.Is(err, lessor.ErrLeaseExists):
+		code = codes.AlreadyExists
+	case errors.Is(err, lessor.ErrItemHeld):
+		code = codes.FailedPrecondition
+	case errors.Is(err, ErrInvalidArgument), errors.Is(err, lessor.ErrInvalidTTL), errors.Is(err, lessor.ErrInvalidID),
+		errors.Is(err, lessor.ErrInvalidItem), errors.Is(err, fsm.ErrKeyInvalid), errors.Is(err, fsm.ErrValueTooLarge),
+		errors.Is(err, fsm.ErrValueInvalid), errors.Is(err, fsm.ErrNoLeases), errors.Is(err, fsm.ErrDuplicateLease),
+		errors.Is(err, fsm.ErrRequestIDReused):
+		code = codes.InvalidArgument
+	case errors.Is(err, fsm.ErrUnsupportedVersion):
+		code = codes.FailedPrecondition
+	case errors.Is(err, context.DeadlineExceeded):
+		code = codes.DeadlineExceeded
+	case errors.Is(err, context.Canceled):
+		code = codes.Canceled
+	}
+	return status.Error(code, err.Error())
+}
+
+type leasesAPI struct {
+	leasepb.UnimplementedLeasesServer
+	n *Node
+}
+
+func (a *leasesAPI) Grant(ctx context.Context, r *leasepb.GrantRequest) (*leasepb.GrantResponse, error) {
+	id, ttl, err := a.n.Grant(ctx, lessor.LeaseID(r.Id), r.TtlMs, r.RequestId)
+	if err != nil {
+		return nil, toStatus(err)
+	}
+	return &leasepb.GrantResponse{Id: int64(id), TtlMs: ttl}, nil
+}
+
+func (a *leasesAPI) Revoke(ctx context.Context, r *leasepb.RevokeRequest) (*leasepb.RevokeResponse, error) {
+	if err := a.n.Revoke(ctx, lessor.LeaseID(r.Id), r.RequestId); err != nil {
+		return nil, toStatus(err)
+	}
+	return &leasepb.RevokeResponse{}, nil
+}
+
+// KeepAlive renews leases as requests arrive. Requests that queue up while a
+// batch is being confirmed are renewed together with one leadership check.
+// The stream ends with UNAVAILABLE (and a hint) when leadership ends.
+func (a *leasesAPI) KeepAlive(stream leasepb.Leases_KeepAliveServer) error {
+	term := a.n.currentTerm()
+	if term == nil {
+		return toStatus(a.n.notLeader())
+	}
+	ctx := stream.Context()
+	reqs := make(chan lessor.LeaseID, 1024)
+	recvErr := make(chan error, 1)
+	go func() {
+		for {
+			r, err := stream.Recv()
+			if err != nil {
+				recvErr <- err
+				return
+			}
+			select {
+			case reqs <- lessor.LeaseID(r.Id):
+			case <-ctx.Done():
+				return
+			}
+		}
+	}()
+	ids := make([]lessor.LeaseID, 0, 64)
+	results := make([]RenewResult, 0, 64)
+	for {
+		select {
+		case <-term.Done():
+			return toStatus(a.n.notLeader())
+		case <-ctx.Done():
+			return ctx.Err()
+		case err := <-recvErr:
+			if errors.Is(err, io.EOF) {
+				return nil
+			}
+			return err
+		case id := <-reqs:
+			ids = append(ids[:0], id)
+		drain:
+			for len(ids) < cap(ids) {
+				select {
+				case id := <-reqs:
+					ids = append(ids, id)
+				default:
+					break drain
+				}
+			}
+			var err error
+			results, err = a.n.RenewBatch(ctx, ids, results[:0])
+			if err != nil {
+				return toStatus(err)
+			}
+			for _, res := range results {
+				resp := &leasepb.KeepAliveResponse{Id: int64(res.ID), TtlMs: res.TTL}
+				if res.Err != nil {
+					resp.TtlMs = 0
+					resp.Error = status.Code(toStatus(res.Err)).String()
+					if status.Code(toStatus(res.Err)) == codes.NotFound {
+						resp.Error = "NOT_FOUND"
+					}
+				}
+				if err := stream.Send(resp); err != nil {
+					return err
+				}
+			}
+		}
+	}
+}
+
+func (a *leasesAPI) TimeToLive(ctx context.Context, r *leasepb.TimeToLiveRequest) (*leasepb.TimeToLiveResponse, error) {
+	info, err := a.n.TimeToLive(ctx, lessor.LeaseID(r.Id), r.Keys, r.Serializable)
+	if err != nil {
+		return nil, toStatus(err)
+	}
+	return &leasepb.TimeToLiveResponse{Id: int64(info.ID), GrantedTtlMs: info.GrantedTTL, RemainingMs: info.Remaining.Milliseconds(), Keys: info.Keys}, nil
+}
+
+func (a *leasesAPI) Leases(ctx context.Context, r *leasepb.LeasesRequest) (*leasepb.LeasesResponse, error) {
+	ls, err := a.n.Leases(ctx, r.Serializable)
+	if err != nil {
+		return nil, toStatus(err)
+	}
+	out := &leasepb.LeasesResponse{Leases: make([]*leasepb.LeaseStatus, len(ls))}
+	for i, l := range ls {
+		out.Leases[i] = &leasepb.LeaseStatus{Id: int64(l.ID), GrantedTtlMs: l.GrantedTTL, RemainingMs: l.Remaining.Milliseconds()}
+	}
+	return out, nil
+}
+
+type itemsAPI struct {
+	leasepb.UnimplementedItemsServer
+	n *Node
+}
+
+func itemPB(it fsm.Item) *leasepb.Item {
+	return &leasepb.Item{Key: it.Key, LeaseId: int64(it.LeaseID), Value: it.Value, Revision: it.Revision}
+}
+
+func (a *itemsAPI) Attach(ctx context.Context, r *leasepb.AttachRequest) (*leasepb.AttachResponse, error) {
+	it, err := a.n.Attach(ctx, lessor.LeaseID(r.LeaseId), r.Key, r.Value, r.RequestId)
+	if err != nil {
+		return nil, toStatus(err)
+	}
+	return &leasepb.AttachResponse{Item: itemPB(it)}, nil
+}
+
+func (a *itemsAPI) Detach(ctx context.Context, r *leasepb.DetachRequest) (*leasepb.DetachResponse, error) {
+	if err := a.n.Detach(ctx, lessor.LeaseID(r.LeaseId), r.Key, r.RequestId); err != nil {
+		return nil, toStatus(err)
+	}
+	return &leasepb.DetachResponse{}, nil
+}
+
+func (a *itemsAPI) Get(ctx context.Context, r *leasepb.GetRequest) (*leasepb.GetResponse, error) {
+	it, err := a.n.Get(ctx, r.Key, r.Serializable)
+	if err != nil {
+		return nil, toStatus(err)
+	}
+	return &leasepb.GetResponse{Item: itemPB(it)}, nil
+}
+
+type clusterAPI struct {
+	leasepb.UnimplementedClusterServer
+	n *Node
+}
+
+func (a *clusterAPI) Status(context.Context, *leasepb.StatusRequest) (*leasepb.StatusResponse, error) {
+	s := a.n.Status()
+	return &leasepb.StatusResponse{
+		Name: s.Name, Role: s.Role, Leader: s.Leader, LeaderAddress: s.LeaderAddr, Term: s.Term,
+		AppliedIndex: s.AppliedIndex, CommitIndex: s.CommitIndex, LastIndex: s.LastIndex, StateHash: s.StateHash,
+	}, nil
+}
+
+func (a *clusterAPI) Members(context.Context, *leasepb.MembersRequest) (*leasepb.MembersResponse, error) {
+	ms, err := a.n.Members()
+	if err != nil {
+		return nil, toStatus(err)
+	}
+	out := &leasepb.MembersResponse{}
+	for _, m := range ms {
+		out.Members = append(out.Members, &leasepb.Member{Name: m.Name, Address: m.Address, Voter: m.Voter, Leader: m.Leader})
+	}
+	return out, nil
+}

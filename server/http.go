@@ -1,0 +1,78 @@
+package server
+
+import (
+	"context"
+	"errors"
+	"net"
+	"net/http"
+	"time"
+
+	"github.com/prometheus/client_golang/prometheus/promhttp"
+
+	"github.com/leasecluster/leasecluster/client"
+	"github.com/leasecluster/leasecluster/leasehttp"
+	"github.com/leasecluster/leasecluster/leasepb"
+)
+
+// httpServer serves the HTTP/JSON API. It is a gateway onto the gRPC API
+// through the client library, pointed at this node: a follower's HTTP
+// requests are forwarded to the leader by following its LeaderHint.
+type httpServer struct {
+	srv    *http.Server
+	lis    net.Listener
+	client *client.Client
+	done   chan struct{}
+}
+
+// localNode gives leasehttp this node's own status and readiness.
+type localNode struct{ n *Node }
+
+func (l localNode) Status(context.Context) (*leasepb.StatusResponse, error) {
+	s := l.n.Status()
+	return &leasepb.StatusResponse{Name: s.Name, Role: s.Role, Leader: s.Leader, LeaderAddress: s.LeaderAddr,
+		Term: s.Term, AppliedIndex: s.AppliedIndex, CommitIndex: s.CommitIndex, LastIndex: s.LastIndex}, nil
+}
+
+func (l localNode) Ready() error { return l.n.Ready() }
+
+func startHTTP(n *Node) (*httpServer, error) {
+	lis, err := net.Listen("tcp", n.cfg.HTTPAddr)
+	if err != nil {
+		return nil, err
+	}
+	c, err := client.New(context.Background(), []string{n.Addr()})
+	if err != nil {
+		lis.Close()
+		return nil, err
+	}
+	h := leasehttp.NewHandler(leasehttp.Config{
+		Client:  c,
+		Local:   localNode{n},
+		Metrics: promhttp.HandlerFor(n.metrics.registry, promhttp.HandlerOpts{}),
+	})
+	s := &httpServer{
+		srv:    &http.Server{Handler: h, ReadHeaderTimeout: 10 * time.Second},
+		lis:    lis,
+		client: c,
+		done:   make(chan struct{}),
+	}
+	go func() {
+		defer close(s.done)
+		if err := s.srv.Serve(lis); err != nil && !errors.Is(err, http.ErrServerClosed) {
+			n.log.Error("http server stopped", "error", err)
+		}
+	}()
+	return s, nil
+}
+
+func (s *httpServer) addr() string { return s.lis.Addr().String() }
+
+func (s *httpServer) stop(ctx context.Context, graceful bool) {
+	if graceful {
+		s.srv.Shutdown(ctx)
+	} else {
+		s.srv.Close()
+	}
+	<-s.done
+	s.client.Close()
+}
