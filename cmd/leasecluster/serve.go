@@ -1,0 +1,104 @@
+package main
+
+import (
+	"context"
+	"fmt"
+	"os"
+	"os/signal"
+	"syscall"
+	"time"
+
+	"github.com/hashicorp/go-hclog"
+	"github.com/spf13/cobra"
+
+	"github.com/leasecluster/leasecluster/server"
+)
+
+// nodeFlags are the flags of one node, shared by serve and dev.
+type nodeFlags struct {
+	heartbeat, election, extend, minTTL time.Duration
+	revokeRate                          int
+	snapshotThreshold                   uint64
+	logLevel                            string
+}
+
+func (f *nodeFlags) register(cmd *cobra.Command) {
+	fl := cmd.Flags()
+	fl.DurationVar(&f.heartbeat, "heartbeat-timeout", time.Second, "Raft heartbeat timeout")
+	fl.DurationVar(&f.election, "election-timeout", time.Second, "Raft election timeout")
+	fl.DurationVar(&f.extend, "extend", 0, "added to every lease's expiry when a node becomes leader (default: the election timeout)")
+	fl.DurationVar(&f.minTTL, "min-ttl", 0, "shortest lease TTL; shorter requests are raised to it (default: 1.5 x the election timeout)")
+	fl.IntVar(&f.revokeRate, "revoke-rate", 100_000, "most expired leases revoked per second")
+	fl.Uint64Var(&f.snapshotThreshold, "snapshot-threshold", 8192, "Raft log entries between snapshots")
+	fl.StringVar(&f.logLevel, "log-level", "info", "log level: trace, debug, info, warn, error")
+}
+
+func (f *nodeFlags) apply(cfg *server.Config) {
+	cfg.HeartbeatTimeout = f.heartbeat
+	cfg.ElectionTimeout = f.election
+	cfg.Extend = f.extend
+	cfg.MinTTL = f.minTTL
+	cfg.RevokeRate = f.revokeRate
+	cfg.SnapshotThreshold = f.snapshotThreshold
+	cfg.Logger = hclog.New(&hclog.LoggerOptions{Name: cfg.Name, Level: hclog.LevelFromString(f.logLevel), Output: os.Stderr})
+}
+
+func newServeCmd() *cobra.Command {
+	var (
+		cfg            server.Config
+		initialCluster string
+		nf             nodeFlags
+	)
+	cmd := &cobra.Command{
+		Use:   "serve",
+		Short: "Run one node",
+		Long: `Run one leasecluster node. With an empty data dir and --initial-cluster it
+bootstraps a new cluster; afterwards it recovers its state from the data dir
+and --initial-cluster is ignored.`,
+		Args: cobra.NoArgs,
+		RunE: func(cmd *cobra.Command, _ []string) error {
+			peers, err := server.ParseInitialCluster(initialCluster)
+			if err != nil {
+				return err
+			}
+			cfg.InitialCluster = peers
+			nf.apply(&cfg)
+			n, err := server.New(cfg)
+			if err != nil {
+				return err
+			}
+			fmt.Fprintf(cmd.ErrOrStderr(), "leasecluster node %s serving gRPC on %s", n.Name(), n.Addr())
+			if a := n.HTTPAddr(); a != "" {
+				fmt.Fprintf(cmd.ErrOrStderr(), " and HTTP on %s", a)
+			}
+			fmt.Fprintln(cmd.ErrOrStderr())
+			waitForSignal()
+			ctx, cancel := context.WithTimeout(context.Background(), 10*time.Second)
+			defer cancel()
+			return n.Close(ctx)
+		},
+	}
+	fl := cmd.Flags()
+	host, _ := os.Hostname()
+	fl.StringVar(&cfg.Name, "name", host, "unique node name (the Raft server ID)")
+	fl.StringVar(&cfg.DataDir, "data-dir", "", "directory for the Raft log and snapshots (required)")
+	fl.StringVar(&cfg.GRPCAddr, "grpc-addr", "127.0.0.1:7001", "gRPC listen address, for peers and clients")
+	fl.StringVar(&cfg.HTTPAddr, "http-addr", "127.0.0.1:8001", "HTTP/JSON listen address (empty disables)")
+	fl.StringVar(&cfg.AdvertiseAddr, "advertise-addr", "", "gRPC address peers and clients dial (default: --grpc-addr)")
+	fl.StringVar(&initialCluster, "initial-cluster", "", "name=host:port,... of the first members; bootstraps a new cluster when the data dir is empty")
+	nf.register(cmd)
+	return cmd
+}
+
+// waitForSignal blocks until SIGINT or SIGTERM.
+func waitForSignal() {
+	ch := make(chan os.Signal, 1)
+	signal.Notify(ch, syscall.SIGINT, syscall.SIGTERM)
+	<-ch
+	signal.Stop(ch)
+}
+
+// signalContext is ctx, cancelled on SIGINT or SIGTERM.
+func signalContext(ctx context.Context) (context.Context, context.CancelFunc) {
+	return signal.NotifyContext(ctx, syscall.SIGINT, syscall.SIGTERM)
+}
