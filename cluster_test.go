@@ -33,7 +33,7 @@ func TestClusterLeaseLifecycle(t *testing.T) {
 		t.Fatalf("attach: %+v %v", it, err)
 	}
 	c.converge()
-	for _, n := range c.nodes {
+	for _, n := range c.running() {
 		got, err := n.Get(ctx, "svc/a", true)
 		if err != nil || got != it {
 			t.Fatalf("%s: item %+v err %v, want %+v", n.Name(), got, err, it)
@@ -48,7 +48,7 @@ func TestClusterLeaseLifecycle(t *testing.T) {
 		t.Fatal(err)
 	}
 	c.converge()
-	for _, n := range c.nodes {
+	for _, n := range c.running() {
 		if _, err := n.Get(ctx, "svc/a", true); !errors.Is(err, lessor.ErrItemNotFound) {
 			t.Fatalf("%s: item after revoke: %v", n.Name(), err)
 		}
@@ -85,7 +85,7 @@ func TestClusterLeaseLifecycle(t *testing.T) {
 	}
 	t.Logf("lease with TTL %v expired %v after the grant was sent", minTTL, goneAt.Sub(sent))
 	c.converge()
-	for _, n := range c.nodes {
+	for _, n := range c.running() {
 		if _, err := n.Get(ctx, "svc/b", true); !errors.Is(err, lessor.ErrItemNotFound) {
 			t.Fatalf("%s: expired item still present: %v", n.Name(), err)
 		}
@@ -160,7 +160,7 @@ func (r *renewer) run(ctx context.Context) {
 		time.Sleep(time.Until(next))
 		sent := time.Now()
 		var ld *server.Node
-		for _, n := range r.c.nodes {
+		for _, n := range r.c.running() {
 			if n != nil && n.IsLeader() {
 				ld = n
 			}
@@ -258,7 +258,7 @@ func TestClusterRepeatedFailoverBoundedExpiry(t *testing.T) {
 	go func() {
 		seen := map[string]bool{} // a node counts once it has applied the grant
 		for sctx.Err() == nil {
-			for _, n := range c.nodes {
+			for _, n := range c.running() {
 				if n == nil {
 					continue
 				}
@@ -337,10 +337,10 @@ func TestClusterRestartCatchesUp(t *testing.T) {
 	if !installed {
 		t.Fatalf("restarted follower caught up without installing a snapshot (had %v)", before)
 	}
-	if c.nodes[f].Status().StateHash != hash {
+	if c.node(f).Status().StateHash != hash {
 		t.Fatal("restarted follower differs")
 	}
-	info, err := c.nodes[f].Leases(ctxT(t), true)
+	info, err := c.node(f).Leases(ctxT(t), true)
 	if err != nil || len(info) != 430 {
 		t.Fatalf("restarted follower has %d leases (%v), want 430", len(info), err)
 	}

@@ -5,6 +5,8 @@ import (
 	"errors"
 	"fmt"
 	"net"
+	"slices"
+	"sync"
 	"testing"
 	"time"
 
@@ -23,9 +25,25 @@ const (
 // testCluster runs real nodes in this process: real raft-boltdb files in
 // temp dirs and real gRPC on loopback.
 type testCluster struct {
-	t     *testing.T
-	cfgs  []server.Config
+	t    *testing.T
+	cfgs []server.Config
+
+	mu    sync.Mutex     // guards nodes: background renewers read it while tests kill nodes
 	nodes []*server.Node // nil while a node is stopped
+}
+
+// running returns the running nodes (a copy; stopped ones are nil).
+func (c *testCluster) running() []*server.Node {
+	c.mu.Lock()
+	defer c.mu.Unlock()
+	return slices.Clone(c.nodes)
+}
+
+// node returns node i, or nil while it is stopped.
+func (c *testCluster) node(i int) *server.Node {
+	c.mu.Lock()
+	defer c.mu.Unlock()
+	return c.nodes[i]
 }
 
 func newTestCluster(t *testing.T, size int, tweak func(*server.Config)) *testCluster {
@@ -76,18 +94,25 @@ func (w testWriter) Write(p []byte) (int, error) {
 }
 
 func (c *testCluster) stopAll() {
-	for i, n := range c.nodes {
+	for i, n := range c.running() {
 		if n != nil {
 			n.Abort()
-			c.nodes[i] = nil
+			c.setNode(i, nil)
 		}
 	}
 }
 
+func (c *testCluster) setNode(i int, n *server.Node) {
+	c.mu.Lock()
+	defer c.mu.Unlock()
+	c.nodes[i] = n
+}
+
 // kill stops node i at once, as a crash would.
 func (c *testCluster) kill(i int) {
-	c.nodes[i].Abort()
-	c.nodes[i] = nil
+	n := c.node(i)
+	c.setNode(i, nil)
+	n.Abort()
 }
 
 // restart starts node i again from its data dir on the same address.
@@ -105,7 +130,7 @@ func (c *testCluster) restart(i int) {
 	if err != nil {
 		c.t.Fatal(err)
 	}
-	c.nodes[i] = n
+	c.setNode(i, n)
 }
 
 // leader waits for exactly one serving leader among the running nodes.
@@ -114,7 +139,7 @@ func (c *testCluster) leader() (int, *server.Node) {
 	var idx int
 	err := eventually(15*time.Second, func() error {
 		found := -1
-		for i, n := range c.nodes {
+		for i, n := range c.running() {
 			if n != nil && n.IsLeader() {
 				if found >= 0 {
 					return errors.New("two nodes lead")
@@ -131,7 +156,7 @@ func (c *testCluster) leader() (int, *server.Node) {
 	if err != nil {
 		c.t.Fatal(err)
 	}
-	return idx, c.nodes[idx]
+	return idx, c.node(idx)
 }
 
 // converge waits until every running node has applied the same entries and
@@ -142,7 +167,7 @@ func (c *testCluster) converge() string {
 	err := eventually(15*time.Second, func() error {
 		hash = ""
 		var index uint64
-		for _, n := range c.nodes {
+		for _, n := range c.running() {
 			if n == nil {
 				continue
 			}
