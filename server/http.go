@@ -50,6 +50,9 @@ func startHTTP(n *Node) (*httpServer, error) {
 		Local:   localNode{n},
 		Metrics: promhttp.HandlerFor(n.metrics.registry, promhttp.HandlerOpts{}),
 	})
+	if chaosBuild {
+		h = chaosHTTP(n, h)
+	}
 	s := &httpServer{
 		srv:    &http.Server{Handler: h, ReadHeaderTimeout: 10 * time.Second},
 		lis:    lis,

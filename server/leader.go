@@ -5,7 +5,6 @@ import (
 	"sync"
 	"time"
 
-	"github.com/hashicorp/raft"
 	healthpb "google.golang.org/grpc/health/grpc_health_v1"
 
 	"github.com/leasecluster/leasecluster/fsm"
@@ -175,15 +174,16 @@ func (n *Node) checkpointLoop(ctx context.Context) {
 // flight, because a round that started before the caller's renewal proves
 // nothing about leadership after it.
 type verifier struct {
+	check   func() error // one leadership confirmation: raft's VerifyLeader
 	mu      sync.Mutex
-	raft    *raft.Raft
 	next    *verifyRound // the round that callers join; starts when the current ends
 	running bool
 }
 
 type verifyRound struct {
-	done chan struct{}
-	err  error
+	done   chan struct{}
+	err    error
+	joined int // callers waiting on this round (guarded by verifier.mu)
 }
 
 func (v *verifier) verify(ctx context.Context) error {
@@ -193,6 +193,7 @@ func (v *verifier) verify(ctx context.Context) error {
 		r = &verifyRound{done: make(chan struct{})}
 		v.next = r
 	}
+	r.joined++
 	if !v.running {
 		v.running = true
 		go v.loop()
@@ -217,7 +218,7 @@ func (v *verifier) loop() {
 			return
 		}
 		v.mu.Unlock()
-		r.err = v.raft.VerifyLeader().Error()
+		r.err = v.check()
 		close(r.done)
 	}
 }

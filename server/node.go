@@ -82,6 +82,9 @@ func newNode(cfg Config, lis net.Listener) (n *Node, err error) {
 		return nil, err
 	}
 	cfg = cfg.withDefaults()
+	if chaosBuild {
+		cfg = chaosConfigure(cfg)
+	}
 	n = &Node{cfg: cfg, log: cfg.Logger, stopC: make(chan struct{}), notifyCh: make(chan bool, 1)}
 	var closers []func()
 	defer func() {
@@ -114,6 +117,9 @@ func newNode(cfg Config, lis net.Listener) (n *Node, err error) {
 	logs, err := raft.NewLogCache(1024, n.bolt)
 	if err != nil {
 		return nil, err
+	}
+	if chaosBuild {
+		logs, _ = raft.NewLogCache(1024, chaosLogStore(n.bolt))
 	}
 	snaps, err := raft.NewFileSnapshotStoreWithLogger(cfg.DataDir, 2, n.log.Named("snapshot"))
 	if err != nil {
@@ -161,7 +167,7 @@ func newNode(cfg Config, lis net.Listener) (n *Node, err error) {
 		return nil, fmt.Errorf("server: start raft: %w", err)
 	}
 	closers = append(closers, func() { n.raft.Shutdown().Error() })
-	n.verifier.raft = n.raft
+	n.verifier.check = func() error { return n.raft.VerifyLeader().Error() }
 	if err := n.bootstrap(logs, snaps); err != nil {
 		return nil, err
 	}

@@ -1,0 +1,233 @@
+//go:build chaos
+
+package server
+
+import (
+	"encoding/json"
+	"fmt"
+	"net/http"
+	"os"
+	"strconv"
+	"sync"
+	"sync/atomic"
+	"time"
+
+	"github.com/hashicorp/raft"
+
+	"github.com/leasecluster/leasecluster/lessor"
+)
+
+// chaosBuild is true only in builds with the chaos tag (the harness in chaos/
+// builds the node that way). It enables the test-only fault points below:
+//
+//   - a controllable lessor clock (offset steps of the wall reading, rate
+//     drift of the monotonic one) at /chaos/clock on the HTTP server;
+//   - a slow-fsync delay on every Raft log write at /chaos/fsync;
+//   - deliberately broken variants selected at start by
+//     LEASECLUSTER_CHAOS_BUG, which the harness's bite tests use to prove
+//     that its checkers catch real bugs.
+const chaosBuild = true
+
+// earlyExpiryRate is the lessor clock rate of the early-expiry variant: a
+// lease then expires after TTL/1.15 of real time, far beyond the client's
+// 2% safety margin.
+const earlyExpiryRate = 1.15
+
+var (
+	chaosBugName string      // set once at start, before any goroutine reads it
+	chaosClk     *chaosClock // the lessor's clock in chaos builds
+	chaosStore   *slowStore  // the Raft log store wrapper, once wrapped
+)
+
+func chaosBugIs(name string) bool { return chaosBugName == name }
+
+// chaosConfigure installs the fault points: it runs in newNode after the
+// configuration has been validated and defaulted.
+func chaosConfigure(cfg Config) Config {
+	chaosBugName = os.Getenv("LEASECLUSTER_CHAOS_BUG")
+	switch chaosBugName {
+	case "", bugSkipVerify, bugEarlyExpiry, bugLeaderOnlyRevoke, bugWallClock:
+	case bugNoExtend:
+		// Validate insists on Extend >= the election timeout; this variant
+		// deliberately breaks that after validation.
+		cfg.Extend = time.Nanosecond
+	default:
+		cfg.Logger.Error("unknown LEASECLUSTER_CHAOS_BUG; running unbroken", "bug", chaosBugName)
+		chaosBugName = ""
+	}
+	if chaosBugName != "" {
+		cfg.Logger.Warn("CHAOS BUILD: running a deliberately broken server", "bug", chaosBugName)
+	}
+	if cfg.Clock == nil {
+		chaosClk = newChaosClock(chaosBugName == bugWallClock)
+		if chaosBugName == bugEarlyExpiry {
+			chaosClk.set(nil, ptr(earlyExpiryRate))
+		}
+		cfg.Clock = chaosClk
+	}
+	return cfg
+}
+
+func ptr[T any](v T) *T { return &v }
+
+// chaosClock is the lessor's clock in chaos builds. Its readings carry a
+// monotonic part that runs at rate x real time, and a wall part that also
+// jumps by offset. The real lessor only subtracts readings, which Go does on
+// the monotonic part, so offset steps cannot touch it and rate drift within
+// the client's SafetyMargin (2%) is the only effect it may see. A lessor that
+// measured on the wall clock (the wall-clock variant strips the monotonic
+// part, as storing Unix times would) sees every step.
+type chaosClock struct {
+	mu       sync.Mutex
+	wallOnly bool
+	anchor   time.Time     // real time.Now() at the last rate change
+	reading  time.Time     // this clock's (monotonic-carrying) reading at anchor
+	rate     float64       // clock seconds per real second
+	offset   time.Duration // wall-clock step, seen only through the wall part
+}
+
+func newChaosClock(wallOnly bool) *chaosClock {
+	now := time.Now()
+	return &chaosClock{wallOnly: wallOnly, anchor: now, reading: now, rate: 1}
+}
+
+func (c *chaosClock) Now() time.Time {
+	c.mu.Lock()
+	defer c.mu.Unlock()
+	return c.nowLocked()
+}
+
+func (c *chaosClock) nowLocked() time.Time {
+	t := c.reading.Add(time.Duration(float64(time.Since(c.anchor)) * c.rate))
+	if c.wallOnly {
+		return t.Round(0).Add(c.offset)
+	}
+	// Go has no public way to move a reading's wall part alone; the offset
+	// is reported by /chaos/clock and reaches only wall-clock consumers.
+	return t
+}
+
+// set changes the offset and/or the rate; nil leaves a value unchanged.
+func (c *chaosClock) set(offset *time.Duration, rate *float64) {
+	c.mu.Lock()
+	defer c.mu.Unlock()
+	if rate != nil {
+		now := time.Now()
+		c.reading = c.reading.Add(time.Duration(float64(now.Sub(c.anchor)) * c.rate))
+		c.anchor = now
+		c.rate = *rate
+	}
+	if offset != nil {
+		c.offset = *offset
+	}
+}
+
+type chaosClockState struct {
+	OffsetMs int64   `json:"offset_ms"`
+	Rate     float64 `json:"rate"`
+	WallOnly bool    `json:"wall_only"`
+}
+
+func (c *chaosClock) state() chaosClockState {
+	c.mu.Lock()
+	defer c.mu.Unlock()
+	return chaosClockState{OffsetMs: c.offset.Milliseconds(), Rate: c.rate, WallOnly: c.wallOnly}
+}
+
+// slowStore delays every Raft log write by a settable amount, like a disk
+// whose fsync stalls.
+type slowStore struct {
+	raft.LogStore
+	delay atomic.Int64 // nanoseconds
+}
+
+func chaosLogStore(s raft.LogStore) raft.LogStore {
+	chaosStore = &slowStore{LogStore: s}
+	return chaosStore
+}
+
+func (s *slowStore) wait() {
+	if d := time.Duration(s.delay.Load()); d > 0 {
+		time.Sleep(d) // the fault itself: a stalled write
+	}
+}
+
+func (s *slowStore) StoreLog(l *raft.Log) error {
+	s.wait()
+	return s.LogStore.StoreLog(l)
+}
+
+func (s *slowStore) StoreLogs(ls []*raft.Log) error {
+	s.wait()
+	return s.LogStore.StoreLogs(ls)
+}
+
+// chaosLocalRevoke is the leader-only-revoke variant: the leader deletes the
+// lease from its own lessor and never replicates the revoke.
+func (n *Node) chaosLocalRevoke(id lessor.LeaseID) error {
+	if !n.leading.Load() {
+		return n.notLeader()
+	}
+	return n.lessor.Revoke(id)
+}
+
+// chaosHTTP serves the fault controls under /chaos/ beside the public API.
+//
+//	GET  /chaos/state                          -> {"bug","clock":{...},"fsync_delay_ms"}
+//	POST /chaos/clock?offset=5s&rate=1.004     (either parameter may be omitted)
+//	POST /chaos/fsync?delay=200ms
+func chaosHTTP(_ *Node, h http.Handler) http.Handler {
+	mux := http.NewServeMux()
+	mux.Handle("/", h)
+	mux.HandleFunc("GET /chaos/state", func(w http.ResponseWriter, _ *http.Request) {
+		writeChaosState(w)
+	})
+	mux.HandleFunc("POST /chaos/clock", func(w http.ResponseWriter, r *http.Request) {
+		if chaosClk == nil {
+			http.Error(w, "the node was started with its own clock", http.StatusConflict)
+			return
+		}
+		var off *time.Duration
+		var rate *float64
+		if v := r.URL.Query().Get("offset"); v != "" {
+			d, err := time.ParseDuration(v)
+			if err != nil {
+				http.Error(w, err.Error(), http.StatusBadRequest)
+				return
+			}
+			off = &d
+		}
+		if v := r.URL.Query().Get("rate"); v != "" {
+			f, err := strconv.ParseFloat(v, 64)
+			if err != nil || f <= 0 {
+				http.Error(w, fmt.Sprintf("bad rate %q", v), http.StatusBadRequest)
+				return
+			}
+			rate = &f
+		}
+		chaosClk.set(off, rate)
+		writeChaosState(w)
+	})
+	mux.HandleFunc("POST /chaos/fsync", func(w http.ResponseWriter, r *http.Request) {
+		d, err := time.ParseDuration(r.URL.Query().Get("delay"))
+		if err != nil || d < 0 || chaosStore == nil {
+			http.Error(w, "want delay=<duration> >= 0", http.StatusBadRequest)
+			return
+		}
+		chaosStore.delay.Store(int64(d))
+		writeChaosState(w)
+	})
+	return mux
+}
+
+func writeChaosState(w http.ResponseWriter) {
+	st := map[string]any{"bug": chaosBugName}
+	if chaosClk != nil {
+		st["clock"] = chaosClk.state()
+	}
+	if chaosStore != nil {
+		st["fsync_delay_ms"] = time.Duration(chaosStore.delay.Load()).Milliseconds()
+	}
+	w.Header().Set("Content-Type", "application/json")
+	json.NewEncoder(w).Encode(st)
+}
