@@ -69,6 +69,9 @@ type Config struct {
 	TrailingLogs      uint64        // entries kept after a snapshot; default 10240
 	ApplyTimeout      time.Duration // how long a proposal may wait to be applied; default 10s
 
+	// Pprof serves net/http/pprof under /debug/pprof/ on the HTTP address.
+	Pprof bool
+
 	Logger hclog.Logger // default: hclog to stderr, named after the node
 	// Clock is the lessor's time source; nil means the real clock. The chaos
 	// build injects a skewed clock through it.

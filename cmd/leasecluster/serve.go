@@ -20,6 +20,7 @@ type nodeFlags struct {
 	revokeRate                          int
 	snapshotThreshold                   uint64
 	logLevel                            string
+	pprof                               bool
 }
 
 func (f *nodeFlags) register(cmd *cobra.Command) {
@@ -31,6 +32,7 @@ func (f *nodeFlags) register(cmd *cobra.Command) {
 	fl.IntVar(&f.revokeRate, "revoke-rate", 100_000, "most expired leases revoked per second")
 	fl.Uint64Var(&f.snapshotThreshold, "snapshot-threshold", 8192, "Raft log entries between snapshots")
 	fl.StringVar(&f.logLevel, "log-level", "info", "log level: trace, debug, info, warn, error")
+	fl.BoolVar(&f.pprof, "pprof", false, "serve Go profiles under /debug/pprof/ on the HTTP address")
 }
 
 func (f *nodeFlags) apply(cfg *server.Config) {
@@ -40,6 +42,7 @@ func (f *nodeFlags) apply(cfg *server.Config) {
 	cfg.MinTTL = f.minTTL
 	cfg.RevokeRate = f.revokeRate
 	cfg.SnapshotThreshold = f.snapshotThreshold
+	cfg.Pprof = f.pprof
 	cfg.Logger = hclog.New(&hclog.LoggerOptions{Name: cfg.Name, Level: hclog.LevelFromString(f.logLevel), Output: os.Stderr})
 }
 
