@@ -31,7 +31,7 @@ func newRootCmd() *cobra.Command {
 			return applyEnv(cmd)
 		},
 	}
-	root.AddCommand(newServeCmd(), newDevCmd())
+	root.AddCommand(newServeCmd(), newDevCmd(), newSnapshotCmd())
 	addClientCommands(root)
 	return root
 }
