@@ -41,7 +41,7 @@ func startHTTP(n *Node) (*httpServer, error) {
 	if err != nil {
 		return nil, err
 	}
-	c, err := client.New(context.Background(), []string{n.Addr()})
+	c, err := client.New(context.Background(), []string{n.cfg.AdvertiseAddr})
 	if err != nil {
 		lis.Close()
 		return nil, err
