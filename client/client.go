@@ -20,7 +20,7 @@ const (
 	DefaultDialTimeout    = 5 * time.Second
 	DefaultRequestTimeout = 5 * time.Second
 	DefaultBackoffBase    = 10 * time.Millisecond
-	DefaultBackoffMax     = 500 * time.Millisecond
+	DefaultBackoffMax     = 250 * time.Millisecond
 	// maxRedirects bounds how many LeaderHints one attempt chain follows
 	// without a backoff, so two nodes that each name the other (a stale view
 	// during an election) cannot make the client spin.
