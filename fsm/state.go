@@ -108,11 +108,15 @@ func (f *FSM) Restore(rc io.ReadCloser) error {
 // (when a checkpoint was applied, primary schedules) and the applied index
 // are not part of it.
 func (f *FSM) StateHash() string {
+	// Copy under the lock (one consistent cut), hash outside it, so that a
+	// large table does not stall Apply for the length of a SHA-256 pass.
 	f.stateMu.RLock()
-	defer f.stateMu.RUnlock()
+	leases := f.lessor.State()
+	items := f.itemList()
+	dd := f.dedupe.entries()
+	f.stateMu.RUnlock()
 	h := hasher{h: sha256.New()}
 	h.str("leasecluster fsm state v1")
-	leases := f.lessor.State()
 	h.u64(uint64(len(leases)))
 	for _, l := range leases {
 		h.u64(uint64(l.ID))
@@ -124,7 +128,6 @@ func (f *FSM) StateHash() string {
 			h.str(k)
 		}
 	}
-	items := f.itemList()
 	h.u64(uint64(len(items)))
 	for _, it := range items {
 		h.str(it.Key)
@@ -132,7 +135,6 @@ func (f *FSM) StateHash() string {
 		h.str(it.Value)
 		h.u64(it.Revision)
 	}
-	dd := f.dedupe.entries()
 	h.u64(uint64(len(dd)))
 	for _, d := range dd {
 		h.u64(d.RequestID)

@@ -315,8 +315,16 @@ func (n *Node) StateHash() string { return n.fsm.StateHash() }
 // AppliedIndex is the index of the last entry this node has applied.
 func (n *Node) AppliedIndex() uint64 { return n.raft.AppliedIndex() }
 
-// Status describes this node.
+// Status describes this node, with the hash of its replicated state (which
+// costs a pass over the whole state).
 func (n *Node) Status() Status {
+	s := n.status()
+	s.StateHash = n.fsm.StateHash()
+	return s
+}
+
+// status is Status without the state hash.
+func (n *Node) status() Status {
 	addr, id := n.raft.LeaderWithID()
 	return Status{
 		Name:         n.cfg.Name,
@@ -327,7 +335,6 @@ func (n *Node) Status() Status {
 		AppliedIndex: n.raft.AppliedIndex(),
 		CommitIndex:  n.raft.CommitIndex(),
 		LastIndex:    n.raft.LastIndex(),
-		StateHash:    n.fsm.StateHash(),
 	}
 }
 
