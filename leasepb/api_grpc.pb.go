@@ -2,7 +2,7 @@
 // versions:
 // - protoc-gen-go-grpc v1.6.0
 // - protoc             (unknown)
-// source: api.proto
+// source: leasecluster/v1/api.proto
 
 // The public gRPC API of leasecluster. Every node serves it on its one gRPC
 // port (shared with Raft). A follower answers mutations and linearizable
@@ -280,7 +280,7 @@ var Leases_ServiceDesc = grpc.ServiceDesc{
 			ClientStreams: true,
 		},
 	},
-	Metadata: "api.proto",
+	Metadata: "leasecluster/v1/api.proto",
 }
 
 const (
@@ -462,7 +462,7 @@ var Items_ServiceDesc = grpc.ServiceDesc{
 		},
 	},
 	Streams:  []grpc.StreamDesc{},
-	Metadata: "api.proto",
+	Metadata: "leasecluster/v1/api.proto",
 }
 
 const (
@@ -606,5 +606,5 @@ var Cluster_ServiceDesc = grpc.ServiceDesc{
 		},
 	},
 	Streams:  []grpc.StreamDesc{},
-	Metadata: "api.proto",
+	Metadata: "leasecluster/v1/api.proto",
 }

@@ -2,7 +2,7 @@
 // versions:
 // 	protoc-gen-go v1.36.12
 // 	protoc        (unknown)
-// source: commands.proto
+// source: leasecluster/v1/commands.proto
 
 // The commands of leasecluster's replicated state machine (package fsm). A
 // Raft log entry of type LogCommand holds exactly one encoded Command. The
@@ -70,11 +70,11 @@ func (x CommandKind) String() string {
 }
 
 func (CommandKind) Descriptor() protoreflect.EnumDescriptor {
-	return file_commands_proto_enumTypes[0].Descriptor()
+	return file_leasecluster_v1_commands_proto_enumTypes[0].Descriptor()
 }
 
 func (CommandKind) Type() protoreflect.EnumType {
-	return &file_commands_proto_enumTypes[0]
+	return &file_leasecluster_v1_commands_proto_enumTypes[0]
 }
 
 func (x CommandKind) Number() protoreflect.EnumNumber {
@@ -83,7 +83,7 @@ func (x CommandKind) Number() protoreflect.EnumNumber {
 
 // Deprecated: Use CommandKind.Descriptor instead.
 func (CommandKind) EnumDescriptor() ([]byte, []int) {
-	return file_commands_proto_rawDescGZIP(), []int{0}
+	return file_leasecluster_v1_commands_proto_rawDescGZIP(), []int{0}
 }
 
 // Command is one Raft log entry. A node refuses a version it does not know
@@ -110,7 +110,7 @@ type Command struct {
 
 func (x *Command) Reset() {
 	*x = Command{}
-	mi := &file_commands_proto_msgTypes[0]
+	mi := &file_leasecluster_v1_commands_proto_msgTypes[0]
 	ms := protoimpl.X.MessageStateOf(protoimpl.Pointer(x))
 	ms.StoreMessageInfo(mi)
 }
@@ -122,7 +122,7 @@ func (x *Command) String() string {
 func (*Command) ProtoMessage() {}
 
 func (x *Command) ProtoReflect() protoreflect.Message {
-	mi := &file_commands_proto_msgTypes[0]
+	mi := &file_leasecluster_v1_commands_proto_msgTypes[0]
 	if x != nil {
 		ms := protoimpl.X.MessageStateOf(protoimpl.Pointer(x))
 		if ms.LoadMessageInfo() == nil {
@@ -135,7 +135,7 @@ func (x *Command) ProtoReflect() protoreflect.Message {
 
 // Deprecated: Use Command.ProtoReflect.Descriptor instead.
 func (*Command) Descriptor() ([]byte, []int) {
-	return file_commands_proto_rawDescGZIP(), []int{0}
+	return file_leasecluster_v1_commands_proto_rawDescGZIP(), []int{0}
 }
 
 func (x *Command) GetVersion() uint32 {
@@ -249,7 +249,7 @@ type GrantCmd struct {
 
 func (x *GrantCmd) Reset() {
 	*x = GrantCmd{}
-	mi := &file_commands_proto_msgTypes[1]
+	mi := &file_leasecluster_v1_commands_proto_msgTypes[1]
 	ms := protoimpl.X.MessageStateOf(protoimpl.Pointer(x))
 	ms.StoreMessageInfo(mi)
 }
@@ -261,7 +261,7 @@ func (x *GrantCmd) String() string {
 func (*GrantCmd) ProtoMessage() {}
 
 func (x *GrantCmd) ProtoReflect() protoreflect.Message {
-	mi := &file_commands_proto_msgTypes[1]
+	mi := &file_leasecluster_v1_commands_proto_msgTypes[1]
 	if x != nil {
 		ms := protoimpl.X.MessageStateOf(protoimpl.Pointer(x))
 		if ms.LoadMessageInfo() == nil {
@@ -274,7 +274,7 @@ func (x *GrantCmd) ProtoReflect() protoreflect.Message {
 
 // Deprecated: Use GrantCmd.ProtoReflect.Descriptor instead.
 func (*GrantCmd) Descriptor() ([]byte, []int) {
-	return file_commands_proto_rawDescGZIP(), []int{1}
+	return file_leasecluster_v1_commands_proto_rawDescGZIP(), []int{1}
 }
 
 func (x *GrantCmd) GetId() int64 {
@@ -304,7 +304,7 @@ type RevokeCmd struct {
 
 func (x *RevokeCmd) Reset() {
 	*x = RevokeCmd{}
-	mi := &file_commands_proto_msgTypes[2]
+	mi := &file_leasecluster_v1_commands_proto_msgTypes[2]
 	ms := protoimpl.X.MessageStateOf(protoimpl.Pointer(x))
 	ms.StoreMessageInfo(mi)
 }
@@ -316,7 +316,7 @@ func (x *RevokeCmd) String() string {
 func (*RevokeCmd) ProtoMessage() {}
 
 func (x *RevokeCmd) ProtoReflect() protoreflect.Message {
-	mi := &file_commands_proto_msgTypes[2]
+	mi := &file_leasecluster_v1_commands_proto_msgTypes[2]
 	if x != nil {
 		ms := protoimpl.X.MessageStateOf(protoimpl.Pointer(x))
 		if ms.LoadMessageInfo() == nil {
@@ -329,7 +329,7 @@ func (x *RevokeCmd) ProtoReflect() protoreflect.Message {
 
 // Deprecated: Use RevokeCmd.ProtoReflect.Descriptor instead.
 func (*RevokeCmd) Descriptor() ([]byte, []int) {
-	return file_commands_proto_rawDescGZIP(), []int{2}
+	return file_leasecluster_v1_commands_proto_rawDescGZIP(), []int{2}
 }
 
 func (x *RevokeCmd) GetIds() []int64 {
@@ -358,7 +358,7 @@ type AttachCmd struct {
 
 func (x *AttachCmd) Reset() {
 	*x = AttachCmd{}
-	mi := &file_commands_proto_msgTypes[3]
+	mi := &file_leasecluster_v1_commands_proto_msgTypes[3]
 	ms := protoimpl.X.MessageStateOf(protoimpl.Pointer(x))
 	ms.StoreMessageInfo(mi)
 }
@@ -370,7 +370,7 @@ func (x *AttachCmd) String() string {
 func (*AttachCmd) ProtoMessage() {}
 
 func (x *AttachCmd) ProtoReflect() protoreflect.Message {
-	mi := &file_commands_proto_msgTypes[3]
+	mi := &file_leasecluster_v1_commands_proto_msgTypes[3]
 	if x != nil {
 		ms := protoimpl.X.MessageStateOf(protoimpl.Pointer(x))
 		if ms.LoadMessageInfo() == nil {
@@ -383,7 +383,7 @@ func (x *AttachCmd) ProtoReflect() protoreflect.Message {
 
 // Deprecated: Use AttachCmd.ProtoReflect.Descriptor instead.
 func (*AttachCmd) Descriptor() ([]byte, []int) {
-	return file_commands_proto_rawDescGZIP(), []int{3}
+	return file_leasecluster_v1_commands_proto_rawDescGZIP(), []int{3}
 }
 
 func (x *AttachCmd) GetLeaseId() int64 {
@@ -418,7 +418,7 @@ type DetachCmd struct {
 
 func (x *DetachCmd) Reset() {
 	*x = DetachCmd{}
-	mi := &file_commands_proto_msgTypes[4]
+	mi := &file_leasecluster_v1_commands_proto_msgTypes[4]
 	ms := protoimpl.X.MessageStateOf(protoimpl.Pointer(x))
 	ms.StoreMessageInfo(mi)
 }
@@ -430,7 +430,7 @@ func (x *DetachCmd) String() string {
 func (*DetachCmd) ProtoMessage() {}
 
 func (x *DetachCmd) ProtoReflect() protoreflect.Message {
-	mi := &file_commands_proto_msgTypes[4]
+	mi := &file_leasecluster_v1_commands_proto_msgTypes[4]
 	if x != nil {
 		ms := protoimpl.X.MessageStateOf(protoimpl.Pointer(x))
 		if ms.LoadMessageInfo() == nil {
@@ -443,7 +443,7 @@ func (x *DetachCmd) ProtoReflect() protoreflect.Message {
 
 // Deprecated: Use DetachCmd.ProtoReflect.Descriptor instead.
 func (*DetachCmd) Descriptor() ([]byte, []int) {
-	return file_commands_proto_rawDescGZIP(), []int{4}
+	return file_leasecluster_v1_commands_proto_rawDescGZIP(), []int{4}
 }
 
 func (x *DetachCmd) GetLeaseId() int64 {
@@ -470,7 +470,7 @@ type CheckpointCmd struct {
 
 func (x *CheckpointCmd) Reset() {
 	*x = CheckpointCmd{}
-	mi := &file_commands_proto_msgTypes[5]
+	mi := &file_leasecluster_v1_commands_proto_msgTypes[5]
 	ms := protoimpl.X.MessageStateOf(protoimpl.Pointer(x))
 	ms.StoreMessageInfo(mi)
 }
@@ -482,7 +482,7 @@ func (x *CheckpointCmd) String() string {
 func (*CheckpointCmd) ProtoMessage() {}
 
 func (x *CheckpointCmd) ProtoReflect() protoreflect.Message {
-	mi := &file_commands_proto_msgTypes[5]
+	mi := &file_leasecluster_v1_commands_proto_msgTypes[5]
 	if x != nil {
 		ms := protoimpl.X.MessageStateOf(protoimpl.Pointer(x))
 		if ms.LoadMessageInfo() == nil {
@@ -495,7 +495,7 @@ func (x *CheckpointCmd) ProtoReflect() protoreflect.Message {
 
 // Deprecated: Use CheckpointCmd.ProtoReflect.Descriptor instead.
 func (*CheckpointCmd) Descriptor() ([]byte, []int) {
-	return file_commands_proto_rawDescGZIP(), []int{5}
+	return file_leasecluster_v1_commands_proto_rawDescGZIP(), []int{5}
 }
 
 func (x *CheckpointCmd) GetCheckpoints() []*LeaseCheckpoint {
@@ -517,7 +517,7 @@ type LeaseCheckpoint struct {
 
 func (x *LeaseCheckpoint) Reset() {
 	*x = LeaseCheckpoint{}
-	mi := &file_commands_proto_msgTypes[6]
+	mi := &file_leasecluster_v1_commands_proto_msgTypes[6]
 	ms := protoimpl.X.MessageStateOf(protoimpl.Pointer(x))
 	ms.StoreMessageInfo(mi)
 }
@@ -529,7 +529,7 @@ func (x *LeaseCheckpoint) String() string {
 func (*LeaseCheckpoint) ProtoMessage() {}
 
 func (x *LeaseCheckpoint) ProtoReflect() protoreflect.Message {
-	mi := &file_commands_proto_msgTypes[6]
+	mi := &file_leasecluster_v1_commands_proto_msgTypes[6]
 	if x != nil {
 		ms := protoimpl.X.MessageStateOf(protoimpl.Pointer(x))
 		if ms.LoadMessageInfo() == nil {
@@ -542,7 +542,7 @@ func (x *LeaseCheckpoint) ProtoReflect() protoreflect.Message {
 
 // Deprecated: Use LeaseCheckpoint.ProtoReflect.Descriptor instead.
 func (*LeaseCheckpoint) Descriptor() ([]byte, []int) {
-	return file_commands_proto_rawDescGZIP(), []int{6}
+	return file_leasecluster_v1_commands_proto_rawDescGZIP(), []int{6}
 }
 
 func (x *LeaseCheckpoint) GetId() int64 {
@@ -566,11 +566,11 @@ func (x *LeaseCheckpoint) GetGen() uint64 {
 	return 0
 }
 
-var File_commands_proto protoreflect.FileDescriptor
+var File_leasecluster_v1_commands_proto protoreflect.FileDescriptor
 
-const file_commands_proto_rawDesc = "" +
+const file_leasecluster_v1_commands_proto_rawDesc = "" +
 	"\n" +
-	"\x0ecommands.proto\x12\x0fleasecluster.v1\"\xe1\x02\n" +
+	"\x1eleasecluster/v1/commands.proto\x12\x0fleasecluster.v1\"\xe1\x02\n" +
 	"\aCommand\x12\x18\n" +
 	"\aversion\x18\x01 \x01(\rR\aversion\x12\x1d\n" +
 	"\n" +
@@ -612,20 +612,20 @@ const file_commands_proto_rawDesc = "" +
 	"\x17COMMAND_KIND_CHECKPOINT\x10\x05B.Z,github.com/leasecluster/leasecluster/leasepbb\x06proto3"
 
 var (
-	file_commands_proto_rawDescOnce sync.Once
-	file_commands_proto_rawDescData []byte
+	file_leasecluster_v1_commands_proto_rawDescOnce sync.Once
+	file_leasecluster_v1_commands_proto_rawDescData []byte
 )
 
-func file_commands_proto_rawDescGZIP() []byte {
-	file_commands_proto_rawDescOnce.Do(func() {
-		file_commands_proto_rawDescData = protoimpl.X.CompressGZIP(unsafe.Slice(unsafe.StringData(file_commands_proto_rawDesc), len(file_commands_proto_rawDesc)))
+func file_leasecluster_v1_commands_proto_rawDescGZIP() []byte {
+	file_leasecluster_v1_commands_proto_rawDescOnce.Do(func() {
+		file_leasecluster_v1_commands_proto_rawDescData = protoimpl.X.CompressGZIP(unsafe.Slice(unsafe.StringData(file_leasecluster_v1_commands_proto_rawDesc), len(file_leasecluster_v1_commands_proto_rawDesc)))
 	})
-	return file_commands_proto_rawDescData
+	return file_leasecluster_v1_commands_proto_rawDescData
 }
 
-var file_commands_proto_enumTypes = make([]protoimpl.EnumInfo, 1)
-var file_commands_proto_msgTypes = make([]protoimpl.MessageInfo, 7)
-var file_commands_proto_goTypes = []any{
+var file_leasecluster_v1_commands_proto_enumTypes = make([]protoimpl.EnumInfo, 1)
+var file_leasecluster_v1_commands_proto_msgTypes = make([]protoimpl.MessageInfo, 7)
+var file_leasecluster_v1_commands_proto_goTypes = []any{
 	(CommandKind)(0),        // 0: leasecluster.v1.CommandKind
 	(*Command)(nil),         // 1: leasecluster.v1.Command
 	(*GrantCmd)(nil),        // 2: leasecluster.v1.GrantCmd
@@ -635,7 +635,7 @@ var file_commands_proto_goTypes = []any{
 	(*CheckpointCmd)(nil),   // 6: leasecluster.v1.CheckpointCmd
 	(*LeaseCheckpoint)(nil), // 7: leasecluster.v1.LeaseCheckpoint
 }
-var file_commands_proto_depIdxs = []int32{
+var file_leasecluster_v1_commands_proto_depIdxs = []int32{
 	2, // 0: leasecluster.v1.Command.grant:type_name -> leasecluster.v1.GrantCmd
 	3, // 1: leasecluster.v1.Command.revoke:type_name -> leasecluster.v1.RevokeCmd
 	4, // 2: leasecluster.v1.Command.attach:type_name -> leasecluster.v1.AttachCmd
@@ -649,12 +649,12 @@ var file_commands_proto_depIdxs = []int32{
 	0, // [0:6] is the sub-list for field type_name
 }
 
-func init() { file_commands_proto_init() }
-func file_commands_proto_init() {
-	if File_commands_proto != nil {
+func init() { file_leasecluster_v1_commands_proto_init() }
+func file_leasecluster_v1_commands_proto_init() {
+	if File_leasecluster_v1_commands_proto != nil {
 		return
 	}
-	file_commands_proto_msgTypes[0].OneofWrappers = []any{
+	file_leasecluster_v1_commands_proto_msgTypes[0].OneofWrappers = []any{
 		(*Command_Grant)(nil),
 		(*Command_Revoke)(nil),
 		(*Command_Attach)(nil),
@@ -665,18 +665,18 @@ func file_commands_proto_init() {
 	out := protoimpl.TypeBuilder{
 		File: protoimpl.DescBuilder{
 			GoPackagePath: reflect.TypeOf(x{}).PkgPath(),
-			RawDescriptor: unsafe.Slice(unsafe.StringData(file_commands_proto_rawDesc), len(file_commands_proto_rawDesc)),
+			RawDescriptor: unsafe.Slice(unsafe.StringData(file_leasecluster_v1_commands_proto_rawDesc), len(file_leasecluster_v1_commands_proto_rawDesc)),
 			NumEnums:      1,
 			NumMessages:   7,
 			NumExtensions: 0,
 			NumServices:   0,
 		},
-		GoTypes:           file_commands_proto_goTypes,
-		DependencyIndexes: file_commands_proto_depIdxs,
-		EnumInfos:         file_commands_proto_enumTypes,
-		MessageInfos:      file_commands_proto_msgTypes,
+		GoTypes:           file_leasecluster_v1_commands_proto_goTypes,
+		DependencyIndexes: file_leasecluster_v1_commands_proto_depIdxs,
+		EnumInfos:         file_leasecluster_v1_commands_proto_enumTypes,
+		MessageInfos:      file_leasecluster_v1_commands_proto_msgTypes,
 	}.Build()
-	File_commands_proto = out.File
-	file_commands_proto_goTypes = nil
-	file_commands_proto_depIdxs = nil
+	File_leasecluster_v1_commands_proto = out.File
+	file_leasecluster_v1_commands_proto_goTypes = nil
+	file_leasecluster_v1_commands_proto_depIdxs = nil
 }

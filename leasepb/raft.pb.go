@@ -2,7 +2,7 @@
 // versions:
 // 	protoc-gen-go v1.36.12
 // 	protoc        (unknown)
-// source: raft.proto
+// source: leasecluster/v1/raft.proto
 
 // The Raft peer-to-peer service. Every node serves it on its one gRPC port,
 // next to the public API. The messages mirror hashicorp/raft's RPC structs
@@ -39,7 +39,7 @@ type RaftRPCHeader struct {
 
 func (x *RaftRPCHeader) Reset() {
 	*x = RaftRPCHeader{}
-	mi := &file_raft_proto_msgTypes[0]
+	mi := &file_leasecluster_v1_raft_proto_msgTypes[0]
 	ms := protoimpl.X.MessageStateOf(protoimpl.Pointer(x))
 	ms.StoreMessageInfo(mi)
 }
@@ -51,7 +51,7 @@ func (x *RaftRPCHeader) String() string {
 func (*RaftRPCHeader) ProtoMessage() {}
 
 func (x *RaftRPCHeader) ProtoReflect() protoreflect.Message {
-	mi := &file_raft_proto_msgTypes[0]
+	mi := &file_leasecluster_v1_raft_proto_msgTypes[0]
 	if x != nil {
 		ms := protoimpl.X.MessageStateOf(protoimpl.Pointer(x))
 		if ms.LoadMessageInfo() == nil {
@@ -64,7 +64,7 @@ func (x *RaftRPCHeader) ProtoReflect() protoreflect.Message {
 
 // Deprecated: Use RaftRPCHeader.ProtoReflect.Descriptor instead.
 func (*RaftRPCHeader) Descriptor() ([]byte, []int) {
-	return file_raft_proto_rawDescGZIP(), []int{0}
+	return file_leasecluster_v1_raft_proto_rawDescGZIP(), []int{0}
 }
 
 func (x *RaftRPCHeader) GetProtocolVersion() int64 {
@@ -106,7 +106,7 @@ type RaftLog struct {
 
 func (x *RaftLog) Reset() {
 	*x = RaftLog{}
-	mi := &file_raft_proto_msgTypes[1]
+	mi := &file_leasecluster_v1_raft_proto_msgTypes[1]
 	ms := protoimpl.X.MessageStateOf(protoimpl.Pointer(x))
 	ms.StoreMessageInfo(mi)
 }
@@ -118,7 +118,7 @@ func (x *RaftLog) String() string {
 func (*RaftLog) ProtoMessage() {}
 
 func (x *RaftLog) ProtoReflect() protoreflect.Message {
-	mi := &file_raft_proto_msgTypes[1]
+	mi := &file_leasecluster_v1_raft_proto_msgTypes[1]
 	if x != nil {
 		ms := protoimpl.X.MessageStateOf(protoimpl.Pointer(x))
 		if ms.LoadMessageInfo() == nil {
@@ -131,7 +131,7 @@ func (x *RaftLog) ProtoReflect() protoreflect.Message {
 
 // Deprecated: Use RaftLog.ProtoReflect.Descriptor instead.
 func (*RaftLog) Descriptor() ([]byte, []int) {
-	return file_raft_proto_rawDescGZIP(), []int{1}
+	return file_leasecluster_v1_raft_proto_rawDescGZIP(), []int{1}
 }
 
 func (x *RaftLog) GetIndex() uint64 {
@@ -191,7 +191,7 @@ type RaftAppendEntriesRequest struct {
 
 func (x *RaftAppendEntriesRequest) Reset() {
 	*x = RaftAppendEntriesRequest{}
-	mi := &file_raft_proto_msgTypes[2]
+	mi := &file_leasecluster_v1_raft_proto_msgTypes[2]
 	ms := protoimpl.X.MessageStateOf(protoimpl.Pointer(x))
 	ms.StoreMessageInfo(mi)
 }
@@ -203,7 +203,7 @@ func (x *RaftAppendEntriesRequest) String() string {
 func (*RaftAppendEntriesRequest) ProtoMessage() {}
 
 func (x *RaftAppendEntriesRequest) ProtoReflect() protoreflect.Message {
-	mi := &file_raft_proto_msgTypes[2]
+	mi := &file_leasecluster_v1_raft_proto_msgTypes[2]
 	if x != nil {
 		ms := protoimpl.X.MessageStateOf(protoimpl.Pointer(x))
 		if ms.LoadMessageInfo() == nil {
@@ -216,7 +216,7 @@ func (x *RaftAppendEntriesRequest) ProtoReflect() protoreflect.Message {
 
 // Deprecated: Use RaftAppendEntriesRequest.ProtoReflect.Descriptor instead.
 func (*RaftAppendEntriesRequest) Descriptor() ([]byte, []int) {
-	return file_raft_proto_rawDescGZIP(), []int{2}
+	return file_leasecluster_v1_raft_proto_rawDescGZIP(), []int{2}
 }
 
 func (x *RaftAppendEntriesRequest) GetHeader() *RaftRPCHeader {
@@ -281,7 +281,7 @@ type RaftAppendEntriesResponse struct {
 
 func (x *RaftAppendEntriesResponse) Reset() {
 	*x = RaftAppendEntriesResponse{}
-	mi := &file_raft_proto_msgTypes[3]
+	mi := &file_leasecluster_v1_raft_proto_msgTypes[3]
 	ms := protoimpl.X.MessageStateOf(protoimpl.Pointer(x))
 	ms.StoreMessageInfo(mi)
 }
@@ -293,7 +293,7 @@ func (x *RaftAppendEntriesResponse) String() string {
 func (*RaftAppendEntriesResponse) ProtoMessage() {}
 
 func (x *RaftAppendEntriesResponse) ProtoReflect() protoreflect.Message {
-	mi := &file_raft_proto_msgTypes[3]
+	mi := &file_leasecluster_v1_raft_proto_msgTypes[3]
 	if x != nil {
 		ms := protoimpl.X.MessageStateOf(protoimpl.Pointer(x))
 		if ms.LoadMessageInfo() == nil {
@@ -306,7 +306,7 @@ func (x *RaftAppendEntriesResponse) ProtoReflect() protoreflect.Message {
 
 // Deprecated: Use RaftAppendEntriesResponse.ProtoReflect.Descriptor instead.
 func (*RaftAppendEntriesResponse) Descriptor() ([]byte, []int) {
-	return file_raft_proto_rawDescGZIP(), []int{3}
+	return file_leasecluster_v1_raft_proto_rawDescGZIP(), []int{3}
 }
 
 func (x *RaftAppendEntriesResponse) GetHeader() *RaftRPCHeader {
@@ -356,7 +356,7 @@ type RaftAppendEntriesPipelineResponse struct {
 
 func (x *RaftAppendEntriesPipelineResponse) Reset() {
 	*x = RaftAppendEntriesPipelineResponse{}
-	mi := &file_raft_proto_msgTypes[4]
+	mi := &file_leasecluster_v1_raft_proto_msgTypes[4]
 	ms := protoimpl.X.MessageStateOf(protoimpl.Pointer(x))
 	ms.StoreMessageInfo(mi)
 }
@@ -368,7 +368,7 @@ func (x *RaftAppendEntriesPipelineResponse) String() string {
 func (*RaftAppendEntriesPipelineResponse) ProtoMessage() {}
 
 func (x *RaftAppendEntriesPipelineResponse) ProtoReflect() protoreflect.Message {
-	mi := &file_raft_proto_msgTypes[4]
+	mi := &file_leasecluster_v1_raft_proto_msgTypes[4]
 	if x != nil {
 		ms := protoimpl.X.MessageStateOf(protoimpl.Pointer(x))
 		if ms.LoadMessageInfo() == nil {
@@ -381,7 +381,7 @@ func (x *RaftAppendEntriesPipelineResponse) ProtoReflect() protoreflect.Message 
 
 // Deprecated: Use RaftAppendEntriesPipelineResponse.ProtoReflect.Descriptor instead.
 func (*RaftAppendEntriesPipelineResponse) Descriptor() ([]byte, []int) {
-	return file_raft_proto_rawDescGZIP(), []int{4}
+	return file_leasecluster_v1_raft_proto_rawDescGZIP(), []int{4}
 }
 
 func (x *RaftAppendEntriesPipelineResponse) GetResponse() *RaftAppendEntriesResponse {
@@ -412,7 +412,7 @@ type RaftRequestVoteRequest struct {
 
 func (x *RaftRequestVoteRequest) Reset() {
 	*x = RaftRequestVoteRequest{}
-	mi := &file_raft_proto_msgTypes[5]
+	mi := &file_leasecluster_v1_raft_proto_msgTypes[5]
 	ms := protoimpl.X.MessageStateOf(protoimpl.Pointer(x))
 	ms.StoreMessageInfo(mi)
 }
@@ -424,7 +424,7 @@ func (x *RaftRequestVoteRequest) String() string {
 func (*RaftRequestVoteRequest) ProtoMessage() {}
 
 func (x *RaftRequestVoteRequest) ProtoReflect() protoreflect.Message {
-	mi := &file_raft_proto_msgTypes[5]
+	mi := &file_leasecluster_v1_raft_proto_msgTypes[5]
 	if x != nil {
 		ms := protoimpl.X.MessageStateOf(protoimpl.Pointer(x))
 		if ms.LoadMessageInfo() == nil {
@@ -437,7 +437,7 @@ func (x *RaftRequestVoteRequest) ProtoReflect() protoreflect.Message {
 
 // Deprecated: Use RaftRequestVoteRequest.ProtoReflect.Descriptor instead.
 func (*RaftRequestVoteRequest) Descriptor() ([]byte, []int) {
-	return file_raft_proto_rawDescGZIP(), []int{5}
+	return file_leasecluster_v1_raft_proto_rawDescGZIP(), []int{5}
 }
 
 func (x *RaftRequestVoteRequest) GetHeader() *RaftRPCHeader {
@@ -494,7 +494,7 @@ type RaftRequestVoteResponse struct {
 
 func (x *RaftRequestVoteResponse) Reset() {
 	*x = RaftRequestVoteResponse{}
-	mi := &file_raft_proto_msgTypes[6]
+	mi := &file_leasecluster_v1_raft_proto_msgTypes[6]
 	ms := protoimpl.X.MessageStateOf(protoimpl.Pointer(x))
 	ms.StoreMessageInfo(mi)
 }
@@ -506,7 +506,7 @@ func (x *RaftRequestVoteResponse) String() string {
 func (*RaftRequestVoteResponse) ProtoMessage() {}
 
 func (x *RaftRequestVoteResponse) ProtoReflect() protoreflect.Message {
-	mi := &file_raft_proto_msgTypes[6]
+	mi := &file_leasecluster_v1_raft_proto_msgTypes[6]
 	if x != nil {
 		ms := protoimpl.X.MessageStateOf(protoimpl.Pointer(x))
 		if ms.LoadMessageInfo() == nil {
@@ -519,7 +519,7 @@ func (x *RaftRequestVoteResponse) ProtoReflect() protoreflect.Message {
 
 // Deprecated: Use RaftRequestVoteResponse.ProtoReflect.Descriptor instead.
 func (*RaftRequestVoteResponse) Descriptor() ([]byte, []int) {
-	return file_raft_proto_rawDescGZIP(), []int{6}
+	return file_leasecluster_v1_raft_proto_rawDescGZIP(), []int{6}
 }
 
 func (x *RaftRequestVoteResponse) GetHeader() *RaftRPCHeader {
@@ -562,7 +562,7 @@ type RaftRequestPreVoteRequest struct {
 
 func (x *RaftRequestPreVoteRequest) Reset() {
 	*x = RaftRequestPreVoteRequest{}
-	mi := &file_raft_proto_msgTypes[7]
+	mi := &file_leasecluster_v1_raft_proto_msgTypes[7]
 	ms := protoimpl.X.MessageStateOf(protoimpl.Pointer(x))
 	ms.StoreMessageInfo(mi)
 }
@@ -574,7 +574,7 @@ func (x *RaftRequestPreVoteRequest) String() string {
 func (*RaftRequestPreVoteRequest) ProtoMessage() {}
 
 func (x *RaftRequestPreVoteRequest) ProtoReflect() protoreflect.Message {
-	mi := &file_raft_proto_msgTypes[7]
+	mi := &file_leasecluster_v1_raft_proto_msgTypes[7]
 	if x != nil {
 		ms := protoimpl.X.MessageStateOf(protoimpl.Pointer(x))
 		if ms.LoadMessageInfo() == nil {
@@ -587,7 +587,7 @@ func (x *RaftRequestPreVoteRequest) ProtoReflect() protoreflect.Message {
 
 // Deprecated: Use RaftRequestPreVoteRequest.ProtoReflect.Descriptor instead.
 func (*RaftRequestPreVoteRequest) Descriptor() ([]byte, []int) {
-	return file_raft_proto_rawDescGZIP(), []int{7}
+	return file_leasecluster_v1_raft_proto_rawDescGZIP(), []int{7}
 }
 
 func (x *RaftRequestPreVoteRequest) GetHeader() *RaftRPCHeader {
@@ -629,7 +629,7 @@ type RaftRequestPreVoteResponse struct {
 
 func (x *RaftRequestPreVoteResponse) Reset() {
 	*x = RaftRequestPreVoteResponse{}
-	mi := &file_raft_proto_msgTypes[8]
+	mi := &file_leasecluster_v1_raft_proto_msgTypes[8]
 	ms := protoimpl.X.MessageStateOf(protoimpl.Pointer(x))
 	ms.StoreMessageInfo(mi)
 }
@@ -641,7 +641,7 @@ func (x *RaftRequestPreVoteResponse) String() string {
 func (*RaftRequestPreVoteResponse) ProtoMessage() {}
 
 func (x *RaftRequestPreVoteResponse) ProtoReflect() protoreflect.Message {
-	mi := &file_raft_proto_msgTypes[8]
+	mi := &file_leasecluster_v1_raft_proto_msgTypes[8]
 	if x != nil {
 		ms := protoimpl.X.MessageStateOf(protoimpl.Pointer(x))
 		if ms.LoadMessageInfo() == nil {
@@ -654,7 +654,7 @@ func (x *RaftRequestPreVoteResponse) ProtoReflect() protoreflect.Message {
 
 // Deprecated: Use RaftRequestPreVoteResponse.ProtoReflect.Descriptor instead.
 func (*RaftRequestPreVoteResponse) Descriptor() ([]byte, []int) {
-	return file_raft_proto_rawDescGZIP(), []int{8}
+	return file_leasecluster_v1_raft_proto_rawDescGZIP(), []int{8}
 }
 
 func (x *RaftRequestPreVoteResponse) GetHeader() *RaftRPCHeader {
@@ -687,7 +687,7 @@ type RaftTimeoutNowRequest struct {
 
 func (x *RaftTimeoutNowRequest) Reset() {
 	*x = RaftTimeoutNowRequest{}
-	mi := &file_raft_proto_msgTypes[9]
+	mi := &file_leasecluster_v1_raft_proto_msgTypes[9]
 	ms := protoimpl.X.MessageStateOf(protoimpl.Pointer(x))
 	ms.StoreMessageInfo(mi)
 }
@@ -699,7 +699,7 @@ func (x *RaftTimeoutNowRequest) String() string {
 func (*RaftTimeoutNowRequest) ProtoMessage() {}
 
 func (x *RaftTimeoutNowRequest) ProtoReflect() protoreflect.Message {
-	mi := &file_raft_proto_msgTypes[9]
+	mi := &file_leasecluster_v1_raft_proto_msgTypes[9]
 	if x != nil {
 		ms := protoimpl.X.MessageStateOf(protoimpl.Pointer(x))
 		if ms.LoadMessageInfo() == nil {
@@ -712,7 +712,7 @@ func (x *RaftTimeoutNowRequest) ProtoReflect() protoreflect.Message {
 
 // Deprecated: Use RaftTimeoutNowRequest.ProtoReflect.Descriptor instead.
 func (*RaftTimeoutNowRequest) Descriptor() ([]byte, []int) {
-	return file_raft_proto_rawDescGZIP(), []int{9}
+	return file_leasecluster_v1_raft_proto_rawDescGZIP(), []int{9}
 }
 
 func (x *RaftTimeoutNowRequest) GetHeader() *RaftRPCHeader {
@@ -731,7 +731,7 @@ type RaftTimeoutNowResponse struct {
 
 func (x *RaftTimeoutNowResponse) Reset() {
 	*x = RaftTimeoutNowResponse{}
-	mi := &file_raft_proto_msgTypes[10]
+	mi := &file_leasecluster_v1_raft_proto_msgTypes[10]
 	ms := protoimpl.X.MessageStateOf(protoimpl.Pointer(x))
 	ms.StoreMessageInfo(mi)
 }
@@ -743,7 +743,7 @@ func (x *RaftTimeoutNowResponse) String() string {
 func (*RaftTimeoutNowResponse) ProtoMessage() {}
 
 func (x *RaftTimeoutNowResponse) ProtoReflect() protoreflect.Message {
-	mi := &file_raft_proto_msgTypes[10]
+	mi := &file_leasecluster_v1_raft_proto_msgTypes[10]
 	if x != nil {
 		ms := protoimpl.X.MessageStateOf(protoimpl.Pointer(x))
 		if ms.LoadMessageInfo() == nil {
@@ -756,7 +756,7 @@ func (x *RaftTimeoutNowResponse) ProtoReflect() protoreflect.Message {
 
 // Deprecated: Use RaftTimeoutNowResponse.ProtoReflect.Descriptor instead.
 func (*RaftTimeoutNowResponse) Descriptor() ([]byte, []int) {
-	return file_raft_proto_rawDescGZIP(), []int{10}
+	return file_leasecluster_v1_raft_proto_rawDescGZIP(), []int{10}
 }
 
 func (x *RaftTimeoutNowResponse) GetHeader() *RaftRPCHeader {
@@ -785,7 +785,7 @@ type RaftInstallSnapshotRequest struct {
 
 func (x *RaftInstallSnapshotRequest) Reset() {
 	*x = RaftInstallSnapshotRequest{}
-	mi := &file_raft_proto_msgTypes[11]
+	mi := &file_leasecluster_v1_raft_proto_msgTypes[11]
 	ms := protoimpl.X.MessageStateOf(protoimpl.Pointer(x))
 	ms.StoreMessageInfo(mi)
 }
@@ -797,7 +797,7 @@ func (x *RaftInstallSnapshotRequest) String() string {
 func (*RaftInstallSnapshotRequest) ProtoMessage() {}
 
 func (x *RaftInstallSnapshotRequest) ProtoReflect() protoreflect.Message {
-	mi := &file_raft_proto_msgTypes[11]
+	mi := &file_leasecluster_v1_raft_proto_msgTypes[11]
 	if x != nil {
 		ms := protoimpl.X.MessageStateOf(protoimpl.Pointer(x))
 		if ms.LoadMessageInfo() == nil {
@@ -810,7 +810,7 @@ func (x *RaftInstallSnapshotRequest) ProtoReflect() protoreflect.Message {
 
 // Deprecated: Use RaftInstallSnapshotRequest.ProtoReflect.Descriptor instead.
 func (*RaftInstallSnapshotRequest) Descriptor() ([]byte, []int) {
-	return file_raft_proto_rawDescGZIP(), []int{11}
+	return file_leasecluster_v1_raft_proto_rawDescGZIP(), []int{11}
 }
 
 func (x *RaftInstallSnapshotRequest) GetHeader() *RaftRPCHeader {
@@ -897,7 +897,7 @@ type RaftInstallSnapshotChunk struct {
 
 func (x *RaftInstallSnapshotChunk) Reset() {
 	*x = RaftInstallSnapshotChunk{}
-	mi := &file_raft_proto_msgTypes[12]
+	mi := &file_leasecluster_v1_raft_proto_msgTypes[12]
 	ms := protoimpl.X.MessageStateOf(protoimpl.Pointer(x))
 	ms.StoreMessageInfo(mi)
 }
@@ -909,7 +909,7 @@ func (x *RaftInstallSnapshotChunk) String() string {
 func (*RaftInstallSnapshotChunk) ProtoMessage() {}
 
 func (x *RaftInstallSnapshotChunk) ProtoReflect() protoreflect.Message {
-	mi := &file_raft_proto_msgTypes[12]
+	mi := &file_leasecluster_v1_raft_proto_msgTypes[12]
 	if x != nil {
 		ms := protoimpl.X.MessageStateOf(protoimpl.Pointer(x))
 		if ms.LoadMessageInfo() == nil {
@@ -922,7 +922,7 @@ func (x *RaftInstallSnapshotChunk) ProtoReflect() protoreflect.Message {
 
 // Deprecated: Use RaftInstallSnapshotChunk.ProtoReflect.Descriptor instead.
 func (*RaftInstallSnapshotChunk) Descriptor() ([]byte, []int) {
-	return file_raft_proto_rawDescGZIP(), []int{12}
+	return file_leasecluster_v1_raft_proto_rawDescGZIP(), []int{12}
 }
 
 func (x *RaftInstallSnapshotChunk) GetChunk() isRaftInstallSnapshotChunk_Chunk {
@@ -977,7 +977,7 @@ type RaftInstallSnapshotResponse struct {
 
 func (x *RaftInstallSnapshotResponse) Reset() {
 	*x = RaftInstallSnapshotResponse{}
-	mi := &file_raft_proto_msgTypes[13]
+	mi := &file_leasecluster_v1_raft_proto_msgTypes[13]
 	ms := protoimpl.X.MessageStateOf(protoimpl.Pointer(x))
 	ms.StoreMessageInfo(mi)
 }
@@ -989,7 +989,7 @@ func (x *RaftInstallSnapshotResponse) String() string {
 func (*RaftInstallSnapshotResponse) ProtoMessage() {}
 
 func (x *RaftInstallSnapshotResponse) ProtoReflect() protoreflect.Message {
-	mi := &file_raft_proto_msgTypes[13]
+	mi := &file_leasecluster_v1_raft_proto_msgTypes[13]
 	if x != nil {
 		ms := protoimpl.X.MessageStateOf(protoimpl.Pointer(x))
 		if ms.LoadMessageInfo() == nil {
@@ -1002,7 +1002,7 @@ func (x *RaftInstallSnapshotResponse) ProtoReflect() protoreflect.Message {
 
 // Deprecated: Use RaftInstallSnapshotResponse.ProtoReflect.Descriptor instead.
 func (*RaftInstallSnapshotResponse) Descriptor() ([]byte, []int) {
-	return file_raft_proto_rawDescGZIP(), []int{13}
+	return file_leasecluster_v1_raft_proto_rawDescGZIP(), []int{13}
 }
 
 func (x *RaftInstallSnapshotResponse) GetHeader() *RaftRPCHeader {
@@ -1026,12 +1026,11 @@ func (x *RaftInstallSnapshotResponse) GetSuccess() bool {
 	return false
 }
 
-var File_raft_proto protoreflect.FileDescriptor
+var File_leasecluster_v1_raft_proto protoreflect.FileDescriptor
 
-const file_raft_proto_rawDesc = "" +
+const file_leasecluster_v1_raft_proto_rawDesc = "" +
 	"\n" +
-	"\n" +
-	"raft.proto\x12\x0fleasecluster.v1\x1a\x1fgoogle/protobuf/timestamp.proto\"^\n" +
+	"\x1aleasecluster/v1/raft.proto\x12\x0fleasecluster.v1\x1a\x1fgoogle/protobuf/timestamp.proto\"^\n" +
 	"\rRaftRPCHeader\x12)\n" +
 	"\x10protocol_version\x18\x01 \x01(\x03R\x0fprotocolVersion\x12\x0e\n" +
 	"\x02id\x18\x02 \x01(\fR\x02id\x12\x12\n" +
@@ -1118,19 +1117,19 @@ const file_raft_proto_rawDesc = "" +
 	"\x0fInstallSnapshot\x12).leasecluster.v1.RaftInstallSnapshotChunk\x1a,.leasecluster.v1.RaftInstallSnapshotResponse(\x01B.Z,github.com/leasecluster/leasecluster/leasepbb\x06proto3"
 
 var (
-	file_raft_proto_rawDescOnce sync.Once
-	file_raft_proto_rawDescData []byte
+	file_leasecluster_v1_raft_proto_rawDescOnce sync.Once
+	file_leasecluster_v1_raft_proto_rawDescData []byte
 )
 
-func file_raft_proto_rawDescGZIP() []byte {
-	file_raft_proto_rawDescOnce.Do(func() {
-		file_raft_proto_rawDescData = protoimpl.X.CompressGZIP(unsafe.Slice(unsafe.StringData(file_raft_proto_rawDesc), len(file_raft_proto_rawDesc)))
+func file_leasecluster_v1_raft_proto_rawDescGZIP() []byte {
+	file_leasecluster_v1_raft_proto_rawDescOnce.Do(func() {
+		file_leasecluster_v1_raft_proto_rawDescData = protoimpl.X.CompressGZIP(unsafe.Slice(unsafe.StringData(file_leasecluster_v1_raft_proto_rawDesc), len(file_leasecluster_v1_raft_proto_rawDesc)))
 	})
-	return file_raft_proto_rawDescData
+	return file_leasecluster_v1_raft_proto_rawDescData
 }
 
-var file_raft_proto_msgTypes = make([]protoimpl.MessageInfo, 14)
-var file_raft_proto_goTypes = []any{
+var file_leasecluster_v1_raft_proto_msgTypes = make([]protoimpl.MessageInfo, 14)
+var file_leasecluster_v1_raft_proto_goTypes = []any{
 	(*RaftRPCHeader)(nil),                     // 0: leasecluster.v1.RaftRPCHeader
 	(*RaftLog)(nil),                           // 1: leasecluster.v1.RaftLog
 	(*RaftAppendEntriesRequest)(nil),          // 2: leasecluster.v1.RaftAppendEntriesRequest
@@ -1147,7 +1146,7 @@ var file_raft_proto_goTypes = []any{
 	(*RaftInstallSnapshotResponse)(nil),       // 13: leasecluster.v1.RaftInstallSnapshotResponse
 	(*timestamppb.Timestamp)(nil),             // 14: google.protobuf.Timestamp
 }
-var file_raft_proto_depIdxs = []int32{
+var file_leasecluster_v1_raft_proto_depIdxs = []int32{
 	14, // 0: leasecluster.v1.RaftLog.appended_at:type_name -> google.protobuf.Timestamp
 	0,  // 1: leasecluster.v1.RaftAppendEntriesRequest.header:type_name -> leasecluster.v1.RaftRPCHeader
 	1,  // 2: leasecluster.v1.RaftAppendEntriesRequest.entries:type_name -> leasecluster.v1.RaftLog
@@ -1181,12 +1180,12 @@ var file_raft_proto_depIdxs = []int32{
 	0,  // [0:14] is the sub-list for field type_name
 }
 
-func init() { file_raft_proto_init() }
-func file_raft_proto_init() {
-	if File_raft_proto != nil {
+func init() { file_leasecluster_v1_raft_proto_init() }
+func file_leasecluster_v1_raft_proto_init() {
+	if File_leasecluster_v1_raft_proto != nil {
 		return
 	}
-	file_raft_proto_msgTypes[12].OneofWrappers = []any{
+	file_leasecluster_v1_raft_proto_msgTypes[12].OneofWrappers = []any{
 		(*RaftInstallSnapshotChunk_Request)(nil),
 		(*RaftInstallSnapshotChunk_Data)(nil),
 	}
@@ -1194,17 +1193,17 @@ func file_raft_proto_init() {
 	out := protoimpl.TypeBuilder{
 		File: protoimpl.DescBuilder{
 			GoPackagePath: reflect.TypeOf(x{}).PkgPath(),
-			RawDescriptor: unsafe.Slice(unsafe.StringData(file_raft_proto_rawDesc), len(file_raft_proto_rawDesc)),
+			RawDescriptor: unsafe.Slice(unsafe.StringData(file_leasecluster_v1_raft_proto_rawDesc), len(file_leasecluster_v1_raft_proto_rawDesc)),
 			NumEnums:      0,
 			NumMessages:   14,
 			NumExtensions: 0,
 			NumServices:   1,
 		},
-		GoTypes:           file_raft_proto_goTypes,
-		DependencyIndexes: file_raft_proto_depIdxs,
-		MessageInfos:      file_raft_proto_msgTypes,
+		GoTypes:           file_leasecluster_v1_raft_proto_goTypes,
+		DependencyIndexes: file_leasecluster_v1_raft_proto_depIdxs,
+		MessageInfos:      file_leasecluster_v1_raft_proto_msgTypes,
 	}.Build()
-	File_raft_proto = out.File
-	file_raft_proto_goTypes = nil
-	file_raft_proto_depIdxs = nil
+	File_leasecluster_v1_raft_proto = out.File
+	file_leasecluster_v1_raft_proto_goTypes = nil
+	file_leasecluster_v1_raft_proto_depIdxs = nil
 }

@@ -2,7 +2,7 @@
 // versions:
 // - protoc-gen-go-grpc v1.6.0
 // - protoc             (unknown)
-// source: raft.proto
+// source: leasecluster/v1/raft.proto
 
 // The Raft peer-to-peer service. Every node serves it on its one gRPC port,
 // next to the public API. The messages mirror hashicorp/raft's RPC structs
@@ -316,5 +316,5 @@ var RaftTransport_ServiceDesc = grpc.ServiceDesc{
 			ClientStreams: true,
 		},
 	},
-	Metadata: "raft.proto",
+	Metadata: "leasecluster/v1/raft.proto",
 }

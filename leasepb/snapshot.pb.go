@@ -2,7 +2,7 @@
 // versions:
 // 	protoc-gen-go v1.36.12
 // 	protoc        (unknown)
-// source: snapshot.proto
+// source: leasecluster/v1/snapshot.proto
 
 // The records of a leasecluster FSM snapshot (package snapshot). The file is
 // a magic string and a format version, then length-delimited SnapshotRecords
@@ -42,7 +42,7 @@ type SnapshotRecord struct {
 
 func (x *SnapshotRecord) Reset() {
 	*x = SnapshotRecord{}
-	mi := &file_snapshot_proto_msgTypes[0]
+	mi := &file_leasecluster_v1_snapshot_proto_msgTypes[0]
 	ms := protoimpl.X.MessageStateOf(protoimpl.Pointer(x))
 	ms.StoreMessageInfo(mi)
 }
@@ -54,7 +54,7 @@ func (x *SnapshotRecord) String() string {
 func (*SnapshotRecord) ProtoMessage() {}
 
 func (x *SnapshotRecord) ProtoReflect() protoreflect.Message {
-	mi := &file_snapshot_proto_msgTypes[0]
+	mi := &file_leasecluster_v1_snapshot_proto_msgTypes[0]
 	if x != nil {
 		ms := protoimpl.X.MessageStateOf(protoimpl.Pointer(x))
 		if ms.LoadMessageInfo() == nil {
@@ -67,7 +67,7 @@ func (x *SnapshotRecord) ProtoReflect() protoreflect.Message {
 
 // Deprecated: Use SnapshotRecord.ProtoReflect.Descriptor instead.
 func (*SnapshotRecord) Descriptor() ([]byte, []int) {
-	return file_snapshot_proto_rawDescGZIP(), []int{0}
+	return file_leasecluster_v1_snapshot_proto_rawDescGZIP(), []int{0}
 }
 
 func (x *SnapshotRecord) GetRecord() isSnapshotRecord_Record {
@@ -156,7 +156,7 @@ type SnapshotHeader struct {
 
 func (x *SnapshotHeader) Reset() {
 	*x = SnapshotHeader{}
-	mi := &file_snapshot_proto_msgTypes[1]
+	mi := &file_leasecluster_v1_snapshot_proto_msgTypes[1]
 	ms := protoimpl.X.MessageStateOf(protoimpl.Pointer(x))
 	ms.StoreMessageInfo(mi)
 }
@@ -168,7 +168,7 @@ func (x *SnapshotHeader) String() string {
 func (*SnapshotHeader) ProtoMessage() {}
 
 func (x *SnapshotHeader) ProtoReflect() protoreflect.Message {
-	mi := &file_snapshot_proto_msgTypes[1]
+	mi := &file_leasecluster_v1_snapshot_proto_msgTypes[1]
 	if x != nil {
 		ms := protoimpl.X.MessageStateOf(protoimpl.Pointer(x))
 		if ms.LoadMessageInfo() == nil {
@@ -181,7 +181,7 @@ func (x *SnapshotHeader) ProtoReflect() protoreflect.Message {
 
 // Deprecated: Use SnapshotHeader.ProtoReflect.Descriptor instead.
 func (*SnapshotHeader) Descriptor() ([]byte, []int) {
-	return file_snapshot_proto_rawDescGZIP(), []int{1}
+	return file_leasecluster_v1_snapshot_proto_rawDescGZIP(), []int{1}
 }
 
 func (x *SnapshotHeader) GetIndex() uint64 {
@@ -233,7 +233,7 @@ type SnapshotLease struct {
 
 func (x *SnapshotLease) Reset() {
 	*x = SnapshotLease{}
-	mi := &file_snapshot_proto_msgTypes[2]
+	mi := &file_leasecluster_v1_snapshot_proto_msgTypes[2]
 	ms := protoimpl.X.MessageStateOf(protoimpl.Pointer(x))
 	ms.StoreMessageInfo(mi)
 }
@@ -245,7 +245,7 @@ func (x *SnapshotLease) String() string {
 func (*SnapshotLease) ProtoMessage() {}
 
 func (x *SnapshotLease) ProtoReflect() protoreflect.Message {
-	mi := &file_snapshot_proto_msgTypes[2]
+	mi := &file_leasecluster_v1_snapshot_proto_msgTypes[2]
 	if x != nil {
 		ms := protoimpl.X.MessageStateOf(protoimpl.Pointer(x))
 		if ms.LoadMessageInfo() == nil {
@@ -258,7 +258,7 @@ func (x *SnapshotLease) ProtoReflect() protoreflect.Message {
 
 // Deprecated: Use SnapshotLease.ProtoReflect.Descriptor instead.
 func (*SnapshotLease) Descriptor() ([]byte, []int) {
-	return file_snapshot_proto_rawDescGZIP(), []int{2}
+	return file_leasecluster_v1_snapshot_proto_rawDescGZIP(), []int{2}
 }
 
 func (x *SnapshotLease) GetId() int64 {
@@ -309,7 +309,7 @@ type SnapshotItem struct {
 
 func (x *SnapshotItem) Reset() {
 	*x = SnapshotItem{}
-	mi := &file_snapshot_proto_msgTypes[3]
+	mi := &file_leasecluster_v1_snapshot_proto_msgTypes[3]
 	ms := protoimpl.X.MessageStateOf(protoimpl.Pointer(x))
 	ms.StoreMessageInfo(mi)
 }
@@ -321,7 +321,7 @@ func (x *SnapshotItem) String() string {
 func (*SnapshotItem) ProtoMessage() {}
 
 func (x *SnapshotItem) ProtoReflect() protoreflect.Message {
-	mi := &file_snapshot_proto_msgTypes[3]
+	mi := &file_leasecluster_v1_snapshot_proto_msgTypes[3]
 	if x != nil {
 		ms := protoimpl.X.MessageStateOf(protoimpl.Pointer(x))
 		if ms.LoadMessageInfo() == nil {
@@ -334,7 +334,7 @@ func (x *SnapshotItem) ProtoReflect() protoreflect.Message {
 
 // Deprecated: Use SnapshotItem.ProtoReflect.Descriptor instead.
 func (*SnapshotItem) Descriptor() ([]byte, []int) {
-	return file_snapshot_proto_rawDescGZIP(), []int{3}
+	return file_leasecluster_v1_snapshot_proto_rawDescGZIP(), []int{3}
 }
 
 func (x *SnapshotItem) GetKey() string {
@@ -380,7 +380,7 @@ type SnapshotDedupe struct {
 
 func (x *SnapshotDedupe) Reset() {
 	*x = SnapshotDedupe{}
-	mi := &file_snapshot_proto_msgTypes[4]
+	mi := &file_leasecluster_v1_snapshot_proto_msgTypes[4]
 	ms := protoimpl.X.MessageStateOf(protoimpl.Pointer(x))
 	ms.StoreMessageInfo(mi)
 }
@@ -392,7 +392,7 @@ func (x *SnapshotDedupe) String() string {
 func (*SnapshotDedupe) ProtoMessage() {}
 
 func (x *SnapshotDedupe) ProtoReflect() protoreflect.Message {
-	mi := &file_snapshot_proto_msgTypes[4]
+	mi := &file_leasecluster_v1_snapshot_proto_msgTypes[4]
 	if x != nil {
 		ms := protoimpl.X.MessageStateOf(protoimpl.Pointer(x))
 		if ms.LoadMessageInfo() == nil {
@@ -405,7 +405,7 @@ func (x *SnapshotDedupe) ProtoReflect() protoreflect.Message {
 
 // Deprecated: Use SnapshotDedupe.ProtoReflect.Descriptor instead.
 func (*SnapshotDedupe) Descriptor() ([]byte, []int) {
-	return file_snapshot_proto_rawDescGZIP(), []int{4}
+	return file_leasecluster_v1_snapshot_proto_rawDescGZIP(), []int{4}
 }
 
 func (x *SnapshotDedupe) GetRequestId() uint64 {
@@ -450,11 +450,11 @@ func (x *SnapshotDedupe) GetRevision() uint64 {
 	return 0
 }
 
-var File_snapshot_proto protoreflect.FileDescriptor
+var File_leasecluster_v1_snapshot_proto protoreflect.FileDescriptor
 
-const file_snapshot_proto_rawDesc = "" +
+const file_leasecluster_v1_snapshot_proto_rawDesc = "" +
 	"\n" +
-	"\x0esnapshot.proto\x12\x0fleasecluster.v1\x1a\x0ecommands.proto\"\xfd\x01\n" +
+	"\x1eleasecluster/v1/snapshot.proto\x12\x0fleasecluster.v1\x1a\x1eleasecluster/v1/commands.proto\"\xfd\x01\n" +
 	"\x0eSnapshotRecord\x129\n" +
 	"\x06header\x18\x01 \x01(\v2\x1f.leasecluster.v1.SnapshotHeaderH\x00R\x06header\x126\n" +
 	"\x05lease\x18\x02 \x01(\v2\x1e.leasecluster.v1.SnapshotLeaseH\x00R\x05lease\x123\n" +
@@ -490,19 +490,19 @@ const file_snapshot_proto_rawDesc = "" +
 	"\brevision\x18\x06 \x01(\x04R\brevisionB.Z,github.com/leasecluster/leasecluster/leasepbb\x06proto3"
 
 var (
-	file_snapshot_proto_rawDescOnce sync.Once
-	file_snapshot_proto_rawDescData []byte
+	file_leasecluster_v1_snapshot_proto_rawDescOnce sync.Once
+	file_leasecluster_v1_snapshot_proto_rawDescData []byte
 )
 
-func file_snapshot_proto_rawDescGZIP() []byte {
-	file_snapshot_proto_rawDescOnce.Do(func() {
-		file_snapshot_proto_rawDescData = protoimpl.X.CompressGZIP(unsafe.Slice(unsafe.StringData(file_snapshot_proto_rawDesc), len(file_snapshot_proto_rawDesc)))
+func file_leasecluster_v1_snapshot_proto_rawDescGZIP() []byte {
+	file_leasecluster_v1_snapshot_proto_rawDescOnce.Do(func() {
+		file_leasecluster_v1_snapshot_proto_rawDescData = protoimpl.X.CompressGZIP(unsafe.Slice(unsafe.StringData(file_leasecluster_v1_snapshot_proto_rawDesc), len(file_leasecluster_v1_snapshot_proto_rawDesc)))
 	})
-	return file_snapshot_proto_rawDescData
+	return file_leasecluster_v1_snapshot_proto_rawDescData
 }
 
-var file_snapshot_proto_msgTypes = make([]protoimpl.MessageInfo, 5)
-var file_snapshot_proto_goTypes = []any{
+var file_leasecluster_v1_snapshot_proto_msgTypes = make([]protoimpl.MessageInfo, 5)
+var file_leasecluster_v1_snapshot_proto_goTypes = []any{
 	(*SnapshotRecord)(nil), // 0: leasecluster.v1.SnapshotRecord
 	(*SnapshotHeader)(nil), // 1: leasecluster.v1.SnapshotHeader
 	(*SnapshotLease)(nil),  // 2: leasecluster.v1.SnapshotLease
@@ -510,7 +510,7 @@ var file_snapshot_proto_goTypes = []any{
 	(*SnapshotDedupe)(nil), // 4: leasecluster.v1.SnapshotDedupe
 	(CommandKind)(0),       // 5: leasecluster.v1.CommandKind
 }
-var file_snapshot_proto_depIdxs = []int32{
+var file_leasecluster_v1_snapshot_proto_depIdxs = []int32{
 	1, // 0: leasecluster.v1.SnapshotRecord.header:type_name -> leasecluster.v1.SnapshotHeader
 	2, // 1: leasecluster.v1.SnapshotRecord.lease:type_name -> leasecluster.v1.SnapshotLease
 	3, // 2: leasecluster.v1.SnapshotRecord.item:type_name -> leasecluster.v1.SnapshotItem
@@ -523,13 +523,13 @@ var file_snapshot_proto_depIdxs = []int32{
 	0, // [0:5] is the sub-list for field type_name
 }
 
-func init() { file_snapshot_proto_init() }
-func file_snapshot_proto_init() {
-	if File_snapshot_proto != nil {
+func init() { file_leasecluster_v1_snapshot_proto_init() }
+func file_leasecluster_v1_snapshot_proto_init() {
+	if File_leasecluster_v1_snapshot_proto != nil {
 		return
 	}
-	file_commands_proto_init()
-	file_snapshot_proto_msgTypes[0].OneofWrappers = []any{
+	file_leasecluster_v1_commands_proto_init()
+	file_leasecluster_v1_snapshot_proto_msgTypes[0].OneofWrappers = []any{
 		(*SnapshotRecord_Header)(nil),
 		(*SnapshotRecord_Lease)(nil),
 		(*SnapshotRecord_Item)(nil),
@@ -539,17 +539,17 @@ func file_snapshot_proto_init() {
 	out := protoimpl.TypeBuilder{
 		File: protoimpl.DescBuilder{
 			GoPackagePath: reflect.TypeOf(x{}).PkgPath(),
-			RawDescriptor: unsafe.Slice(unsafe.StringData(file_snapshot_proto_rawDesc), len(file_snapshot_proto_rawDesc)),
+			RawDescriptor: unsafe.Slice(unsafe.StringData(file_leasecluster_v1_snapshot_proto_rawDesc), len(file_leasecluster_v1_snapshot_proto_rawDesc)),
 			NumEnums:      0,
 			NumMessages:   5,
 			NumExtensions: 0,
 			NumServices:   0,
 		},
-		GoTypes:           file_snapshot_proto_goTypes,
-		DependencyIndexes: file_snapshot_proto_depIdxs,
-		MessageInfos:      file_snapshot_proto_msgTypes,
+		GoTypes:           file_leasecluster_v1_snapshot_proto_goTypes,
+		DependencyIndexes: file_leasecluster_v1_snapshot_proto_depIdxs,
+		MessageInfos:      file_leasecluster_v1_snapshot_proto_msgTypes,
 	}.Build()
-	File_snapshot_proto = out.File
-	file_snapshot_proto_goTypes = nil
-	file_snapshot_proto_depIdxs = nil
+	File_leasecluster_v1_snapshot_proto = out.File
+	file_leasecluster_v1_snapshot_proto_goTypes = nil
+	file_leasecluster_v1_snapshot_proto_depIdxs = nil
 }
