@@ -16,6 +16,6 @@
 // fast path when raft has set a heartbeat handler. Close fails every
 // pending RPC and ends every goroutine the transport started.
 //
-// The wire messages live in leasepb/raft.proto; DESIGN.md explains the
+// The wire messages live in leasepb/leasecluster/v1/raft.proto; DESIGN.md explains the
 // choices.
 package transport
