@@ -1,0 +1,79 @@
+// Command etcdnode runs one etcd v3.6 member (embed.Etcd, etcd's default
+// settings: fsync on, 100 ms heartbeat, 1 s election) until SIGTERM or
+// SIGINT, or SIGKILL, which is why every member is a process of its own.
+// The benchmark (the parent directory) builds and starts three of them.
+//
+// It is a separate program rather than a hidden mode of the benchmark binary
+// because etcd's go.etcd.io/raft/v3/raftpb and leasecluster's leasepb both
+// register a protobuf file named "raft.proto", and the protobuf runtime
+// panics when one binary links both.
+package main
+
+import (
+	"flag"
+	"fmt"
+	"net/url"
+	"os"
+	"os/signal"
+	"syscall"
+
+	"go.etcd.io/etcd/server/v3/embed"
+)
+
+func main() {
+	if err := run(os.Args[1:]); err != nil {
+		fmt.Fprintln(os.Stderr, "etcdnode:", err)
+		os.Exit(1)
+	}
+}
+
+func run(args []string) error {
+	fs := flag.NewFlagSet("etcdnode", flag.ContinueOnError)
+	name := fs.String("name", "", "member name")
+	dataDir := fs.String("data-dir", "", "data directory")
+	peerURL := fs.String("peer-url", "", "peer URL")
+	clientURL := fs.String("client-url", "", "client URL")
+	initial := fs.String("initial-cluster", "", "initial cluster")
+	if err := fs.Parse(args); err != nil {
+		return err
+	}
+	pu, err := url.Parse(*peerURL)
+	if err != nil {
+		return err
+	}
+	cu, err := url.Parse(*clientURL)
+	if err != nil {
+		return err
+	}
+	cfg := embed.NewConfig()
+	cfg.Name = *name
+	cfg.Dir = *dataDir
+	cfg.ListenPeerUrls, cfg.AdvertisePeerUrls = []url.URL{*pu}, []url.URL{*pu}
+	cfg.ListenClientUrls, cfg.AdvertiseClientUrls = []url.URL{*cu}, []url.URL{*cu}
+	cfg.InitialCluster = *initial
+	cfg.InitialClusterToken = "bench"
+	cfg.ClusterState = embed.ClusterStateFlagNew // ignored when the data dir already holds a member
+	cfg.LogLevel = "warn"
+	cfg.LogOutputs = []string{"stderr"}
+	e, err := embed.StartEtcd(cfg)
+	if err != nil {
+		return err
+	}
+	defer e.Close()
+	sig := make(chan os.Signal, 1)
+	signal.Notify(sig, syscall.SIGTERM, syscall.SIGINT)
+	select {
+	case <-e.Server.ReadyNotify():
+	case err := <-e.Err():
+		return err
+	case <-sig:
+		return nil
+	}
+	fmt.Fprintf(os.Stderr, "etcd member %s ready\n", *name)
+	select {
+	case err := <-e.Err():
+		return err
+	case <-sig:
+		return nil
+	}
+}

@@ -1,0 +1,275 @@
+// Command bench runs leasecluster and etcd's lease subsystem side by side:
+// a three-node leasecluster (`leasecluster serve` processes built from ../)
+// and a three-node etcd v3.6 (./etcdnode processes, each an embed.Etcd), every node its own OS process on 127.0.0.1, fsync on, default
+// settings. The same load generator and concurrency drive both, and the run
+// reports throughput and latency of each workload, failover, mass expiry,
+// memory per lease and failover with a large lease table, as ratios
+// leasecluster / etcd against the project's targets.
+//
+//	cd bench && go run . [-quick]
+//
+// It writes results/<date>.json and results/latest.md. It is a module of its
+// own so that etcd's dependencies never enter the main module.
+package main
+
+import (
+	"context"
+	"flag"
+	"fmt"
+	"os"
+	"os/exec"
+	"os/signal"
+	"path/filepath"
+	"strings"
+	"syscall"
+	"time"
+)
+
+// settings are the knobs of one run; -quick scales the big phases down.
+type settings struct {
+	Quick          bool          `json:"quick"`
+	Warm           time.Duration `json:"warmup_ns"`
+	Dur            time.Duration `json:"duration_ns"`
+	ExpiryLeases   int           `json:"expiry_leases"`
+	ScaleLeases    int           `json:"scale_leases"`
+	FailoverLeases int           `json:"failover_kept_alive_leases"`
+	FailoverTTL    time.Duration `json:"failover_ttl_ns"`
+	IdleTTL        time.Duration `json:"idle_lease_ttl_ns"`
+	IdleFor        time.Duration `json:"idle_for_ns"`
+	KAStreams      int           `json:"keepalive_streams"`
+	Clients        int           `json:"client_objects_per_system"`
+	Profile        bool          `json:"profile_leader"`
+}
+
+func main() {
+	quick := flag.Bool("quick", false, "scaled-down run (under 3 minutes)")
+	profile := flag.Bool("profile", true, "capture CPU profiles of the leasecluster leader during the throughput workloads")
+	keep := flag.Bool("keep", false, "keep the work directory (data dirs, node logs, profiles)")
+	outDir := flag.String("out", "results", "directory for the JSON and Markdown results")
+	flag.Parse()
+	set := settings{Quick: *quick, Warm: time.Second, Dur: 5 * time.Second,
+		ExpiryLeases: 100_000, ScaleLeases: 1_000_000, FailoverLeases: 1000, FailoverTTL: 3 * time.Second,
+		IdleTTL: 60 * time.Second, IdleFor: 35 * time.Second, KAStreams: kaStreams, Clients: clientsPerSystem, Profile: *profile}
+	if *quick {
+		set.Warm, set.Dur = 500*time.Millisecond, 2*time.Second
+		set.ExpiryLeases, set.ScaleLeases = 10_000, 100_000
+		set.IdleTTL, set.IdleFor = 20*time.Second, 12*time.Second
+	}
+	ctx, cancel := signal.NotifyContext(context.Background(), syscall.SIGINT, syscall.SIGTERM)
+	defer cancel()
+	if err := run(ctx, set, *keep, *outDir); err != nil {
+		fmt.Fprintln(os.Stderr, "bench:", err)
+		os.Exit(1)
+	}
+}
+
+// clusters holds both clusters under test.
+type clusters struct {
+	lcNodes, etcdNodes []*node
+	lc                 *lcSystem
+	etcd               *etcdSystem
+}
+
+func (c *clusters) stopAll() {
+	if c.lc != nil {
+		c.lc.close()
+	}
+	if c.etcd != nil {
+		c.etcd.close()
+	}
+	for _, n := range append(append([]*node(nil), c.lcNodes...), c.etcdNodes...) {
+		n.stop()
+	}
+}
+
+func run(ctx context.Context, set settings, keep bool, outDir string) error {
+	began := time.Now()
+	root, err := filepath.Abs("..")
+	if err != nil {
+		return err
+	}
+	if b, err := os.ReadFile(filepath.Join(root, "go.mod")); err != nil || !strings.Contains(string(b), "module github.com/leasecluster/leasecluster\n") {
+		return fmt.Errorf("run from the bench directory of the leasecluster repository (cd bench && go run .)")
+	}
+	work, err := os.MkdirTemp("", "leasebench-")
+	if err != nil {
+		return err
+	}
+	if keep {
+		fmt.Fprintln(os.Stderr, "work directory:", work)
+	} else {
+		defer os.RemoveAll(work)
+	}
+	profDir := filepath.Join(work, "profiles")
+	os.MkdirAll(profDir, 0o755)
+
+	// Build the server with the main module's own dependency versions.
+	bin := filepath.Join(work, "leasecluster-bin")
+	build := exec.CommandContext(ctx, "go", "build", "-o", bin, "./cmd/leasecluster")
+	build.Dir, build.Stdout, build.Stderr = root, os.Stderr, os.Stderr
+	fmt.Fprintln(os.Stderr, "building leasecluster and etcdnode ...")
+	if err := build.Run(); err != nil {
+		return fmt.Errorf("go build ./cmd/leasecluster: %w", err)
+	}
+	etcdBin := filepath.Join(work, "etcdnode-bin")
+	build = exec.CommandContext(ctx, "go", "build", "-o", etcdBin, "./etcdnode")
+	build.Stdout, build.Stderr = os.Stderr, os.Stderr
+	if err := build.Run(); err != nil {
+		return fmt.Errorf("go build ./etcdnode: %w", err)
+	}
+	help, _ := exec.Command(bin, "serve", "--help").CombinedOutput()
+	pprof := set.Profile && strings.Contains(string(help), "--pprof")
+
+	res := &Results{Settings: set, Machine: machineInfo(), Commit: gitCommit(root), Started: began.UTC().Format(time.RFC3339)}
+	res.Notes = notes(set, pprof)
+	cl := &clusters{}
+	defer cl.stopAll()
+	if err := startClusters(ctx, cl, bin, etcdBin, work, pprof); err != nil {
+		return err
+	}
+
+	fmt.Fprintln(os.Stderr, "throughput workloads ...")
+	var prof profiler
+	if pprof {
+		prof = lcProfiler(ctx, cl.lc, profDir)
+	}
+	lcT, err := runSuite(ctx, cl.lc, set, prof)
+	if err != nil {
+		return err
+	}
+	etT, err := runSuite(ctx, cl.etcd, set, nil)
+	if err != nil {
+		return err
+	}
+	for _, w := range workloadOrder {
+		res.Throughput = append(res.Throughput, pairOf(w, lcT[w], etT[w]))
+	}
+
+	fmt.Fprintf(os.Stderr, "expiry of %d leases ...\n", set.ExpiryLeases)
+	res.Expiry.LC = expiry(ctx, cl.lc, set.ExpiryLeases, lcT[wGrant64].Throughput)
+	res.Expiry.Etcd = expiry(ctx, cl.etcd, set.ExpiryLeases, etT[wGrant64].Throughput)
+
+	// Both failovers run at once: they are paced by timers (renewals every
+	// TTL/3, the idle lease's age), not by CPU, and this halves the wait.
+	fmt.Fprintf(os.Stderr, "failover (%d kept-alive leases, idle lease %v for %v; both systems at once) ...\n",
+		set.FailoverLeases, set.IdleTTL, set.IdleFor)
+	fp := failoverParams{keptAlive: set.FailoverLeases, ttl: set.FailoverTTL, idleTTL: set.IdleTTL, idleFor: set.IdleFor, observe: set.FailoverTTL + time.Second}
+	done := make(chan struct{})
+	var lcKilled, etKilled int
+	go func() {
+		res.Failover.LC, lcKilled = failover(ctx, cl.lc, fp, false)
+		close(done)
+	}()
+	res.Failover.Etcd, etKilled = failover(ctx, cl.etcd, fp, false)
+	<-done
+	if err := restart(ctx, cl.lc, lcKilled); err != nil {
+		return err
+	}
+	if err := restart(ctx, cl.etcd, etKilled); err != nil {
+		return err
+	}
+
+	fmt.Fprintf(os.Stderr, "memory: %d leases ...\n", set.ScaleLeases)
+	res.Memory.LC = memory(ctx, cl.lc, set.ScaleLeases)
+	res.Memory.Etcd = memory(ctx, cl.etcd, set.ScaleLeases)
+
+	fmt.Fprintf(os.Stderr, "failover with %d leases in the cluster ...\n", set.ScaleLeases)
+	sp := failoverParams{keptAlive: set.FailoverLeases, ttl: set.FailoverTTL, observe: set.FailoverTTL + time.Second}
+	res.Scale.LC, _ = failover(ctx, cl.lc, sp, true)
+	res.Scale.LC.BackgroundLeases = set.ScaleLeases
+	res.Scale.Etcd, _ = failover(ctx, cl.etcd, sp, true)
+	res.Scale.Etcd.BackgroundLeases = set.ScaleLeases
+
+	cl.stopAll()
+	res.Seconds = round1(time.Since(began).Seconds())
+	res.evaluate()
+	if pprof {
+		res.attachProfiles(profDir)
+	}
+	return res.write(os.Stdout, outDir)
+}
+
+func startClusters(ctx context.Context, cl *clusters, bin, etcdBin, work string, pprof bool) error {
+	var err error
+	if cl.lcNodes, err = newLCNodes(bin, filepath.Join(work, "leasecluster"), pprof); err != nil {
+		return err
+	}
+	if cl.etcdNodes, err = newEtcdNodes(etcdBin, filepath.Join(work, "etcd")); err != nil {
+		return err
+	}
+	os.MkdirAll(filepath.Join(work, "leasecluster"), 0o755)
+	os.MkdirAll(filepath.Join(work, "etcd"), 0o755)
+	for _, n := range append(append([]*node(nil), cl.lcNodes...), cl.etcdNodes...) {
+		if err := n.start(); err != nil {
+			return fmt.Errorf("start %s: %w", n.name, err)
+		}
+	}
+	if cl.lc, err = newLCSystem(ctx, cl.lcNodes); err != nil {
+		return err
+	}
+	if cl.etcd, err = newEtcdSystem(cl.etcdNodes); err != nil {
+		return err
+	}
+	wctx, cancel := context.WithTimeout(ctx, time.Minute)
+	defer cancel()
+	for _, s := range []system{cl.lc, cl.etcd} {
+		if err := waitReady(wctx, s); err != nil {
+			return err
+		}
+	}
+	return nil
+}
+
+// waitReady waits for a leader and for a lease operation to succeed.
+func waitReady(ctx context.Context, s system) error {
+	return waitFor(ctx, s.name()+" ready", func(ctx context.Context) error {
+		if _, err := s.leader(ctx); err != nil {
+			return err
+		}
+		_, err := s.count(ctx)
+		return err
+	})
+}
+
+// restart brings a killed node back on its data dir and waits until the
+// cluster has a leader and the node answers.
+func restart(ctx context.Context, s system, i int) error {
+	if i < 0 {
+		return nil
+	}
+	n := s.nodes()[i]
+	if err := n.start(); err != nil {
+		return fmt.Errorf("restart %s: %w", n.name, err)
+	}
+	wctx, cancel := context.WithTimeout(ctx, time.Minute)
+	defer cancel()
+	if err := waitReady(wctx, s); err != nil {
+		return err
+	}
+	// Give the restarted node a moment to catch up before the next phase.
+	time.Sleep(2 * time.Second)
+	return nil
+}
+
+// notes documents how the two systems are made comparable.
+func notes(set settings, pprof bool) []string {
+	n := []string{
+		"Each node is its own OS process on 127.0.0.1 with fsync on and default settings (log level warn on both). leasecluster: `leasecluster serve` built from this commit; etcd v3.6.14 via embed (bench/etcdnode), in child processes of the bench binary.",
+		"Unary calls go through each system's Go client (leasecluster client.Client, etcd clientv3), 4 client objects per system shared round robin by the workers; a closed loop of N workers = N concurrent clients.",
+		"Grant TTLs: leasecluster takes milliseconds; etcd whole seconds (rounded up; etcd's minimum TTL with default timing is ceil(1.5 x 1 s election) = 2 s, leasecluster's 1.5 s).",
+		"KeepAlive throughput: each lease renewed closed loop (send, wait for its acknowledgement, repeat) over 4 raw bidirectional streams per workload: leasecluster Leases.KeepAlive, etcd Lease.LeaseKeepAlive, the closest equivalents (etcd's clientv3 KeepAlive and leasecluster's client.KeepAlive both multiplex leases on one such stream but renew only every TTL/3). Failover uses the client libraries' own KeepAlive (every TTL/3 on both).",
+		"TimeToLive: leasecluster's default linearizable read (leadership confirmed by a quorum, applied index caught up). etcd has no linearizable mode for LeaseTimeToLive: the leader answers after waiting for its applied index, without a ReadIndex round, so etcd does less work per read.",
+		"Through a follower: etcd forwards a follower's keepalives to the leader; leasecluster's gRPC KeepAlive is refused on a follower (UNAVAILABLE + leader hint), so its follower path is the HTTP/JSON API, which forwards each renewal (POST /v1/leases/{id}/keepalive) — unless a probe renewal over the follower's gRPC stream succeeds, in which case the stream is used.",
+		"The two failovers of the small-table phase run concurrently (timer-paced); everything else runs one system at a time. The machine has 2 cores shared with other work: figures are from one run and noisy.",
+	}
+	if set.Quick {
+		n = append(n, fmt.Sprintf("QUICK MODE: %v per workload after %v warm-up; expiry of %d leases instead of 100,000; memory and scale phases with %d leases instead of 1,000,000; idle lease of %v left for %v instead of 60 s for 35 s.",
+			set.Dur, set.Warm, set.ExpiryLeases, set.ScaleLeases, set.IdleTTL, set.IdleFor))
+	}
+	if pprof {
+		n = append(n, "CPU profiles of the leasecluster leader are taken (via --pprof) during its throughput workloads; the top entries of those whose target was missed are listed below.")
+	} else {
+		n = append(n, "No CPU profiles: the leasecluster binary has no --pprof flag or -profile=false.")
+	}
+	return n
+}

@@ -1,0 +1,309 @@
+package main
+
+import (
+	"bufio"
+	"encoding/json"
+	"fmt"
+	"io"
+	"os"
+	"os/exec"
+	"path/filepath"
+	"runtime"
+	"strings"
+	"time"
+)
+
+// Results is everything one run produced; it is written as JSON as is.
+type Results struct {
+	Started  string            `json:"started"`
+	Seconds  float64           `json:"seconds"`
+	Commit   string            `json:"commit"`
+	Machine  map[string]string `json:"machine"`
+	Settings settings          `json:"settings"`
+	Notes    []string          `json:"notes"`
+
+	Throughput []Pair `json:"throughput"`
+	Expiry     struct{ LC, Etcd ExpiryResult }
+	Failover   struct{ LC, Etcd FailoverResult }
+	Memory     struct{ LC, Etcd MemoryResult }
+	Scale      struct{ LC, Etcd FailoverResult }
+
+	Targets  []Target          `json:"targets"`
+	Profiles map[string]string `json:"profiles,omitempty"` // workload -> pprof -top of the leasecluster leader
+}
+
+// Pair is one throughput workload on both systems with the ratios
+// leasecluster / etcd.
+type Pair struct {
+	Workload string     `json:"workload"`
+	LC       LoadResult `json:"leasecluster"`
+	Etcd     LoadResult `json:"etcd"`
+	Thr      float64    `json:"throughput_ratio"`
+	P50      float64    `json:"p50_ratio"`
+	P99      float64    `json:"p99_ratio"`
+}
+
+func ratio(a, b float64) float64 {
+	if b == 0 {
+		return 0
+	}
+	return round3(a / b)
+}
+
+func pairOf(w string, lc, et LoadResult) Pair {
+	return Pair{Workload: w, LC: lc, Etcd: et, Thr: ratio(lc.Throughput, et.Throughput), P50: ratio(lc.P50Ms, et.P50Ms), P99: ratio(lc.P99Ms, et.P99Ms)}
+}
+
+// Target is one of the issue's targets, met or missed.
+type Target struct {
+	Name     string `json:"name"`
+	Want     string `json:"want"`
+	Got      string `json:"got"`
+	Met      bool   `json:"met"`
+	Workload string `json:"workload,omitempty"` // throughput workload whose profile explains a miss
+}
+
+func (r *Results) pair(w string) Pair {
+	for _, p := range r.Throughput {
+		if p.Workload == w {
+			return p
+		}
+	}
+	return Pair{}
+}
+
+// evaluate checks every target.
+func (r *Results) evaluate() {
+	add := func(name, want, got string, met bool, workload string) {
+		r.Targets = append(r.Targets, Target{Name: name, Want: want, Got: got, Met: met, Workload: workload})
+	}
+	thr := func(w string, min float64) {
+		p := r.pair(w)
+		add(w+" throughput", fmt.Sprintf(">= %.1fx etcd", min),
+			fmt.Sprintf("%.2fx (%.0f vs %.0f ops/s)", p.Thr, p.LC.Throughput, p.Etcd.Throughput), p.Thr >= min && p.LC.Errors == 0, w)
+	}
+	thr(wGrant64, 2)
+	p := r.pair(wGrant1)
+	add("grant c=1 p50 latency", "<= 0.75x etcd", fmt.Sprintf("%.2fx (%.2f vs %.2f ms)", p.P50, p.LC.P50Ms, p.Etcd.P50Ms),
+		p.P50 > 0 && p.P50 <= 0.75, wGrant1)
+	thr(wRevoke64, 5)
+	thr(wKA64, 1.5)
+	thr(wKA256, 1.5)
+	thr(wKAFollower, 3)
+	thr(wTTL64, 1)
+
+	f := r.Failover
+	add("failover: renewals resume", "all leases renewed no later than on etcd",
+		fmt.Sprintf("%.0f ms vs %.0f ms (first renewal %.0f vs %.0f ms)", f.LC.ResumeAllMs, f.Etcd.ResumeAllMs, f.LC.ResumeFirstMs, f.Etcd.ResumeFirstMs),
+		f.LC.Error == "" && f.LC.NotResumed == 0 && f.LC.ResumeAllMs <= f.Etcd.ResumeAllMs, "")
+	add("failover: no lease lost", "0 of 1,000", fmt.Sprintf("%d (etcd %d)", f.LC.Lost, f.Etcd.Lost), f.LC.Error == "" && f.LC.Lost == 0, "")
+	add("failover: idle lease keeps its remaining TTL", "jump within the extension (0 to 1 s, +-250 ms measurement)",
+		fmt.Sprintf("%+.0f ms (etcd %+.0f ms)", f.LC.IdleJumpMs, f.Etcd.IdleJumpMs),
+		f.LC.IdleBeforeMs > 0 && f.LC.IdleJumpMs >= -250 && f.LC.IdleJumpMs <= 1250, "")
+
+	e := r.Expiry
+	add(fmt.Sprintf("expiry: %d simultaneous expiries", e.LC.Leases), "all revoked within 2 s of due",
+		fmt.Sprintf("%.0f ms (etcd %.0f ms); renewal p99 during the storm %.1f ms (etcd %.1f ms)", e.LC.RevokedAfterMs, e.Etcd.RevokedAfterMs, e.LC.RenewP99Ms, e.Etcd.RenewP99Ms),
+		e.LC.Error == "" && e.LC.RevokedAfterMs <= 2000, "")
+
+	m := r.Memory
+	mr := ratio(m.LC.PerHundredKMiB, m.Etcd.PerHundredKMiB)
+	add("memory: leader RSS growth per lease", "<= 0.5x etcd",
+		fmt.Sprintf("%.2fx (%.1f vs %.1f MiB per 100k)", mr, m.LC.PerHundredKMiB, m.Etcd.PerHundredKMiB),
+		m.LC.Error == "" && m.Etcd.Error == "" && mr <= 0.5, "")
+
+	s := r.Scale.LC
+	add(fmt.Sprintf("scale (%d leases): no kept-alive lease lost", s.BackgroundLeases), "0 of 1,000",
+		fmt.Sprintf("%d (etcd %d)", s.Lost, r.Scale.Etcd.Lost), s.Error == "" && s.Lost == 0, "")
+	add(fmt.Sprintf("scale (%d leases): renewals resume", s.BackgroundLeases), "<= 2 s",
+		fmt.Sprintf("%.0f ms for all (etcd %.0f ms)", s.ResumeAllMs, r.Scale.Etcd.ResumeAllMs), s.Error == "" && s.NotResumed == 0 && s.ResumeAllMs <= 2000, "")
+	add(fmt.Sprintf("scale (%d leases): longest renewal stall during Promote", s.BackgroundLeases), "<= 50 ms",
+		fmt.Sprintf("%.1f ms (etcd %.1f ms)", s.ProbeMaxStallMs, r.Scale.Etcd.ProbeMaxStallMs), s.Error == "" && s.ProbeFirstOKMs > 0 && s.ProbeMaxStallMs <= 50, "")
+}
+
+func profilePath(dir, workload string) string {
+	return filepath.Join(dir, strings.NewReplacer(" ", "_", "=", "", "(", "", ")", "").Replace(workload)+".pprof")
+}
+
+// attachProfiles adds `go tool pprof -top` of the leader's profile for every
+// throughput workload whose target was missed.
+func (r *Results) attachProfiles(dir string) {
+	for _, t := range r.Targets {
+		if t.Met || t.Workload == "" {
+			continue
+		}
+		path := profilePath(dir, t.Workload)
+		if _, err := os.Stat(path); err != nil {
+			continue
+		}
+		out, err := exec.Command("go", "tool", "pprof", "-top", "-nodecount=25", path).Output()
+		if err != nil {
+			continue
+		}
+		if r.Profiles == nil {
+			r.Profiles = map[string]string{}
+		}
+		r.Profiles[t.Workload] = string(out)
+	}
+}
+
+func machineInfo() map[string]string {
+	m := map[string]string{"nproc": fmt.Sprint(runtime.NumCPU()), "go": runtime.Version(), "os": runtime.GOOS + "/" + runtime.GOARCH}
+	if b, err := os.ReadFile("/proc/cpuinfo"); err == nil {
+		for l := range strings.Lines(string(b)) {
+			if v, ok := strings.CutPrefix(l, "model name"); ok {
+				m["cpu"] = strings.TrimSpace(strings.TrimPrefix(strings.TrimSpace(v), ":"))
+				break
+			}
+		}
+	}
+	if f, err := os.Open("/proc/meminfo"); err == nil {
+		sc := bufio.NewScanner(f)
+		for sc.Scan() {
+			if v, ok := strings.CutPrefix(sc.Text(), "MemTotal:"); ok {
+				m["memory"] = strings.TrimSpace(v)
+			}
+		}
+		f.Close()
+	}
+	if b, err := os.ReadFile("/proc/sys/kernel/osrelease"); err == nil {
+		m["kernel"] = strings.TrimSpace(string(b))
+	}
+	return m
+}
+
+func gitCommit(root string) string {
+	out, err := exec.Command("git", "-C", root, "rev-parse", "HEAD").Output()
+	if err != nil {
+		return "unknown"
+	}
+	c := strings.TrimSpace(string(out))
+	if st, err := exec.Command("git", "-C", root, "status", "--porcelain", "--untracked-files=no").Output(); err == nil && len(st) > 0 {
+		c += " (with uncommitted changes)"
+	}
+	return c
+}
+
+func metStr(b bool) string {
+	if b {
+		return "met"
+	}
+	return "MISSED"
+}
+
+// table renders the results as Markdown (also the stdout table).
+func (r *Results) table(w io.Writer) {
+	fmt.Fprintf(w, "## Throughput and latency (ratio = leasecluster / etcd)\n\n")
+	fmt.Fprintf(w, "| workload | leasecluster ops/s | p50 ms | p99 ms | etcd ops/s | p50 ms | p99 ms | ratio ops/s | ratio p50 | ratio p99 |\n")
+	fmt.Fprintf(w, "|---|---:|---:|---:|---:|---:|---:|---:|---:|---:|\n")
+	for _, p := range r.Throughput {
+		fmt.Fprintf(w, "| %s | %.0f | %.2f | %.2f | %.0f | %.2f | %.2f | %.2f | %.2f | %.2f |\n", p.Workload,
+			p.LC.Throughput, p.LC.P50Ms, p.LC.P99Ms, p.Etcd.Throughput, p.Etcd.P50Ms, p.Etcd.P99Ms, p.Thr, p.P50, p.P99)
+	}
+	var errs []string
+	for _, p := range r.Throughput {
+		for _, x := range []struct {
+			sys string
+			r   LoadResult
+		}{{"leasecluster", p.LC}, {"etcd", p.Etcd}} {
+			if x.r.Errors > 0 || x.r.Note != "" {
+				errs = append(errs, fmt.Sprintf("- %s, %s: %d errors %s %s", p.Workload, x.sys, x.r.Errors, x.r.FirstError, x.r.Note))
+			}
+		}
+	}
+	if len(errs) > 0 {
+		fmt.Fprintf(w, "\n%s\n", strings.Join(errs, "\n"))
+	}
+	fo := func(title string, lc, et FailoverResult) {
+		fmt.Fprintf(w, "\n## %s\n\n| | leasecluster | etcd |\n|---|---:|---:|\n", title)
+		row := func(name string, a, b any) { fmt.Fprintf(w, "| %s | %v | %v |\n", name, a, b) }
+		row("kept-alive leases (TTL 3 s, renewed every TTL/3)", lc.KeptAlive, et.KeptAlive)
+		row("other leases in the cluster", lc.BackgroundLeases, et.BackgroundLeases)
+		row("killed leader", lc.KilledNode, et.KilledNode)
+		f0 := func(v float64) string { return fmt.Sprintf("%.0f", v) }
+		row("first renewal after kill, ms", f0(lc.ResumeFirstMs), f0(et.ResumeFirstMs))
+		row("every lease renewed again, ms", f0(lc.ResumeAllMs), f0(et.ResumeAllMs))
+		row("longest gap between renewals of one lease, ms", f0(lc.MaxGapMs), f0(et.MaxGapMs))
+		row("leases not renewed again", lc.NotResumed, et.NotResumed)
+		row("leases lost", lc.Lost, et.Lost)
+		if lc.IdleTTLSec > 0 {
+			row("idle lease: TTL s / unrenewed for s", fmt.Sprintf("%.0f / %.1f", lc.IdleTTLSec, lc.IdleForSec), fmt.Sprintf("%.0f / %.1f", et.IdleTTLSec, et.IdleForSec))
+			row("idle lease remaining before / after kill, ms", fmt.Sprintf("%.0f / %.0f", lc.IdleBeforeMs, lc.IdleAfterMs), fmt.Sprintf("%.0f / %.0f", et.IdleBeforeMs, et.IdleAfterMs))
+			row("idle lease remaining-TTL jump, ms (0 = kept, about the idle time = reset)", f0(lc.IdleJumpMs), f0(et.IdleJumpMs))
+		}
+		if lc.ProbeFirstOKMs != 0 || et.ProbeFirstOKMs != 0 {
+			row("probe (renewal every 5 ms to the leader): first ack after kill, ms", f0(lc.ProbeFirstOKMs), f0(et.ProbeFirstOKMs))
+			row("probe: longest renewal latency in the 10 s after kill, ms", fmt.Sprintf("%.1f", lc.ProbeMaxStallMs), fmt.Sprintf("%.1f", et.ProbeMaxStallMs))
+		}
+		if lc.Error != "" || et.Error != "" {
+			row("error", lc.Error, et.Error)
+		}
+	}
+	fo("Failover (SIGKILL of the leader)", r.Failover.LC, r.Failover.Etcd)
+
+	e := r.Expiry
+	fmt.Fprintf(w, "\n## Expiry\n\n| | leasecluster | etcd |\n|---|---:|---:|\n")
+	fmt.Fprintf(w, "| leases due within one second | %d | %d |\n| spread of due times, ms | %.0f | %.0f |\n", e.LC.Leases, e.Etcd.Leases, e.LC.DueSpreadMs, e.Etcd.DueSpreadMs)
+	fmt.Fprintf(w, "| all revoked after the last due time, ms | %.0f | %.0f |\n| lease-count poll duration (resolution), ms | %.0f | %.0f |\n", e.LC.RevokedAfterMs, e.Etcd.RevokedAfterMs, e.LC.PollResolutionM, e.Etcd.PollResolutionM)
+	fmt.Fprintf(w, "| renewal p50 / p99 during the storm (64 leases every 100 ms), ms | %.2f / %.2f | %.2f / %.2f |\n", e.LC.RenewP50Ms, e.LC.RenewP99Ms, e.Etcd.RenewP50Ms, e.Etcd.RenewP99Ms)
+	if e.LC.Error != "" || e.Etcd.Error != "" {
+		fmt.Fprintf(w, "| error | %s | %s |\n", e.LC.Error, e.Etcd.Error)
+	}
+
+	m := r.Memory
+	fmt.Fprintf(w, "\n## Leader memory\n\n| | leasecluster | etcd |\n|---|---:|---:|\n")
+	fmt.Fprintf(w, "| leases granted | %d | %d |\n| leader VmRSS before / after, MiB | %.0f / %.0f | %.0f / %.0f |\n", m.LC.Leases, m.Etcd.Leases, m.LC.RSSBeforeMiB, m.LC.RSSAfterMiB, m.Etcd.RSSBeforeMiB, m.Etcd.RSSAfterMiB)
+	fmt.Fprintf(w, "| growth per 100,000 leases, MiB | %.1f | %.1f |\n| grants/s (128 concurrent) | %.0f | %.0f |\n", m.LC.PerHundredKMiB, m.Etcd.PerHundredKMiB, m.LC.GrantsPerSecond, m.Etcd.GrantsPerSecond)
+
+	fo(fmt.Sprintf("Failover with %d leases in the cluster", r.Scale.LC.BackgroundLeases), r.Scale.LC, r.Scale.Etcd)
+
+	fmt.Fprintf(w, "\n## Targets\n\n| target | want | got | |\n|---|---|---|---|\n")
+	for _, t := range r.Targets {
+		fmt.Fprintf(w, "| %s | %s | %s | %s |\n", t.Name, t.Want, t.Got, metStr(t.Met))
+	}
+}
+
+// write prints the table and stores results/<date>.json and results/latest.md.
+func (r *Results) write(stdout io.Writer, dir string) error {
+	r.table(stdout)
+	if err := os.MkdirAll(dir, 0o755); err != nil {
+		return err
+	}
+	js, err := json.MarshalIndent(r, "", "  ")
+	if err != nil {
+		return err
+	}
+	name := time.Now().Format("2006-01-02T15-04-05")
+	if r.Settings.Quick {
+		name += "-quick"
+	}
+	if err := os.WriteFile(filepath.Join(dir, name+".json"), append(js, '\n'), 0o644); err != nil {
+		return err
+	}
+	var b strings.Builder
+	mode := "full"
+	if r.Settings.Quick {
+		mode = "quick (-quick)"
+	}
+	fmt.Fprintf(&b, "# leasecluster vs etcd lease benchmark\n\n")
+	fmt.Fprintf(&b, "- run: %s, %s mode, %.0f s (`cd bench && go run .%s`); JSON: `%s.json`\n", r.Started, mode, r.Seconds, map[bool]string{true: " -quick"}[r.Settings.Quick], name)
+	fmt.Fprintf(&b, "- commit: %s\n", r.Commit)
+	fmt.Fprintf(&b, "- machine: %s CPUs (%s), %s memory, Linux %s, %s\n", r.Machine["nproc"], r.Machine["cpu"], r.Machine["memory"], r.Machine["kernel"], r.Machine["go"])
+	fmt.Fprintf(&b, "- settings: %v per workload after %v warm-up; %d renewal streams per keepalive workload; %d client objects per system; expiry %d leases; memory/scale %d leases; failover %d leases TTL %v, idle lease %v unrenewed for %v\n\n",
+		r.Settings.Dur, r.Settings.Warm, r.Settings.KAStreams, r.Settings.Clients, r.Settings.ExpiryLeases, r.Settings.ScaleLeases, r.Settings.FailoverLeases, r.Settings.FailoverTTL, r.Settings.IdleTTL, r.Settings.IdleFor)
+	fmt.Fprintf(&b, "## Method\n\n")
+	for _, n := range r.Notes {
+		fmt.Fprintf(&b, "- %s\n", n)
+	}
+	fmt.Fprintln(&b)
+	r.table(&b)
+	if len(r.Profiles) > 0 {
+		fmt.Fprintf(&b, "\n## CPU profiles of the leasecluster leader (workloads that missed a target)\n")
+		for _, p := range r.Throughput {
+			if t, ok := r.Profiles[p.Workload]; ok {
+				fmt.Fprintf(&b, "\n### %s\n\n```\n%s```\n", p.Workload, t)
+			}
+		}
+	}
+	return os.WriteFile(filepath.Join(dir, "latest.md"), []byte(b.String()), 0o644)
+}

@@ -1,0 +1,267 @@
+package main
+
+import (
+	"context"
+	"errors"
+	"fmt"
+	"io"
+	"net/http"
+	"os"
+	"sync"
+	"sync/atomic"
+	"time"
+)
+
+// longTTL is the TTL of leases that must outlive the whole run (throughput
+// pools, background leases for the memory and scale phases).
+const longTTL = time.Hour
+
+// Workload names, in the order they run; they key the results.
+const (
+	wGrant1     = "grant c=1"
+	wGrant16    = "grant c=16"
+	wGrant64    = "grant c=64"
+	wRevoke64   = "revoke c=64"
+	wTTL64      = "timetolive c=64"
+	wKA64       = "keepalive 64 leases (leader)"
+	wKA256      = "keepalive 256 leases (leader)"
+	wKAFollower = "keepalive 64 leases (via follower)"
+)
+
+var workloadOrder = []string{wGrant1, wGrant16, wGrant64, wRevoke64, wTTL64, wKA64, wKA256, wKAFollower}
+
+// kaStreams is how many renewal streams a keepalive workload spreads its
+// leases over, for both systems.
+const kaStreams = 4
+
+// profiler captures a CPU profile of a node while a workload runs; nil when
+// profiling is off or unavailable.
+type profiler func(workload string, secs int) (stop func())
+
+// runSuite runs the throughput workloads against one system.
+func runSuite(ctx context.Context, sys system, set settings, prof profiler) (map[string]LoadResult, error) {
+	out := map[string]LoadResult{}
+	var (
+		mu      sync.Mutex
+		granted []int64
+	)
+	run := func(name string, f func() LoadResult) {
+		var stop func()
+		if prof != nil {
+			stop = prof(name, int((set.Warm + set.Dur).Seconds()))
+		}
+		r := f()
+		if stop != nil {
+			stop()
+		}
+		out[name] = r
+		fmt.Fprintf(os.Stderr, "  %-13s %-36s %9.1f ops/s  p50 %7.2f ms  p99 %7.2f ms  errors %d %s\n",
+			sys.name(), name, r.Throughput, r.P50Ms, r.P99Ms, r.Errors, r.Note)
+	}
+	grant := func(ctx context.Context, w int) error {
+		id, err := sys.grant(ctx, w, longTTL)
+		if err == nil {
+			mu.Lock()
+			granted = append(granted, id)
+			mu.Unlock()
+		}
+		return err
+	}
+	for _, c := range []struct {
+		name string
+		n    int
+	}{{wGrant1, 1}, {wGrant16, 16}, {wGrant64, 64}} {
+		run(c.name, func() LoadResult { return closedLoop(ctx, c.n, set.Warm, set.Dur, grant) })
+	}
+	// The first 1,000 granted leases serve TimeToLive and KeepAlive; the
+	// rest are the revoke pool.
+	const keep = 1000
+	if len(granted) < keep+1000 {
+		if err := parallel(ctx, keep+1000-len(granted), 64, func(ctx context.Context, w, _ int) error { return grant(ctx, w) }); err != nil {
+			return nil, fmt.Errorf("%s: granting pool: %w", sys.name(), err)
+		}
+	}
+	kept, pool := granted[:keep], granted[keep:]
+	var next atomic.Int64
+	run(wRevoke64, func() LoadResult {
+		r := closedLoop(ctx, 64, set.Warm, set.Dur, func(ctx context.Context, w int) error {
+			i := next.Add(1) - 1
+			if i >= int64(len(pool)) {
+				return errStop
+			}
+			return sys.revoke(ctx, w, pool[i])
+		})
+		r.Note = fmt.Sprintf("pool %d leases", len(pool))
+		return r
+	})
+	var ttlN atomic.Int64
+	run(wTTL64, func() LoadResult {
+		return closedLoop(ctx, 64, set.Warm, set.Dur, func(ctx context.Context, w int) error {
+			_, err := sys.timeToLive(ctx, w, kept[ttlN.Add(1)%keep])
+			return err
+		})
+	})
+	li, err := sys.leader(ctx)
+	if err != nil {
+		return nil, err
+	}
+	run(wKA64, func() LoadResult { return streamLoad(ctx, sys, li, kept[:64], kaStreams, 0, set.Warm, set.Dur) })
+	run(wKA256, func() LoadResult { return streamLoad(ctx, sys, li, kept[:256], kaStreams, 0, set.Warm, set.Dur) })
+	fi := (li + 1) % len(sys.nodes())
+	run(wKAFollower, func() LoadResult { return followerLoad(ctx, sys, fi, kept[:64], set) })
+	return out, nil
+}
+
+// followerLoad renews through follower fi. etcd forwards a follower's
+// LeaseKeepAlive stream to the leader; leasecluster's gRPC KeepAlive answers
+// UNAVAILABLE + LeaderHint on a follower, so unless a probe renewal over the
+// follower's stream succeeds, its renewals go through the follower's HTTP API
+// (POST /v1/leases/{id}/keepalive), which forwards them to the leader.
+func followerLoad(ctx context.Context, sys system, fi int, ids []int64, set settings) LoadResult {
+	lc, ok := sys.(*lcSystem)
+	if !ok || streamWorks(ctx, sys, fi, ids[0]) {
+		r := streamLoad(ctx, sys, fi, ids, kaStreams, 0, set.Warm, set.Dur)
+		r.Note = "gRPC stream to follower"
+		return r
+	}
+	r := closedLoop(ctx, len(ids), set.Warm, set.Dur, func(ctx context.Context, w int) error {
+		return lc.httpRenew(ctx, fi, ids[w])
+	})
+	r.Note = "HTTP POST keepalive to follower (gRPC stream refused on follower)"
+	return r
+}
+
+// streamWorks reports whether one renewal of id over a stream to node i is
+// acknowledged.
+func streamWorks(ctx context.Context, sys system, i int, id int64) bool {
+	ctx, cancel := context.WithTimeout(ctx, 2*time.Second)
+	defer cancel()
+	st, err := sys.openStream(ctx, i)
+	if err != nil {
+		return false
+	}
+	if st.send(id) != nil {
+		return false
+	}
+	_, err = st.recv()
+	return err == nil
+}
+
+// errStreamBroken tells a lease's worker that its stream is gone.
+var errStreamBroken = errors.New("renewal stream broken")
+
+// streamLoad renews every lease in ids from its own goroutine, closed loop
+// (send, wait for that lease's acknowledgement, repeat, pausing interval
+// between renewals if it is non-zero), over `streams` streams to node i.
+// Latency is send to acknowledgement of one renewal.
+func streamLoad(ctx context.Context, sys system, i int, ids []int64, streams int, interval, warm, dur time.Duration) LoadResult {
+	ctx, cancel := context.WithCancel(ctx)
+	defer cancel()
+	start := time.Now()
+	rec := newRecorder(start.Add(warm), start.Add(warm+dur))
+	type stream struct {
+		rs   renewStream
+		mu   sync.Mutex // serialises send
+		acks map[int64]chan error
+		dead chan struct{}
+		err  error
+	}
+	ss := make([]*stream, streams)
+	for k := range ss {
+		rs, err := sys.openStream(ctx, i)
+		if err != nil {
+			return LoadResult{Clients: len(ids), FirstError: err.Error()}
+		}
+		ss[k] = &stream{rs: rs, acks: map[int64]chan error{}, dead: make(chan struct{})}
+	}
+	for j, id := range ids {
+		ss[j%streams].acks[id] = make(chan error, 1)
+	}
+	for _, s := range ss {
+		go func() {
+			for {
+				id, err := s.rs.recv()
+				if ch, ok := s.acks[id]; ok && (err == nil || errors.Is(err, errNotFound) || id != 0) {
+					select {
+					case ch <- err:
+					default:
+					}
+					continue
+				}
+				if err != nil {
+					s.err = err
+					close(s.dead)
+					return
+				}
+			}
+		}()
+	}
+	var wg sync.WaitGroup
+	for j, id := range ids {
+		s := ss[j%streams]
+		ch := s.acks[id]
+		wg.Go(func() {
+			for ctx.Err() == nil && time.Now().Before(rec.to) {
+				t0 := time.Now()
+				s.mu.Lock()
+				err := s.rs.send(id)
+				s.mu.Unlock()
+				if err == nil {
+					select {
+					case err = <-ch:
+					case <-s.dead:
+						err = fmt.Errorf("%w: %v", errStreamBroken, s.err)
+					case <-time.After(opTimeout):
+						err = errors.New("renewal unanswered")
+					case <-ctx.Done():
+						return
+					}
+				}
+				rec.add(t0, time.Since(t0), err)
+				if err != nil && (errors.Is(err, errStreamBroken) || s.err != nil) {
+					return
+				}
+				if interval > 0 {
+					select {
+					case <-time.After(interval - time.Since(t0)):
+					case <-ctx.Done():
+						return
+					}
+				}
+			}
+		})
+	}
+	wg.Wait()
+	return rec.result(len(ids))
+}
+
+// lcProfiler returns a profiler that fetches a CPU profile from the current
+// leasecluster leader's /debug/pprof (served with --pprof) into dir.
+func lcProfiler(ctx context.Context, sys *lcSystem, dir string) profiler {
+	return func(workload string, secs int) func() {
+		li, err := sys.leader(ctx)
+		if err != nil {
+			return nil
+		}
+		done := make(chan struct{})
+		go func() {
+			defer close(done)
+			url := fmt.Sprintf("http://%s/debug/pprof/profile?seconds=%d", sys.ns[li].httpEP, max(secs, 1))
+			resp, err := http.Get(url)
+			if err != nil {
+				return
+			}
+			defer resp.Body.Close()
+			if resp.StatusCode != http.StatusOK {
+				return
+			}
+			f, err := os.Create(profilePath(dir, workload))
+			if err != nil {
+				return
+			}
+			io.Copy(f, resp.Body)
+			f.Close()
+		}()
+		return func() { <-done }
+	}
+}
