@@ -179,6 +179,9 @@ func (m *keepAliveManager) startSession(gen int) *kaSession {
 	for _, e := range m.leases {
 		e.sentAt = time.Time{}
 		e.nextSend = time.Time{}
+		// The renewal in flight is abandoned; the next one is sent after
+		// every waiter arrived, so all of them may wait for it.
+		e.waiters, e.later = append(e.waiters, e.later...), nil
 	}
 	m.mu.Unlock()
 	post := func(ev kaEvent) {

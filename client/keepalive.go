@@ -175,6 +175,11 @@ type kaLease struct {
 	jeopardy chan struct{} // closed on entering jeopardy or loss; replaced on recovery
 	handles  map[*KeepAlive]struct{}
 	waiters  []chan struct{} // closed on the next acknowledgement or loss
+	// later holds waiters that arrived while a renewal was in flight: that
+	// renewal was sent before they asked, so its acknowledgement does not
+	// vouch for them (rule 2 counts from the send time); they wait for the
+	// next one, which is sent as soon as the one in flight is answered.
+	later []chan struct{}
 }
 
 func (m *keepAliveManager) add(id int64) (*KeepAlive, <-chan struct{}) {
@@ -188,11 +193,13 @@ func (m *keepAliveManager) add(id int64) (*KeepAlive, <-chan struct{}) {
 	k := &KeepAlive{m: m, e: e, lost: make(chan struct{})}
 	e.handles[k] = struct{}{}
 	acked := make(chan struct{})
-	e.waiters = append(e.waiters, acked)
 	if e.sentAt.IsZero() {
 		// A new handle wants a fresh acknowledgement: send now rather than
 		// at the next TTL/3 tick.
+		e.waiters = append(e.waiters, acked)
 		e.nextSend = time.Time{}
+	} else {
+		e.later = append(e.later, acked)
 	}
 	if m.stopped {
 		m.detachLocked(k, ErrClosed)
@@ -215,10 +222,10 @@ func (m *keepAliveManager) detachLocked(k *KeepAlive, err error) {
 		if m.leases[e.id] == e {
 			delete(m.leases, e.id)
 		}
-		for _, w := range e.waiters {
+		for _, w := range append(e.waiters, e.later...) {
 			close(w)
 		}
-		e.waiters = nil
+		e.waiters, e.later = nil, nil
 	}
 }
 
@@ -234,10 +241,10 @@ func (m *keepAliveManager) loseLocked(e *kaLease, err error) {
 	for k := range e.handles {
 		m.detachLocked(k, err)
 	}
-	for _, w := range e.waiters {
+	for _, w := range append(e.waiters, e.later...) {
 		close(w)
 	}
-	e.waiters = nil
+	e.waiters, e.later = nil, nil
 	if m.leases[e.id] == e {
 		delete(m.leases, e.id)
 	}
@@ -276,6 +283,9 @@ func (m *keepAliveManager) ackLocked(resp *leasepb.KeepAliveResponse) bool {
 	for _, w := range e.waiters {
 		close(w)
 	}
-	e.waiters = nil
+	e.waiters, e.later = e.later, nil
+	if len(e.waiters) > 0 {
+		e.nextSend = time.Time{}
+	}
 	return true
 }

@@ -153,3 +153,41 @@ func TestKeepAliveNotFound(t *testing.T) {
 		t.Fatalf("err = %v, want ErrLeaseNotFound", ka.Err())
 	}
 }
+
+// Rule 2 counts from the send time of an acknowledged renewal. A Renew that
+// arrives while a renewal of the same lease is in flight must not be answered
+// by that older renewal's acknowledgement, but by one sent after it asked.
+func TestRenewWaitsForARenewalSentAfterIt(t *testing.T) {
+	cl := startCluster(t, 1, 0)
+	c := newClient(t, cl.Addrs())
+	ctx := testContext(t)
+	l, err := c.Grant(ctx, 3*time.Second)
+	if err != nil {
+		t.Fatal(err)
+	}
+	ka, err := c.KeepAlive(ctx, l.ID)
+	if err != nil {
+		t.Fatal(err)
+	}
+	defer ka.Close()
+	before := cl.Arrived(l.ID)
+	cl.StallRenewals(true) // the next renewal stays in flight
+	first := make(chan error, 1)
+	go func() { _, err := c.Renew(ctx, l.ID); first <- err }()
+	eventually(t, "a renewal in flight", func() bool { return cl.Arrived(l.ID) > before })
+	inFlight := cl.Arrived(l.ID)
+	second := make(chan error, 1)
+	go func() { _, err := c.Renew(ctx, l.ID); second <- err }()
+	// Let the second Renew register before the held renewal is answered.
+	eventually(t, "the second Renew to wait", func() bool { return c.KeptAlive(l.ID) >= 3 })
+	cl.StallRenewals(false)
+	if err := <-first; err != nil {
+		t.Fatal(err)
+	}
+	if err := <-second; err != nil {
+		t.Fatal(err)
+	}
+	if got := cl.Arrived(l.ID); got <= inFlight {
+		t.Fatalf("the second Renew was answered by the renewal already in flight (arrived %d, in flight %d)", got, inFlight)
+	}
+}

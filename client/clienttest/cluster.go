@@ -49,6 +49,7 @@ type Cluster struct {
 	stall   chan struct{}       // non-nil while renewals stall; closed to release them
 	streams map[*kaStream]struct{}
 	renews  map[int64]int // lease -> acknowledged renewals
+	arrived map[int64]int // lease -> renewals received by the leader, answered or not
 }
 
 type lease struct {
@@ -80,6 +81,7 @@ func Start(n int) (*Cluster, error) {
 		lose:    make(map[string]int),
 		streams: make(map[*kaStream]struct{}),
 		renews:  make(map[int64]int),
+		arrived: make(map[int64]int),
 	}
 	for i := range n {
 		lis, err := net.Listen("tcp", "127.0.0.1:0")
@@ -184,6 +186,14 @@ func (c *Cluster) Renewals(id int64) int {
 	c.mu.Lock()
 	defer c.mu.Unlock()
 	return c.renews[id]
+}
+
+// Arrived returns how many renewals of lease id reached the leader, including
+// ones held unanswered by StallRenewals.
+func (c *Cluster) Arrived(id int64) int {
+	c.mu.Lock()
+	defer c.mu.Unlock()
+	return c.arrived[id]
 }
 
 // Expire deletes lease id and its items as if it had expired.

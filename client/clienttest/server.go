@@ -240,6 +240,9 @@ func (s *server) KeepAlive(stream leasepb.Leases_KeepAliveServer) error {
 		case <-ctx.Done():
 			return ctx.Err()
 		case req := <-reqs:
+			c.mu.Lock()
+			c.arrived[req.GetId()]++
+			c.mu.Unlock()
 			if stall := c.stalled(); stall != nil {
 				select {
 				case <-stall:
