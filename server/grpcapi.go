@@ -81,15 +81,20 @@ func (a *leasesAPI) Revoke(ctx context.Context, r *leasepb.RevokeRequest) (*leas
 	return &leasepb.RevokeResponse{}, nil
 }
 
-// KeepAlive renews leases as requests arrive. Requests that queue up while a
-// batch is being confirmed are renewed together with one leadership check.
-// The stream ends with UNAVAILABLE (and a hint) when leadership ends.
+// KeepAlive renews leases as requests arrive. Requests that queue up are
+// renewed as one batch; each batch joins a leadership confirmation that
+// starts after its renewals (rule 2), and a sender goroutine answers a batch
+// once its confirmation succeeds, so the next batch is renewed while the
+// previous one is being confirmed. The stream ends with UNAVAILABLE (and a
+// hint) when leadership ends or a confirmation fails.
 func (a *leasesAPI) KeepAlive(stream leasepb.Leases_KeepAliveServer) error {
-	term := a.n.currentTerm()
+	n := a.n
+	term := n.currentTerm()
 	if term == nil {
-		return toStatus(a.n.notLeader())
+		return toStatus(n.notLeader())
 	}
-	ctx := stream.Context()
+	ctx, cancel := context.WithCancel(stream.Context())
+	defer cancel()
 	reqs := make(chan lessor.LeaseID, 1024)
 	recvErr := make(chan error, 1)
 	go func() {
@@ -106,23 +111,47 @@ func (a *leasesAPI) KeepAlive(stream leasepb.Leases_KeepAliveServer) error {
 			}
 		}
 	}()
-	ids := make([]lessor.LeaseID, 0, 64)
-	results := make([]RenewResult, 0, 64)
+	pending := make(chan keepAliveBatch, 8)
+	sendErr := make(chan error, 1)
+	senderDone := make(chan struct{})
+	go func() {
+		defer close(senderDone)
+		if err := n.sendKeepAlives(ctx, stream, pending); err != nil {
+			sendErr <- err
+		}
+	}()
+	// Stop the sender before returning: a stream must not be written after
+	// its handler returns.
+	finish := func(err error) error {
+		cancel()
+		<-senderDone
+		return err
+	}
 	for {
 		select {
 		case <-term.Done():
-			return toStatus(a.n.notLeader())
+			return finish(toStatus(n.notLeader()))
 		case <-ctx.Done():
-			return ctx.Err()
+			return finish(ctx.Err())
+		case err := <-sendErr:
+			return finish(err)
 		case err := <-recvErr:
 			if errors.Is(err, io.EOF) {
-				return nil
+				// Answer what was renewed before the client closed its side.
+				close(pending)
+				<-senderDone
+				select {
+				case err := <-sendErr:
+					return err
+				default:
+					return nil
+				}
 			}
-			return err
+			return finish(err)
 		case id := <-reqs:
-			ids = append(ids[:0], id)
+			ids := []lessor.LeaseID{id}
 		drain:
-			for len(ids) < cap(ids) {
+			for len(ids) < maxKeepAliveBatch {
 				select {
 				case id := <-reqs:
 					ids = append(ids, id)
@@ -130,26 +159,62 @@ func (a *leasesAPI) KeepAlive(stream leasepb.Leases_KeepAliveServer) error {
 					break drain
 				}
 			}
-			var err error
-			results, err = a.n.RenewBatch(ctx, ids, results[:0])
-			if err != nil {
-				return toStatus(err)
+			if !n.leading.Load() {
+				return finish(toStatus(n.notLeader()))
 			}
-			for _, res := range results {
-				resp := &leasepb.KeepAliveResponse{Id: int64(res.ID), TtlMs: res.TTL}
-				if res.Err != nil {
-					resp.TtlMs = 0
-					resp.Error = status.Code(toStatus(res.Err)).String()
-					if status.Code(toStatus(res.Err)) == codes.NotFound {
-						resp.Error = "NOT_FOUND"
-					}
-				}
-				if err := stream.Send(resp); err != nil {
-					return err
-				}
+			results, err := n.renewLocal(ctx, ids, make([]RenewResult, 0, len(ids)))
+			if err != nil {
+				return finish(toStatus(err))
+			}
+			select {
+			case pending <- keepAliveBatch{round: n.verifier.join(), results: results}:
+			case err := <-sendErr:
+				return finish(err)
+			case <-ctx.Done():
+				return finish(ctx.Err())
 			}
 		}
 	}
+}
+
+// maxKeepAliveBatch bounds how many renewals share one confirmation.
+const maxKeepAliveBatch = 256
+
+// keepAliveBatch is a batch of renewals waiting for its confirmation.
+type keepAliveBatch struct {
+	round   *verifyRound
+	results []RenewResult
+}
+
+// sendKeepAlives answers batches in order, each once its confirmation has
+// succeeded.
+func (n *Node) sendKeepAlives(ctx context.Context, stream leasepb.Leases_KeepAliveServer, pending <-chan keepAliveBatch) error {
+	for b := range pending {
+		select {
+		case <-b.round.done:
+		case <-ctx.Done():
+			return ctx.Err()
+		}
+		if b.round.err != nil {
+			return toStatus(n.raftErr(b.round.err))
+		}
+		n.metrics.renewals.Add(float64(len(b.results)))
+		for _, res := range b.results {
+			resp := &leasepb.KeepAliveResponse{Id: int64(res.ID), TtlMs: res.TTL}
+			if res.Err != nil {
+				resp.TtlMs = 0
+				code := status.Code(toStatus(res.Err))
+				resp.Error = code.String()
+				if code == codes.NotFound {
+					resp.Error = "NOT_FOUND"
+				}
+			}
+			if err := stream.Send(resp); err != nil {
+				return err
+			}
+		}
+	}
+	return nil
 }
 
 func (a *leasesAPI) TimeToLive(ctx context.Context, r *leasepb.TimeToLiveRequest) (*leasepb.TimeToLiveResponse, error) {

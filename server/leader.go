@@ -2,7 +2,6 @@ package server
 
 import (
 	"context"
-	"sync"
 	"time"
 
 	healthpb "google.golang.org/grpc/health/grpc_health_v1"
@@ -79,6 +78,9 @@ func (n *Node) startTerm() *leaderTerm {
 			defer t.wg.Done()
 			n.checkpointLoop(ctx)
 		}()
+		if chaosBuild && chaosBugIs(bugEarlyExpiry) {
+			n.chaosEarlyExpiry(t)
+		}
 		n.expiryLoop(ctx)
 	}()
 	return t
@@ -166,59 +168,5 @@ func (n *Node) checkpointLoop(ctx context.Context) {
 			}
 			n.metrics.checkpoints.Add(float64(len(cps)))
 		}
-	}
-}
-
-// verifier shares one raft VerifyLeader among all callers that arrive while
-// none is pending: a caller joins the next round, never one already in
-// flight, because a round that started before the caller's renewal proves
-// nothing about leadership after it.
-type verifier struct {
-	check   func() error // one leadership confirmation: raft's VerifyLeader
-	mu      sync.Mutex
-	next    *verifyRound // the round that callers join; starts when the current ends
-	running bool
-}
-
-type verifyRound struct {
-	done   chan struct{}
-	err    error
-	joined int // callers waiting on this round (guarded by verifier.mu)
-}
-
-func (v *verifier) verify(ctx context.Context) error {
-	v.mu.Lock()
-	r := v.next
-	if r == nil {
-		r = &verifyRound{done: make(chan struct{})}
-		v.next = r
-	}
-	r.joined++
-	if !v.running {
-		v.running = true
-		go v.loop()
-	}
-	v.mu.Unlock()
-	select {
-	case <-r.done:
-		return r.err
-	case <-ctx.Done():
-		return ctx.Err()
-	}
-}
-
-func (v *verifier) loop() {
-	for {
-		v.mu.Lock()
-		r := v.next
-		v.next = nil
-		if r == nil {
-			v.running = false
-			v.mu.Unlock()
-			return
-		}
-		v.mu.Unlock()
-		r.err = v.check()
-		close(r.done)
 	}
 }

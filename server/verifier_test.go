@@ -16,7 +16,7 @@ func TestVerifierNeverJoinsARoundInFlight(t *testing.T) {
 	var rounds atomic.Int64
 	started := make(chan int64)
 	release := make(chan error)
-	v := &verifier{check: func() error {
+	v := &verifier{maxRounds: 1, check: func() error {
 		n := rounds.Add(1)
 		started <- n
 		return <-release
@@ -75,5 +75,38 @@ func waitFor(t *testing.T, cond func() bool) {
 			t.Fatal("condition not reached")
 		}
 		time.Sleep(time.Millisecond)
+	}
+}
+
+// With room for overlapping rounds, a caller arriving mid-round starts its
+// own round at once, and that round still starts after it joined.
+func TestVerifierOverlapsRounds(t *testing.T) {
+	started := make(chan int, 4)
+	release := make(chan struct{})
+	var rounds atomic.Int64
+	v := &verifier{maxRounds: 2, check: func() error {
+		started <- int(rounds.Add(1))
+		<-release
+		return nil
+	}}
+	ctx := context.Background()
+	errs := make(chan error, 3)
+	go func() { errs <- v.verify(ctx) }()
+	<-started
+	go func() { errs <- v.verify(ctx) }()
+	if n := <-started; n != 2 {
+		t.Fatalf("round %d started, want a second round at once", n)
+	}
+	// A third caller finds both slots busy: it waits in the next round.
+	go func() { errs <- v.verify(ctx) }()
+	waitFor(t, func() bool { v.mu.Lock(); defer v.mu.Unlock(); return v.next != nil && v.next.joined == 1 })
+	close(release)
+	for range 3 {
+		if err := <-errs; err != nil {
+			t.Fatal(err)
+		}
+	}
+	if n := rounds.Load(); n != 3 {
+		t.Fatalf("%d rounds, want 3", n)
 	}
 }

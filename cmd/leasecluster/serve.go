@@ -25,7 +25,7 @@ type nodeFlags struct {
 
 func (f *nodeFlags) register(cmd *cobra.Command) {
 	fl := cmd.Flags()
-	fl.DurationVar(&f.heartbeat, "heartbeat-timeout", time.Second, "Raft heartbeat timeout")
+	fl.DurationVar(&f.heartbeat, "heartbeat-timeout", 500*time.Millisecond, "how long a follower waits for the leader before standing for election")
 	fl.DurationVar(&f.election, "election-timeout", time.Second, "Raft election timeout")
 	fl.DurationVar(&f.extend, "extend", 0, "added to every lease's expiry when a node becomes leader (default: the election timeout)")
 	fl.DurationVar(&f.minTTL, "min-ttl", 0, "shortest lease TTL; shorter requests are raised to it (default: 1.5 x the election timeout)")
