@@ -14,6 +14,7 @@ import (
 
 	"github.com/hashicorp/raft"
 
+	"github.com/leasecluster/leasecluster/fsm"
 	"github.com/leasecluster/leasecluster/lessor"
 )
 
@@ -28,10 +29,10 @@ import (
 //     that its checkers catch real bugs.
 const chaosBuild = true
 
-// earlyExpiryRate is the lessor clock rate of the early-expiry variant: a
-// lease then expires after TTL/1.15 of real time, far beyond the client's
-// 2% safety margin.
-const earlyExpiryRate = 1.15
+// earlyExpiryFraction: the early-expiry variant revokes a lease once less
+// than this fraction of its TTL remains, i.e. 15% (450 ms of a 3 s TTL)
+// before it is due, far beyond the client's 2% safety margin.
+const earlyExpiryFraction = 0.15
 
 var (
 	chaosBugName string      // set once at start, before any goroutine reads it
@@ -60,15 +61,10 @@ func chaosConfigure(cfg Config) Config {
 	}
 	if cfg.Clock == nil {
 		chaosClk = newChaosClock(chaosBugName == bugWallClock)
-		if chaosBugName == bugEarlyExpiry {
-			chaosClk.set(nil, ptr(earlyExpiryRate))
-		}
 		cfg.Clock = chaosClk
 	}
 	return cfg
 }
-
-func ptr[T any](v T) *T { return &v }
 
 // chaosClock is the lessor's clock in chaos builds. Its readings carry a
 // monotonic part that runs at rate x real time, and a wall part that also
@@ -169,6 +165,37 @@ func (n *Node) chaosLocalRevoke(id lessor.LeaseID) error {
 		return n.notLeader()
 	}
 	return n.lessor.Revoke(id)
+}
+
+// chaosEarlyExpiry is the early-expiry variant: while the term lasts, the
+// leader revokes every lease with less than earlyExpiryFraction of its TTL
+// left, beside the lessor's own (correct) expiry.
+func (n *Node) chaosEarlyExpiry(t *leaderTerm) {
+	t.wg.Add(1)
+	go func() {
+		defer t.wg.Done()
+		tick := time.NewTicker(20 * time.Millisecond)
+		defer tick.Stop()
+		for {
+			select {
+			case <-t.ctx.Done():
+				return
+			case <-tick.C:
+			}
+			var ids []lessor.LeaseID
+			for _, l := range n.lessor.Leases() {
+				if l.Remaining() < time.Duration(float64(l.TTL())*earlyExpiryFraction)*time.Millisecond {
+					ids = append(ids, l.ID)
+				}
+			}
+			if len(ids) == 0 {
+				continue
+			}
+			if data, err := fsm.EncodeRevoke(0, ids, true); err == nil {
+				_ = n.raft.Apply(data, n.cfg.ApplyTimeout).Error()
+			}
+		}
+	}()
 }
 
 // chaosHTTP serves the fault controls under /chaos/ beside the public API.

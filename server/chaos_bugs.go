@@ -5,7 +5,7 @@ package server
 const (
 	bugSkipVerify       = "skip-verify"        // renewals acknowledged without VerifyLeader
 	bugNoExtend         = "no-extend"          // Promote without the extension
-	bugEarlyExpiry      = "early-expiry"       // leases expire about 13% before their TTL
+	bugEarlyExpiry      = "early-expiry"       // leases are revoked 15% of their TTL early
 	bugLeaderOnlyRevoke = "leader-only-revoke" // client revokes applied on the leader only
 	bugWallClock        = "wall-clock"         // the lessor measures on the wall clock
 )

@@ -21,3 +21,4 @@ func chaosLogStore(s raft.LogStore) raft.LogStore     { return s }
 func chaosHTTP(_ *Node, h http.Handler) http.Handler  { return h }
 func chaosBugIs(string) bool                          { return false }
 func (n *Node) chaosLocalRevoke(lessor.LeaseID) error { return nil }
+func (n *Node) chaosEarlyExpiry(*leaderTerm)          {}
