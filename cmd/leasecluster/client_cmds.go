@@ -41,14 +41,9 @@ func withClient(cmd *cobra.Command, f func(ctx context.Context, c *client.Client
 	if cf.output != "text" && cf.output != "json" {
 		return fmt.Errorf("--output must be text or json, not %q", cf.output)
 	}
-	var eps []string
-	for _, e := range strings.Split(cf.endpoints, ",") {
-		if e = strings.TrimSpace(e); e != "" {
-			eps = append(eps, e)
-		}
-	}
-	if len(eps) == 0 {
-		return errors.New("no endpoints: set --endpoints or LEASECLUSTER_ENDPOINTS")
+	eps, err := endpointList()
+	if err != nil {
+		return err
 	}
 	ctx, cancel := context.WithTimeout(cmd.Context(), cf.timeout)
 	defer cancel()
@@ -58,6 +53,20 @@ func withClient(cmd *cobra.Command, f func(ctx context.Context, c *client.Client
 	}
 	defer c.Close()
 	return f(ctx, c)
+}
+
+// endpointList parses --endpoints (or LEASECLUSTER_ENDPOINTS).
+func endpointList() ([]string, error) {
+	var eps []string
+	for _, e := range strings.Split(cf.endpoints, ",") {
+		if e = strings.TrimSpace(e); e != "" {
+			eps = append(eps, e)
+		}
+	}
+	if len(eps) == 0 {
+		return nil, errors.New("no endpoints: set --endpoints or LEASECLUSTER_ENDPOINTS")
+	}
+	return eps, nil
 }
 
 // emit writes v as JSON, or text() as text, per --output.
@@ -232,11 +241,9 @@ func newLeaseCmd() *cobra.Command {
 // keepAliveUntilInterrupted renews id until Ctrl-C, or until the lease is lost
 // (exit status 1).
 func keepAliveUntilInterrupted(cmd *cobra.Command, id int64) error {
-	var eps []string
-	for _, e := range strings.Split(cf.endpoints, ",") {
-		if e = strings.TrimSpace(e); e != "" {
-			eps = append(eps, e)
-		}
+	eps, err := endpointList()
+	if err != nil {
+		return err
 	}
 	ctx, cancel := signalContext(cmd.Context())
 	defer cancel()
