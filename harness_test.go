@@ -69,7 +69,7 @@ func newTestCluster(t *testing.T, size int, tweak func(*server.Config)) *testClu
 			ElectionTimeout:  testElection,
 			Extend:           testExtend,
 			ApplyTimeout:     5 * time.Second,
-			Logger:           hclog.New(&hclog.LoggerOptions{Name: peers[i].Name, Level: hclog.Warn, Output: testWriter{t}}),
+			Logger:           hclog.New(&hclog.LoggerOptions{Name: peers[i].Name, Level: testLogLevel, Output: testWriter{t}}),
 		}
 		if tweak != nil {
 			tweak(&cfg)
@@ -205,3 +205,6 @@ func ctxT(t *testing.T) context.Context {
 	t.Cleanup(cancel)
 	return ctx
 }
+
+// testLogLevel is the nodes' log level in tests (logs show only on failure).
+var testLogLevel = hclog.Warn

@@ -166,6 +166,9 @@ func (a *leasesAPI) KeepAlive(stream leasepb.Leases_KeepAliveServer) error {
 			if err != nil {
 				return finish(toStatus(err))
 			}
+			if chaosBuild && chaosBugIs(bugSkipVerify) && n.chaosSkipVerify(ctx, pending, results) {
+				continue
+			}
 			select {
 			case pending <- keepAliveBatch{round: n.verifier.join(), results: results}:
 			case err := <-sendErr:
@@ -189,7 +192,16 @@ type keepAliveBatch struct {
 // sendKeepAlives answers batches in order, each once its confirmation has
 // succeeded.
 func (n *Node) sendKeepAlives(ctx context.Context, stream leasepb.Leases_KeepAliveServer, pending <-chan keepAliveBatch) error {
-	for b := range pending {
+	for {
+		var b keepAliveBatch
+		select {
+		case b = <-pending:
+		case <-ctx.Done():
+			return ctx.Err()
+		}
+		if b.round == nil {
+			return nil // pending was closed: everything renewed was answered
+		}
 		select {
 		case <-b.round.done:
 		case <-ctx.Done():
@@ -214,7 +226,6 @@ func (n *Node) sendKeepAlives(ctx context.Context, stream leasepb.Leases_KeepAli
 			}
 		}
 	}
-	return nil
 }
 
 func (a *leasesAPI) TimeToLive(ctx context.Context, r *leasepb.TimeToLiveRequest) (*leasepb.TimeToLiveResponse, error) {
