@@ -25,7 +25,7 @@ const (
 // testCluster runs real nodes in this process: real raft-boltdb files in
 // temp dirs and real gRPC on loopback.
 type testCluster struct {
-	t    *testing.T
+	t    testing.TB
 	cfgs []server.Config
 
 	mu    sync.Mutex     // guards nodes: background renewers read it while tests kill nodes
@@ -46,7 +46,7 @@ func (c *testCluster) node(i int) *server.Node {
 	return c.nodes[i]
 }
 
-func newTestCluster(t *testing.T, size int, tweak func(*server.Config)) *testCluster {
+func newTestCluster(t testing.TB, size int, tweak func(*server.Config)) *testCluster {
 	t.Helper()
 	c := &testCluster{t: t}
 	var peers []server.Peer
@@ -86,7 +86,7 @@ func newTestCluster(t *testing.T, size int, tweak func(*server.Config)) *testClu
 }
 
 // testWriter sends node logs to the test log, shown only on failure.
-type testWriter struct{ t *testing.T }
+type testWriter struct{ t testing.TB }
 
 func (w testWriter) Write(p []byte) (int, error) {
 	w.t.Log(string(p))
