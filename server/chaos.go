@@ -3,6 +3,7 @@
 package server
 
 import (
+	"context"
 	"encoding/json"
 	"fmt"
 	"net/http"
@@ -66,13 +67,19 @@ func chaosConfigure(cfg Config) Config {
 	return cfg
 }
 
-// chaosClock is the lessor's clock in chaos builds. Its readings carry a
-// monotonic part that runs at rate x real time, and a wall part that also
-// jumps by offset. The real lessor only subtracts readings, which Go does on
-// the monotonic part, so offset steps cannot touch it and rate drift within
-// the client's SafetyMargin (2%) is the only effect it may see. A lessor that
-// measured on the wall clock (the wall-clock variant strips the monotonic
-// part, as storing Unix times would) sees every step.
+// chaosClock is the lessor's clock in chaos builds. Rate drift changes how
+// fast its readings advance, monotonic part included, so the real lessor
+// sees it; within the client's SafetyMargin (2%) that is harmless. Offset
+// steps model a wall-clock step (NTP): they move only the wall reading,
+// which the real lessor never uses, because Go subtracts the monotonic
+// parts of two readings. Go has no way to move a reading's wall part alone,
+// so in the normal variant the step is not visible in the readings at all;
+// the wall-clock variant strips the monotonic part (as a server storing
+// Unix times would) and adds the offset, so it sees every step.
+//
+// In a process with several nodes (in-process tests built with the chaos
+// tag) the /chaos/ endpoints control the clock and store of the node started
+// last; the harness runs one node per process.
 type chaosClock struct {
 	mu       sync.Mutex
 	wallOnly bool
@@ -165,6 +172,19 @@ func (n *Node) chaosLocalRevoke(id lessor.LeaseID) error {
 		return n.notLeader()
 	}
 	return n.lessor.Revoke(id)
+}
+
+// chaosSkipVerify is the skip-verify variant on the KeepAlive stream: the
+// batch is answered with a round that has already "succeeded", without any
+// leadership confirmation. It reports whether it took the batch.
+func (n *Node) chaosSkipVerify(ctx context.Context, pending chan<- keepAliveBatch, results []RenewResult) bool {
+	r := &verifyRound{done: make(chan struct{})}
+	close(r.done)
+	select {
+	case pending <- keepAliveBatch{round: r, results: results}:
+	case <-ctx.Done():
+	}
+	return true
 }
 
 // chaosEarlyExpiry is the early-expiry variant: while the term lasts, the

@@ -3,6 +3,7 @@
 package server
 
 import (
+	"context"
 	"net/http"
 
 	"github.com/hashicorp/raft"
@@ -22,3 +23,6 @@ func chaosHTTP(_ *Node, h http.Handler) http.Handler  { return h }
 func chaosBugIs(string) bool                          { return false }
 func (n *Node) chaosLocalRevoke(lessor.LeaseID) error { return nil }
 func (n *Node) chaosEarlyExpiry(*leaderTerm)          {}
+func (n *Node) chaosSkipVerify(context.Context, chan<- keepAliveBatch, []RenewResult) bool {
+	return false
+}

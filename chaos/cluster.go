@@ -1,0 +1,448 @@
+package chaos
+
+import (
+	"context"
+	"errors"
+	"fmt"
+	"io"
+	"net"
+	"net/http"
+	"os"
+	"os/exec"
+	"path/filepath"
+	"strings"
+	"sync"
+	"syscall"
+	"time"
+
+	"google.golang.org/grpc"
+	"google.golang.org/grpc/credentials/insecure"
+
+	"github.com/leasecluster/leasecluster/leasepb"
+)
+
+var (
+	// ErrNoLeader is returned when no leader emerges in time.
+	ErrNoLeader = errors.New("chaos: no leader")
+	// ErrUnsupported is returned for a fault the cluster's mode cannot inject
+	// (partitions in loopback mode).
+	ErrUnsupported = errors.New("chaos: unsupported in this mode")
+)
+
+// ClusterConfig configures a cluster of node processes.
+type ClusterConfig struct {
+	Binary    string        // the chaos build of leasecluster
+	Nodes     int           // 3 or 5
+	Dir       string        // nodes/<name>/{data,node.log} go here
+	Netns     bool          // root mode: a network namespace per node
+	Election  time.Duration // --election-timeout
+	Heartbeat time.Duration // --heartbeat-timeout
+	Env       []string      // extra environment (LEASECLUSTER_CHAOS_BUG=...)
+	Logf      func(format string, args ...any)
+}
+
+// NodeProc is one node process.
+type NodeProc struct {
+	Name     string
+	Index    int
+	GRPCAddr string
+	HTTPAddr string
+	dataDir  string
+	logPath  string
+	conn     *grpc.ClientConn
+
+	mu     sync.Mutex // guards cmd, exited and paused
+	cmd    *exec.Cmd
+	exited chan struct{} // closed when cmd has been waited for
+	paused bool
+}
+
+// Cluster controls the node processes of one run.
+type Cluster struct {
+	cfg   ClusterConfig
+	Nodes []*NodeProc
+	net   *network // nil in loopback mode
+	http  *http.Client
+}
+
+// StartCluster sets up the network (root mode), starts every node and
+// waits for a leader. On error everything already made is torn down.
+func StartCluster(ctx context.Context, cfg ClusterConfig) (_ *Cluster, err error) {
+	if cfg.Logf == nil {
+		cfg.Logf = func(string, ...any) {}
+	}
+	c := &Cluster{cfg: cfg, http: &http.Client{Timeout: 2 * time.Second}}
+	defer func() {
+		if err != nil {
+			c.Close()
+		}
+	}()
+	names := make([]string, cfg.Nodes)
+	for i := range names {
+		names[i] = fmt.Sprintf("n%d", i+1)
+	}
+	var grpcAddrs, httpAddrs []string
+	if cfg.Netns {
+		if c.net, err = newNetwork(ctx, names); err != nil {
+			return nil, err
+		}
+		for i := range names {
+			grpcAddrs = append(grpcAddrs, net.JoinHostPort(c.net.ip(i+1), "7001"))
+			httpAddrs = append(httpAddrs, net.JoinHostPort(c.net.ip(i+1), "8001"))
+		}
+	} else {
+		ports, err := freePorts(2 * cfg.Nodes)
+		if err != nil {
+			return nil, err
+		}
+		for i := range names {
+			grpcAddrs = append(grpcAddrs, fmt.Sprintf("127.0.0.1:%d", ports[2*i]))
+			httpAddrs = append(httpAddrs, fmt.Sprintf("127.0.0.1:%d", ports[2*i+1]))
+		}
+	}
+	var initial []string
+	for i, n := range names {
+		initial = append(initial, n+"="+grpcAddrs[i])
+	}
+	for i, name := range names {
+		dir := filepath.Join(cfg.Dir, "nodes", name)
+		if err := os.MkdirAll(dir, 0o750); err != nil {
+			return nil, err
+		}
+		conn, err := grpc.NewClient(grpcAddrs[i], grpc.WithTransportCredentials(insecure.NewCredentials()))
+		if err != nil {
+			return nil, err
+		}
+		c.Nodes = append(c.Nodes, &NodeProc{
+			Name: name, Index: i, GRPCAddr: grpcAddrs[i], HTTPAddr: httpAddrs[i],
+			dataDir: filepath.Join(dir, "data"), logPath: filepath.Join(dir, "node.log"), conn: conn,
+		})
+	}
+	for _, n := range c.Nodes {
+		if err := c.start(n, strings.Join(initial, ",")); err != nil {
+			return nil, err
+		}
+	}
+	if err := c.WaitHealthy(ctx, 30*time.Second); err != nil {
+		return nil, err
+	}
+	return c, nil
+}
+
+// freePorts finds n free TCP ports on loopback.
+func freePorts(n int) ([]int, error) {
+	var ls []net.Listener
+	defer func() {
+		for _, l := range ls {
+			l.Close()
+		}
+	}()
+	var ports []int
+	for range n {
+		l, err := net.Listen("tcp", "127.0.0.1:0")
+		if err != nil {
+			return nil, err
+		}
+		ls = append(ls, l)
+		ports = append(ports, l.Addr().(*net.TCPAddr).Port)
+	}
+	return ports, nil
+}
+
+// Endpoints are the nodes' gRPC addresses, for clients.
+func (c *Cluster) Endpoints() []string {
+	var out []string
+	for _, n := range c.Nodes {
+		out = append(out, n.GRPCAddr)
+	}
+	return out
+}
+
+// Partitionable reports whether partitions can be injected.
+func (c *Cluster) Partitionable() bool { return c.net != nil }
+
+func (c *Cluster) start(n *NodeProc, initial string) error {
+	args := []string{
+		"serve", "--name", n.Name, "--data-dir", n.dataDir,
+		"--grpc-addr", n.GRPCAddr, "--http-addr", n.HTTPAddr, "--initial-cluster", initial,
+		"--election-timeout", c.cfg.Election.String(), "--heartbeat-timeout", c.cfg.Heartbeat.String(),
+	}
+	name := c.cfg.Binary
+	if c.net != nil {
+		// ip netns exec execs the binary itself, so the PID we hold is
+		// the node's: signals reach it directly.
+		args = append([]string{"netns", "exec", c.net.ns(n.Name), c.cfg.Binary}, args...)
+		name = "ip"
+	}
+	logf, err := os.OpenFile(n.logPath, os.O_CREATE|os.O_APPEND|os.O_WRONLY, 0o640)
+	if err != nil {
+		return err
+	}
+	fmt.Fprintf(logf, "=== chaos: starting %s at %s\n", n.Name, time.Now().Format(time.RFC3339Nano))
+	cmd := exec.Command(name, args...)
+	cmd.Stdout, cmd.Stderr = logf, logf
+	cmd.Env = append(os.Environ(), c.cfg.Env...)
+	// Its own process group keeps a terminal's Ctrl-C away from the nodes
+	// (the harness stops them itself); Pdeathsig kills them if the harness
+	// dies without cleaning up.
+	cmd.SysProcAttr = &syscall.SysProcAttr{Setpgid: true, Pdeathsig: syscall.SIGKILL}
+	if err := cmd.Start(); err != nil {
+		logf.Close()
+		return fmt.Errorf("chaos: start %s: %w", n.Name, err)
+	}
+	exited := make(chan struct{})
+	go func() {
+		cmd.Wait()
+		logf.Close()
+		close(exited)
+	}()
+	n.mu.Lock()
+	n.cmd, n.exited, n.paused = cmd, exited, false
+	n.mu.Unlock()
+	return nil
+}
+
+// Running reports whether the node's process is alive.
+func (n *NodeProc) Running() bool {
+	n.mu.Lock()
+	defer n.mu.Unlock()
+	if n.cmd == nil {
+		return false
+	}
+	select {
+	case <-n.exited:
+		return false
+	default:
+		return true
+	}
+}
+
+// Kill sends SIGKILL to a node and waits for it to exit.
+func (c *Cluster) Kill(n *NodeProc) {
+	n.mu.Lock()
+	cmd, exited := n.cmd, n.exited
+	n.mu.Unlock()
+	if cmd == nil {
+		return
+	}
+	_ = cmd.Process.Signal(syscall.SIGKILL)
+	<-exited
+	n.mu.Lock()
+	n.paused = false
+	n.mu.Unlock()
+}
+
+// Restart starts a killed node again; it recovers from its data dir.
+func (c *Cluster) Restart(n *NodeProc) error {
+	if n.Running() {
+		return nil
+	}
+	return c.start(n, "")
+}
+
+// Pause stops a node with SIGSTOP; Resume continues it.
+func (c *Cluster) Pause(n *NodeProc) error { return c.signal(n, syscall.SIGSTOP, true) }
+
+// Resume continues a paused node with SIGCONT.
+func (c *Cluster) Resume(n *NodeProc) error { return c.signal(n, syscall.SIGCONT, false) }
+
+func (c *Cluster) signal(n *NodeProc, sig syscall.Signal, paused bool) error {
+	n.mu.Lock()
+	defer n.mu.Unlock()
+	if n.cmd == nil {
+		return nil
+	}
+	n.paused = paused
+	return n.cmd.Process.Signal(sig)
+}
+
+// Status asks one node for its status.
+func (c *Cluster) Status(ctx context.Context, n *NodeProc) (*leasepb.StatusResponse, error) {
+	ctx, cancel := context.WithTimeout(ctx, time.Second)
+	defer cancel()
+	return leasepb.NewClusterClient(n.conn).Status(ctx, &leasepb.StatusRequest{})
+}
+
+// Leader returns the node that reports itself leader with the highest term.
+func (c *Cluster) Leader(ctx context.Context) (*NodeProc, error) {
+	var best *NodeProc
+	var term uint64
+	for _, n := range c.Nodes {
+		st, err := c.Status(ctx, n)
+		if err == nil && st.Role == "leader" && st.Term >= term {
+			best, term = n, st.Term
+		}
+	}
+	if best == nil {
+		return nil, ErrNoLeader
+	}
+	return best, nil
+}
+
+// WaitHealthy waits until a leader serves (its /readyz answers 200) and
+// every running, unpaused node answers Status.
+func (c *Cluster) WaitHealthy(ctx context.Context, timeout time.Duration) error {
+	ctx, cancel := context.WithTimeout(ctx, timeout)
+	defer cancel()
+	tick := time.NewTicker(100 * time.Millisecond)
+	defer tick.Stop()
+	for {
+		if c.healthy(ctx) {
+			return nil
+		}
+		select {
+		case <-ctx.Done():
+			return fmt.Errorf("%w: cluster not healthy within %v", ErrNoLeader, timeout)
+		case <-tick.C:
+		}
+	}
+}
+
+func (c *Cluster) healthy(ctx context.Context) bool {
+	l, err := c.Leader(ctx)
+	if err != nil || c.get(ctx, l, "/readyz") != nil {
+		return false
+	}
+	for _, n := range c.Nodes {
+		if !n.Running() {
+			continue
+		}
+		if _, err := c.Status(ctx, n); err != nil {
+			return false
+		}
+	}
+	return true
+}
+
+func (c *Cluster) get(ctx context.Context, n *NodeProc, path string) error {
+	return c.do(ctx, http.MethodGet, n, path)
+}
+
+// ChaosPost calls one of a node's /chaos/ fault controls.
+func (c *Cluster) ChaosPost(ctx context.Context, n *NodeProc, path string) error {
+	return c.do(ctx, http.MethodPost, n, path)
+}
+
+func (c *Cluster) do(ctx context.Context, method string, n *NodeProc, path string) error {
+	req, err := http.NewRequestWithContext(ctx, method, "http://"+n.HTTPAddr+path, nil)
+	if err != nil {
+		return err
+	}
+	resp, err := c.http.Do(req)
+	if err != nil {
+		return err
+	}
+	defer resp.Body.Close()
+	body, _ := io.ReadAll(io.LimitReader(resp.Body, 4096))
+	if resp.StatusCode != http.StatusOK {
+		return fmt.Errorf("chaos: %s %s on %s: %s: %s", method, path, n.Name, resp.Status, strings.TrimSpace(string(body)))
+	}
+	return nil
+}
+
+// Poke proposes a throwaway short lease on n, in the background, so that n
+// (if it leads) writes to its Raft log now: a stalled disk then blocks its
+// leader loop at once instead of at the workload's next write. The lease
+// is not part of the history; it expires on its own.
+func (c *Cluster) Poke(n *NodeProc) {
+	go func() {
+		ctx, cancel := context.WithTimeout(context.Background(), 2*time.Second)
+		defer cancel()
+		_, _ = leasepb.NewLeasesClient(n.conn).Grant(ctx, &leasepb.GrantRequest{TtlMs: 1})
+	}()
+}
+
+// Block applies partition rules: node i drops packets from in[i] and to out[i].
+func (c *Cluster) Block(ctx context.Context, in, out map[int][]int) error {
+	if c.net == nil {
+		return ErrUnsupported
+	}
+	for i := range c.Nodes {
+		if len(in[i]) == 0 && len(out[i]) == 0 {
+			continue
+		}
+		if err := c.net.block(ctx, i, in[i], out[i]); err != nil {
+			return err
+		}
+	}
+	return nil
+}
+
+// Heal removes every partition.
+func (c *Cluster) Heal(ctx context.Context) error {
+	if c.net == nil {
+		return nil
+	}
+	return c.net.heal(ctx)
+}
+
+// HealAll undoes every fault: partitions, pauses, kills, clock and fsync.
+func (c *Cluster) HealAll(ctx context.Context) error {
+	errs := []error{c.Heal(ctx)}
+	for _, n := range c.Nodes {
+		n.mu.Lock()
+		paused := n.paused
+		n.mu.Unlock()
+		if paused {
+			errs = append(errs, c.Resume(n))
+		}
+		if !n.Running() {
+			errs = append(errs, c.Restart(n))
+		}
+	}
+	for _, n := range c.Nodes {
+		errs = append(errs, retry(ctx, func() error { return c.ChaosPost(ctx, n, "/chaos/clock?offset=0s&rate=1") }))
+		errs = append(errs, retry(ctx, func() error { return c.ChaosPost(ctx, n, "/chaos/fsync?delay=0s") }))
+	}
+	return errors.Join(errs...)
+}
+
+// retry tries f for a few seconds: a node just restarted needs a moment
+// before its HTTP server answers.
+func retry(ctx context.Context, f func() error) error {
+	var err error
+	for range 50 {
+		if err = f(); err == nil {
+			return nil
+		}
+		select {
+		case <-ctx.Done():
+			return err
+		case <-time.After(100 * time.Millisecond):
+		}
+	}
+	return err
+}
+
+// Close kills every node, closes connections and removes the network.
+// It is safe to call more than once.
+func (c *Cluster) Close() error {
+	for _, n := range c.Nodes {
+		n.mu.Lock()
+		paused := n.paused
+		n.mu.Unlock()
+		if paused {
+			_ = c.Resume(n)
+		}
+		c.Kill(n)
+		if n.conn != nil {
+			n.conn.Close()
+		}
+	}
+	var err error
+	if c.net != nil {
+		err = c.net.close()
+		if left := c.net.leftovers(); len(left) > 0 {
+			err = errors.Join(err, fmt.Errorf("%w: left behind: %s", ErrNetwork, strings.Join(left, "; ")))
+		}
+		c.net = nil
+	}
+	return err
+}
+
+// RemoveData deletes the nodes' data dirs (kept when a run fails).
+func (c *Cluster) RemoveData() {
+	for _, n := range c.Nodes {
+		os.RemoveAll(n.dataDir)
+	}
+}

@@ -1,0 +1,90 @@
+package chaos
+
+import (
+	"context"
+	"errors"
+	"fmt"
+	"math/rand/v2"
+	"time"
+
+	"github.com/leasecluster/leasecluster/client"
+)
+
+// locker takes a contended key with the client's lock helper, uses the
+// fenced resource a few times while its lease deadline is ahead, then
+// releases the lock or abandons it (the lease then expires and frees the
+// key). It builds the lock with LockOn on a KeepAlive of its own, because
+// client.Lock does not expose the lease's deadline, which a holder needs
+// to respect its validity window.
+func (w *workload) locker(ctx, pollCtx context.Context, p int, rng *rand.Rand) {
+	for ctx.Err() == nil {
+		key := w.cfg.Keys[rng.IntN(len(w.cfg.Keys))]
+		id, ok := w.grant(ctx, p)
+		if !ok {
+			sleep(ctx, 100*time.Millisecond)
+			continue
+		}
+		kctx, cancel := w.opCtx(ctx)
+		ka, err := w.cl.KeepAlive(kctx, id)
+		cancel()
+		if err != nil {
+			w.logf("locker %d: keepalive of lease %d: %v", p, id, err)
+			w.revoke(pollCtx, p, id)
+			sleep(ctx, 200*time.Millisecond)
+			continue
+		}
+		w.holdLock(ctx, pollCtx, p, rng, key, id, ka)
+	}
+}
+
+func (w *workload) holdLock(ctx, pollCtx context.Context, p int, rng *rand.Rand, key string, id int64, ka *client.KeepAlive) {
+	defer ka.Close()
+	lctx, cancel := context.WithTimeout(ctx, 2*w.cfg.TTL)
+	inv := w.h.Now()
+	lock, err := w.cl.LockOn(lctx, ka, key, fmt.Sprintf("p%d", p))
+	cancel()
+	op := Op{Process: p, Kind: OpAttach, Key: key, Lease: id, Status: StatusOK, Err: errText(err), Invoke: inv, Complete: w.h.Now()}
+	switch {
+	case err == nil:
+		op.Holder, op.Rev = id, lock.Token()
+	case errors.Is(err, client.ErrItemHeld), errors.Is(err, context.DeadlineExceeded) && ctx.Err() == nil && errors.Is(lctx.Err(), context.DeadlineExceeded):
+		// LockOn gives up only while the key is held by someone else,
+		// or with the error of an attach that failed otherwise.
+		op.Status = StatusFail
+	default:
+		op.Status = StatusInfo
+	}
+	w.h.Add(op)
+	if err != nil {
+		w.revoke(pollCtx, p, id)
+		return
+	}
+	for range 1 + rng.IntN(5) {
+		if !sleep(ctx, w.cfg.TTL/4) {
+			break
+		}
+		select {
+		case <-lock.Lost():
+		default:
+			// Use the resource only inside the validity window: before
+			// the client-clock deadline of the last acknowledged renewal.
+			now, dl := w.h.Now(), w.h.At(ka.Deadline())
+			if now < dl {
+				acc := w.fenced.write(key, lock.Token())
+				w.h.Add(Op{Process: p, Kind: OpWrite, Key: key, Lease: id, Rev: lock.Token(), Deadline: dl, Accepted: acc, Status: StatusOK, Invoke: now, Complete: w.h.Now()})
+				continue
+			}
+		}
+		break
+	}
+	if rng.IntN(10) < 3 && ctx.Err() == nil {
+		return // abandoned: the lease expires and frees the key
+	}
+	rctx, cancel := w.opCtx(pollCtx)
+	inv = w.h.Now()
+	err = lock.Release(rctx)
+	cancel()
+	w.h.Add(Op{Process: p, Kind: OpDetach, Key: key, Lease: id, Status: outcome(err), Err: errText(err), Invoke: inv, Complete: w.h.Now()})
+	ka.Close()
+	w.revoke(pollCtx, p, id)
+}
