@@ -23,6 +23,7 @@ import (
 	"fmt"
 	"net/http"
 	"net/url"
+	"path"
 	"strconv"
 	"strings"
 	"time"
@@ -134,7 +135,26 @@ func (h *handler) ServeHTTP(w http.ResponseWriter, r *http.Request) {
 		}
 		return
 	}
+	// ServeMux would answer a path that is not canonical ("/v1/.", "/a/../b")
+	// with a plain-text redirect; an API client gets the JSON 404 instead.
+	if p := r.URL.Path; p != cleanPath(p) {
+		writeError(w, http.StatusNotFound, "NOT_FOUND", "no route for "+p, 0)
+		return
+	}
 	h.mux.ServeHTTP(w, r)
+}
+
+// cleanPath is the canonical form ServeMux routes: path.Clean, keeping a
+// trailing slash.
+func cleanPath(p string) string {
+	if p == "" {
+		return "/"
+	}
+	c := path.Clean(p)
+	if strings.HasSuffix(p, "/") && c != "/" {
+		c += "/"
+	}
+	return c
 }
 
 func (h *handler) ctx(r *http.Request) (context.Context, context.CancelFunc) {

@@ -34,7 +34,7 @@ func (n localNode) Ready() error {
 
 // setup starts a three-node fake cluster led by node 1 and a handler on node
 // 0, a follower, whose client lists node 0 first: every /v1 call is forwarded.
-func setup(t *testing.T, cfg leasehttp.Config) (*clienttest.Cluster, http.Handler) {
+func setup(t testing.TB, cfg leasehttp.Config) (*clienttest.Cluster, http.Handler) {
 	t.Helper()
 	fc, err := clienttest.Start(3)
 	if err != nil {
