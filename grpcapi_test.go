@@ -9,6 +9,7 @@ import (
 	"google.golang.org/grpc/codes"
 	"google.golang.org/grpc/credentials/insecure"
 	healthpb "google.golang.org/grpc/health/grpc_health_v1"
+	"google.golang.org/grpc/metadata"
 	"google.golang.org/grpc/status"
 
 	"github.com/leasecluster/leasecluster/leasepb"
@@ -25,8 +26,9 @@ func dial(t *testing.T, addr string) *grpc.ClientConn {
 }
 
 // A leader that loses leadership ends its KeepAlive streams with UNAVAILABLE
-// and a hint naming the new leader; a follower refuses the stream the same
-// way; every node serves grpc-go's health service.
+// (with a hint once the new leader is known); a follower forwards new streams
+// to the leader, but never a stream that was already forwarded; every node
+// serves grpc-go's health service.
 func TestKeepAliveStreamEndsWhenLeadershipEnds(t *testing.T) {
 	c := newTestCluster(t, 3, nil)
 	li, ld := c.leader()
@@ -93,13 +95,26 @@ func TestKeepAliveStreamEndsWhenLeadershipEnds(t *testing.T) {
 		}
 		break
 	}
-	// The old leader, now a follower, refuses a new stream with a hint.
+	// The old leader, now a follower, forwards a new stream to the leader.
 	s2, err := leases.KeepAlive(ctx)
+	if err != nil {
+		t.Fatal(err)
+	}
+	if err := s2.Send(&leasepb.KeepAliveRequest{Id: g.Id}); err != nil {
+		t.Fatal(err)
+	}
+	if resp, err := s2.Recv(); err != nil || resp.Id != g.Id || resp.TtlMs != 10_000 {
+		t.Fatalf("renewal through a follower: %v %v", resp, err)
+	}
+	s2.CloseSend()
+	// A stream that a follower already forwarded is never forwarded again.
+	fctx := metadata.AppendToOutgoingContext(ctx, "leasecluster-forwarded", "test")
+	s3, err := leases.KeepAlive(fctx)
 	if err == nil {
-		s2.Send(&leasepb.KeepAliveRequest{Id: g.Id})
-		_, err = s2.Recv()
+		s3.Send(&leasepb.KeepAliveRequest{Id: g.Id})
+		_, err = s3.Recv()
 	}
 	if status.Code(err) != codes.Unavailable {
-		t.Fatalf("follower KeepAlive: %v", err)
+		t.Fatalf("a forwarded stream at a follower: %v, want UNAVAILABLE", err)
 	}
 }

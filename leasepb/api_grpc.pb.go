@@ -40,8 +40,10 @@ type LeasesClient interface {
 	Revoke(ctx context.Context, in *RevokeRequest, opts ...grpc.CallOption) (*RevokeResponse, error)
 	// KeepAlive carries renewals for many leases on one stream. Each request
 	// gets one response. A lease that does not exist (or has expired) gets a
-	// response with ttl_ms 0 and error "NOT_FOUND"; the stream stays open. The
-	// stream ends with UNAVAILABLE when the node loses leadership.
+	// response with ttl_ms 0 and error "NOT_FOUND"; the stream stays open. A
+	// follower forwards the stream to the leader. The stream ends with
+	// UNAVAILABLE (and a LeaderHint once one is known) when the leader loses
+	// leadership.
 	KeepAlive(ctx context.Context, opts ...grpc.CallOption) (grpc.BidiStreamingClient[KeepAliveRequest, KeepAliveResponse], error)
 	TimeToLive(ctx context.Context, in *TimeToLiveRequest, opts ...grpc.CallOption) (*TimeToLiveResponse, error)
 	Leases(ctx context.Context, in *LeasesRequest, opts ...grpc.CallOption) (*LeasesResponse, error)
@@ -118,8 +120,10 @@ type LeasesServer interface {
 	Revoke(context.Context, *RevokeRequest) (*RevokeResponse, error)
 	// KeepAlive carries renewals for many leases on one stream. Each request
 	// gets one response. A lease that does not exist (or has expired) gets a
-	// response with ttl_ms 0 and error "NOT_FOUND"; the stream stays open. The
-	// stream ends with UNAVAILABLE when the node loses leadership.
+	// response with ttl_ms 0 and error "NOT_FOUND"; the stream stays open. A
+	// follower forwards the stream to the leader. The stream ends with
+	// UNAVAILABLE (and a LeaderHint once one is known) when the leader loses
+	// leadership.
 	KeepAlive(grpc.BidiStreamingServer[KeepAliveRequest, KeepAliveResponse]) error
 	TimeToLive(context.Context, *TimeToLiveRequest) (*TimeToLiveResponse, error)
 	Leases(context.Context, *LeasesRequest) (*LeasesResponse, error)

@@ -81,7 +81,8 @@ func (a *leasesAPI) Revoke(ctx context.Context, r *leasepb.RevokeRequest) (*leas
 	return &leasepb.RevokeResponse{}, nil
 }
 
-// KeepAlive renews leases as requests arrive. Requests that queue up are
+// KeepAlive renews leases as requests arrive (a follower forwards the stream
+// to the leader: forwardKeepAlive). Requests that queue up are
 // renewed as one batch; each batch joins a leadership confirmation that
 // starts after its renewals (rule 2), and a sender goroutine answers a batch
 // once its confirmation succeeds, so the next batch is renewed while the
@@ -91,7 +92,7 @@ func (a *leasesAPI) KeepAlive(stream leasepb.Leases_KeepAliveServer) error {
 	n := a.n
 	term := n.currentTerm()
 	if term == nil {
-		return toStatus(n.notLeader())
+		return n.forwardKeepAlive(stream)
 	}
 	ctx, cancel := context.WithCancel(stream.Context())
 	defer cancel()

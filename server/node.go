@@ -47,6 +47,7 @@ type Node struct {
 	notifyCh chan bool
 	verifier verifier
 	metrics  *metrics
+	fwd      leaderConn // to the leader, for KeepAlive streams that reach a follower
 
 	leading atomic.Bool // promoted: serving renewals, proposals and reads
 	termMu  sync.Mutex  // orders Promote/Demote with leading and term
@@ -294,6 +295,7 @@ func (n *Node) shutdown(ctx context.Context, graceful bool) error {
 		n.grpc.Stop()
 	}
 	n.wg.Wait()
+	n.fwd.close()
 	n.trans.Close()
 	n.lessor.Stop()
 	if cerr := n.bolt.Close(); err == nil {
