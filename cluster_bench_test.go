@@ -70,3 +70,19 @@ func BenchmarkClusterRenew(b *testing.B) {
 		}
 	})
 }
+
+// BenchmarkClusterRenewSerial is the latency of one renewal: the lessor update
+// plus one leadership confirmation (a heartbeat round to the followers).
+func BenchmarkClusterRenewSerial(b *testing.B) {
+	ld := benchCluster(b)
+	ctx := context.Background()
+	id, _, err := ld.Grant(ctx, 0, 60_000, 0)
+	if err != nil {
+		b.Fatal(err)
+	}
+	for b.Loop() {
+		if _, err := ld.Renew(ctx, id); err != nil {
+			b.Fatal(err)
+		}
+	}
+}
