@@ -65,13 +65,12 @@ type lcSystem struct {
 	ns      []*node
 	clients []*client.Client
 
-	mu    sync.Mutex
-	conns map[string]*grpc.ClientConn // raw connections for renewal streams
+	conns connPool // raw connections for renewal streams
 	http  *http.Client
 }
 
 func newLCSystem(ctx context.Context, ns []*node) (*lcSystem, error) {
-	s := &lcSystem{ns: ns, conns: map[string]*grpc.ClientConn{},
+	s := &lcSystem{ns: ns,
 		http: &http.Client{Transport: &http.Transport{MaxIdleConnsPerHost: 512}, Timeout: opTimeout}}
 	var eps []string
 	for _, n := range ns {
@@ -127,26 +126,12 @@ func (s *lcSystem) leader(ctx context.Context) (int, error) {
 	return -1, errors.New("leasecluster: no leader")
 }
 
-func (s *lcSystem) conn(addr string) (*grpc.ClientConn, error) {
-	s.mu.Lock()
-	defer s.mu.Unlock()
-	if cc, ok := s.conns[addr]; ok {
-		return cc, nil
-	}
-	cc, err := grpc.NewClient(addr, grpc.WithTransportCredentials(insecure.NewCredentials()))
-	if err != nil {
-		return nil, err
-	}
-	s.conns[addr] = cc
-	return cc, nil
-}
-
 type lcStream struct {
 	st leasepb.Leases_KeepAliveClient
 }
 
 func (s *lcSystem) openStream(ctx context.Context, i int) (renewStream, error) {
-	cc, err := s.conn(s.ns[i].clientEP)
+	cc, err := s.conns.get(s.ns[i].clientEP)
 	if err != nil {
 		return nil, err
 	}
@@ -242,11 +227,7 @@ func (s *lcSystem) close() {
 	for _, c := range s.clients {
 		c.Close()
 	}
-	s.mu.Lock()
-	defer s.mu.Unlock()
-	for _, cc := range s.conns {
-		cc.Close()
-	}
+	s.conns.closeAll()
 }
 
 // ---- etcd ----
@@ -255,12 +236,11 @@ type etcdSystem struct {
 	ns      []*node
 	clients []*clientv3.Client
 
-	mu    sync.Mutex
-	conns map[string]*grpc.ClientConn
+	conns connPool
 }
 
 func newEtcdSystem(ns []*node) (*etcdSystem, error) {
-	s := &etcdSystem{ns: ns, conns: map[string]*grpc.ClientConn{}}
+	s := &etcdSystem{ns: ns}
 	var eps []string
 	for _, n := range ns {
 		eps = append(eps, n.clientEP)
@@ -328,26 +308,12 @@ func (s *etcdSystem) leader(ctx context.Context) (int, error) {
 	return -1, errors.New("etcd: no leader")
 }
 
-func (s *etcdSystem) conn(addr string) (*grpc.ClientConn, error) {
-	s.mu.Lock()
-	defer s.mu.Unlock()
-	if cc, ok := s.conns[addr]; ok {
-		return cc, nil
-	}
-	cc, err := grpc.NewClient(addr, grpc.WithTransportCredentials(insecure.NewCredentials()))
-	if err != nil {
-		return nil, err
-	}
-	s.conns[addr] = cc
-	return cc, nil
-}
-
 type etcdStream struct {
 	st etcdserverpb.Lease_LeaseKeepAliveClient
 }
 
 func (s *etcdSystem) openStream(ctx context.Context, i int) (renewStream, error) {
-	cc, err := s.conn(s.ns[i].clientEP)
+	cc, err := s.conns.get(s.ns[i].clientEP)
 	if err != nil {
 		return nil, err
 	}
@@ -396,9 +362,36 @@ func (s *etcdSystem) close() {
 	for _, c := range s.clients {
 		c.Close()
 	}
-	s.mu.Lock()
-	defer s.mu.Unlock()
-	for _, cc := range s.conns {
+	s.conns.closeAll()
+}
+
+// connPool caches one raw gRPC connection per address.
+type connPool struct {
+	mu    sync.Mutex // guards conns
+	conns map[string]*grpc.ClientConn
+}
+
+func (p *connPool) get(addr string) (*grpc.ClientConn, error) {
+	p.mu.Lock()
+	defer p.mu.Unlock()
+	if cc, ok := p.conns[addr]; ok {
+		return cc, nil
+	}
+	cc, err := grpc.NewClient(addr, grpc.WithTransportCredentials(insecure.NewCredentials()))
+	if err != nil {
+		return nil, err
+	}
+	if p.conns == nil {
+		p.conns = map[string]*grpc.ClientConn{}
+	}
+	p.conns[addr] = cc
+	return cc, nil
+}
+
+func (p *connPool) closeAll() {
+	p.mu.Lock()
+	defer p.mu.Unlock()
+	for _, cc := range p.conns {
 		cc.Close()
 	}
 }
