@@ -376,7 +376,8 @@ func (c *Cluster) Heal(ctx context.Context) error {
 	return c.net.heal(ctx)
 }
 
-// HealAll undoes every fault: partitions, pauses, kills, clock and fsync.
+// HealAll undoes every fault: partitions, pauses, kills, clock (follower
+// rate included) and fsync.
 func (c *Cluster) HealAll(ctx context.Context) error {
 	errs := []error{c.Heal(ctx)}
 	for _, n := range c.Nodes {
@@ -391,7 +392,7 @@ func (c *Cluster) HealAll(ctx context.Context) error {
 		}
 	}
 	for _, n := range c.Nodes {
-		errs = append(errs, retry(ctx, func() error { return c.ChaosPost(ctx, n, "/chaos/clock?offset=0s&rate=1") }))
+		errs = append(errs, retry(ctx, func() error { return c.ChaosPost(ctx, n, "/chaos/clock?offset=0s&rate=1&follower_rate=1") }))
 		errs = append(errs, retry(ctx, func() error { return c.ChaosPost(ctx, n, "/chaos/fsync?delay=0s") }))
 	}
 	return errors.Join(errs...)

@@ -1,9 +1,10 @@
 // Package chaos is leasecluster's Jepsen-style harness: it starts real node
 // processes (each in its own network namespace when run as root, on loopback
 // otherwise), injects faults (kills, pauses, nftables partitions, clock steps
-// and drift, slow fsync) while workloads grant, renew, revoke, lock and read,
-// records every operation with invoke and complete times from one monotonic
-// clock, and then checks the history.
+// and drift, slow fsync, leadership transfers while followers' clocks drift
+// beyond the client's margin) while workloads grant, renew, revoke, lock and
+// read, records every operation with invoke and complete times from one
+// monotonic clock, and then checks the history.
 //
 // The checkers are what make it evidence rather than a smoke test: porcupine
 // linearizability per lease and per item, unique lease IDs, no early expiry

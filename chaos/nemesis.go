@@ -2,6 +2,7 @@ package chaos
 
 import (
 	"context"
+	"errors"
 	"fmt"
 	"math/rand/v2"
 	"slices"
@@ -17,10 +18,11 @@ const (
 	NemesisPartition = "partition"
 	NemesisClock     = "clock"
 	NemesisFsync     = "fsync"
+	NemesisTransfer  = "transfer"
 )
 
 // AllNemeses lists every nemesis kind.
-var AllNemeses = []string{NemesisKill, NemesisPause, NemesisPartition, NemesisClock, NemesisFsync}
+var AllNemeses = []string{NemesisKill, NemesisPause, NemesisPartition, NemesisClock, NemesisFsync, NemesisTransfer}
 
 // Step is one scheduled fault. The schedule is a pure function of the seed;
 // which node "the leader" is gets resolved when the step runs, and Pick
@@ -32,7 +34,7 @@ type Step struct {
 	Duration time.Duration `json:"duration"`
 	Pick     uint64        `json:"pick"`
 	Offset   time.Duration `json:"offset,omitempty"` // clock: wall-clock step
-	Rate     float64       `json:"rate,omitempty"`   // clock: rate, within the 1% drift budget
+	Rate     float64       `json:"rate,omitempty"`   // clock: rate, within the 1% drift budget; transfer: follower rate, beyond it
 	Delay    time.Duration `json:"delay,omitempty"`  // fsync
 }
 
@@ -43,6 +45,10 @@ func (s Step) String() string {
 		d += fmt.Sprintf(" offset=%v rate=%.4f", s.Offset, s.Rate)
 	case NemesisFsync:
 		d += fmt.Sprintf(" delay=%v", s.Delay)
+	case NemesisTransfer:
+		if s.Rate != 0 {
+			d += fmt.Sprintf(" follower-rate=%.4f", s.Rate)
+		}
 	}
 	return d
 }
@@ -104,6 +110,30 @@ func Schedule(seed int64, kinds []string, total time.Duration, nodes int, electi
 				// expire on the new one while the stall lasts.
 				s.Delay = 2*ttl + election
 				s.Duration = s.Delay + 2*election
+			}
+		case NemesisTransfer:
+			// Handovers come often (a step every 1.6-2.6 s with a 3 s
+			// TTL): one that follows a lease's last renewal closely, or
+			// its checkpoint by long, is what tests the extension.
+			s.Gap = dur(100*time.Millisecond, 300*time.Millisecond)
+			s.Variant = "handover"
+			if rng.IntN(4) != 0 {
+				// Followers' lessor clocks run 15-20% fast until the
+				// handover: far beyond the client's 2% SafetyMargin,
+				// which no server could honour if a leader's clock ran
+				// that fast. The chaos clock applies this rate only while
+				// a node follows, i.e. to the remainders of checkpointed
+				// leases that a new leader inherits (rule 3: apply time +
+				// remainder, on the follower's clock): up to 20% of 3/4
+				// TTL + 250 ms, 500 ms with a 3 s TTL, far more than its
+				// 61 ms margin and half the extension. The next handover
+				// comes within 3/4 TTL + 300 ms, so a lease checkpointed
+				// at one still expires on the drifted leader of the next.
+				// The checkers are unchanged: a server without the
+				// extension fails no-early-expiry, the real one passes.
+				s.Variant = "fast-followers"
+				s.Duration = dur(ttl/2, ttl*3/4)
+				s.Rate = 1.15 + rng.Float64()*0.05
 			}
 		}
 		at += s.Gap + s.Duration
@@ -271,6 +301,34 @@ func (ns *nemesis) step(ctx context.Context, s Step) {
 				return set(0)
 			}
 		}
+	case NemesisTransfer:
+		targets = []*NodeProc{leader}
+		setRate := func(r float64) error {
+			var errs []error
+			for _, n := range c.Nodes {
+				errs = append(errs, retry(bg, func() error { return c.ChaosPost(bg, n, fmt.Sprintf("/chaos/clock?follower_rate=%g", r)) }))
+			}
+			return errors.Join(errs...)
+		}
+		handover := func() error {
+			// The leader again: a step may have outlived it.
+			from, err := c.Leader(bg)
+			if err != nil {
+				return err
+			}
+			return ns.transfer(bg, from)
+		}
+		apply, heal = handover, func() error { return nil }
+		if s.Variant == "fast-followers" {
+			// Every node gets the rate; it runs only while a node follows,
+			// so the leader keeps an honest clock until it hands over.
+			targets = followers
+			apply = func() error { return setRate(s.Rate) }
+			heal = func() error {
+				err := handover()
+				return errors.Join(err, setRate(1))
+			}
+		}
 	default:
 		return
 	}
@@ -284,6 +342,29 @@ func (ns *nemesis) step(ctx context.Context, s Step) {
 		ns.logf("nemesis: healing %s: %v", s.Kind, err)
 	}
 	ns.h.EndFault(id)
+}
+
+// transferWait bounds how long a handover may take to produce a new leader:
+// raft's own transfer timeout is an election timeout, and the harness uses
+// at most a few seconds of those.
+const transferWait = 5 * time.Second
+
+// transfer asks from to hand its leadership over and waits until another
+// node reports leading, so that the fault window covers the handover.
+func (ns *nemesis) transfer(ctx context.Context, from *NodeProc) error {
+	if err := ns.c.ChaosPost(ctx, from, "/chaos/transfer"); err != nil {
+		return err
+	}
+	ctx, cancel := context.WithTimeout(ctx, transferWait)
+	defer cancel()
+	for {
+		if l, err := ns.c.Leader(ctx); err == nil && l != from {
+			return nil
+		}
+		if !sleep(ctx, 20*time.Millisecond) {
+			return fmt.Errorf("%w: no new leader within %v of a transfer from %s", ErrNoLeader, transferWait, from.Name)
+		}
+	}
 }
 
 // partitionRules turns a partition variant into per-node drop rules.

@@ -28,6 +28,45 @@ func TestScheduleIsAFunctionOfTheSeed(t *testing.T) {
 	}
 }
 
+// TestTransferSchedule: handovers come often enough that a lease
+// checkpointed at one still expires on the leader of the next, and the
+// follower drift stays within what the extension (an election timeout)
+// absorbs while clearly exceeding the client's 2% margin.
+func TestTransferSchedule(t *testing.T) {
+	ttl, election := 3*time.Second, time.Second
+	steps := Schedule(3, []string{NemesisTransfer}, time.Minute, 3, election, ttl)
+	if len(steps) < 20 {
+		t.Fatalf("%d handovers in a minute, want a step every few seconds", len(steps))
+	}
+	fast := 0
+	for _, s := range steps {
+		if s.Gap+s.Duration > ttl*3/4+300*time.Millisecond {
+			t.Errorf("%v after a %v gap: the next handover comes too late", s, s.Gap)
+		}
+		switch s.Variant {
+		case "fast-followers":
+			fast++
+			if s.Rate < 1.15 || s.Rate > 1.2 {
+				t.Errorf("%v: follower rate outside 1.15-1.20", s)
+			}
+			// The drift a new leader can inherit: the fast window plus one
+			// lessor wake-up (250 ms) into its term.
+			if lost := time.Duration(float64(s.Duration+250*time.Millisecond) * (s.Rate - 1)); lost >= election/2 {
+				t.Errorf("%v: up to %v of drift, too close to the %v extension", s, lost, election)
+			}
+		case "handover":
+			if s.Rate != 0 || s.Duration != 0 {
+				t.Errorf("%v: a plain handover has no drift and no window of its own", s)
+			}
+		default:
+			t.Errorf("unknown transfer variant %q", s.Variant)
+		}
+	}
+	if fast == 0 || fast == len(steps) {
+		t.Errorf("%d of %d steps drift followers; want both variants", fast, len(steps))
+	}
+}
+
 func TestPartitionRules(t *testing.T) {
 	nodes := make([]*NodeProc, 5)
 	for i := range nodes {

@@ -32,6 +32,7 @@ type Options struct {
 	Seed     int64
 	OutDir   string
 	Bug      string // LEASECLUSTER_CHAOS_BUG for the nodes: a deliberately broken server
+	Holders  int    // lease holders in the workload; default 3
 	Loopback bool   // use loopback even as root (no partitions)
 	TTL      time.Duration
 	Election time.Duration
@@ -44,6 +45,9 @@ func (o *Options) defaults() {
 	}
 	if o.Duration == 0 {
 		o.Duration = 60 * time.Second
+	}
+	if o.Holders == 0 {
+		o.Holders = 3
 	}
 	if o.TTL == 0 {
 		o.TTL = 3 * time.Second
@@ -158,7 +162,7 @@ func Run(ctx context.Context, opts Options) (*Summary, error) {
 
 	h := NewHistory()
 	w := newWorkload(WorkloadConfig{
-		TTL: opts.TTL, Holders: 3, Lockers: 3, Readers: 2, Keys: []string{"lock/a", "lock/b"}, Seed: opts.Seed,
+		TTL: opts.TTL, Holders: opts.Holders, Lockers: 3, Readers: 2, Keys: []string{"lock/a", "lock/b"}, Seed: opts.Seed,
 	}, h, cl, c.connections(), logf)
 	pollCtx, stopPollers := context.WithCancel(ctx)
 	defer stopPollers()

@@ -23,7 +23,10 @@ import (
 // builds the node that way). It enables the test-only fault points below:
 //
 //   - a controllable lessor clock (offset steps of the wall reading, rate
-//     drift of the monotonic one) at /chaos/clock on the HTTP server;
+//     drift of the monotonic one, and a rate that applies only while the node
+//     follows) at /chaos/clock on the HTTP server;
+//   - a leadership transfer at /chaos/transfer (Node.TransferLeadership,
+//     which the public API does not offer);
 //   - a slow-fsync delay on every Raft log write at /chaos/fsync;
 //   - deliberately broken variants selected at start by
 //     LEASECLUSTER_CHAOS_BUG, which the harness's bite tests use to prove
@@ -77,21 +80,36 @@ func chaosConfigure(cfg Config) Config {
 // the wall-clock variant strips the monotonic part (as a server storing
 // Unix times would) and adds the offset, so it sees every step.
 //
+// The follower rate multiplies the rate while the node is not leading. It
+// lets the harness drift a node's clock far beyond the 2% margin only in the
+// time that the extension exists for: between a node's applying a
+// checkpoint (rule 3 notes that on its own clock) and its Promote. A leader
+// whose clock ran that fast would expire its own renewals early, which no
+// server can prevent, so the clock falls back to the plain rate as soon as
+// the node leads. The switch is noticed at the first reading after the
+// node starts leading, so the fast rate may run on for one lessor wake-up
+// (at most 250 ms) into the term: that only moves expiries computed before
+// the switch, i.e. the inherited leases, earlier (the stress intended), and
+// never a renewal made as leader.
+//
 // In a process with several nodes (in-process tests built with the chaos
 // tag) the /chaos/ endpoints control the clock and store of the node started
 // last; the harness runs one node per process.
 type chaosClock struct {
 	mu       sync.Mutex
 	wallOnly bool
+	leading  func() bool   // the node's leadership; nil until its HTTP server starts
 	anchor   time.Time     // real time.Now() at the last rate change
 	reading  time.Time     // this clock's (monotonic-carrying) reading at anchor
-	rate     float64       // clock seconds per real second
+	cur      float64       // clock seconds per real second since anchor
+	rate     float64       // the rate while leading (or always, with follow 1)
+	follow   float64       // multiplies rate while the node follows
 	offset   time.Duration // wall-clock step, seen only through the wall part
 }
 
 func newChaosClock(wallOnly bool) *chaosClock {
 	now := time.Now()
-	return &chaosClock{wallOnly: wallOnly, anchor: now, reading: now, rate: 1}
+	return &chaosClock{wallOnly: wallOnly, anchor: now, reading: now, cur: 1, rate: 1, follow: 1}
 }
 
 func (c *chaosClock) Now() time.Time {
@@ -101,7 +119,8 @@ func (c *chaosClock) Now() time.Time {
 }
 
 func (c *chaosClock) nowLocked() time.Time {
-	t := c.reading.Add(time.Duration(float64(time.Since(c.anchor)) * c.rate))
+	c.reanchorLocked(time.Now())
+	t := c.reading.Add(time.Duration(float64(time.Since(c.anchor)) * c.cur))
 	if c.wallOnly {
 		return t.Round(0).Add(c.offset)
 	}
@@ -110,31 +129,61 @@ func (c *chaosClock) nowLocked() time.Time {
 	return t
 }
 
-// set changes the offset and/or the rate; nil leaves a value unchanged.
-func (c *chaosClock) set(offset *time.Duration, rate *float64) {
+// reanchorLocked starts a new segment at now if the effective rate changed,
+// so that readings stay continuous and never go back.
+func (c *chaosClock) reanchorLocked(now time.Time) {
+	want := c.rate
+	if c.follow != 1 && c.leading != nil && !c.leading() {
+		want *= c.follow
+	}
+	if want == c.cur {
+		return
+	}
+	c.reading = c.reading.Add(time.Duration(float64(now.Sub(c.anchor)) * c.cur))
+	c.anchor = now
+	c.cur = want
+}
+
+// set changes the offset, the rate and/or the follower rate; nil leaves a
+// value unchanged.
+func (c *chaosClock) set(offset *time.Duration, rate, follow *float64) {
 	c.mu.Lock()
 	defer c.mu.Unlock()
+	now := time.Now()
+	c.reanchorLocked(now) // the time so far ran at the old rate
 	if rate != nil {
-		now := time.Now()
-		c.reading = c.reading.Add(time.Duration(float64(now.Sub(c.anchor)) * c.rate))
-		c.anchor = now
 		c.rate = *rate
 	}
+	if follow != nil {
+		c.follow = *follow
+	}
+	c.reanchorLocked(now)
 	if offset != nil {
 		c.offset = *offset
 	}
 }
 
+// setLeading tells the clock how to learn whether its node leads.
+func (c *chaosClock) setLeading(leading func() bool) {
+	c.mu.Lock()
+	defer c.mu.Unlock()
+	c.reanchorLocked(time.Now())
+	c.leading = leading
+}
+
 type chaosClockState struct {
-	OffsetMs int64   `json:"offset_ms"`
-	Rate     float64 `json:"rate"`
-	WallOnly bool    `json:"wall_only"`
+	OffsetMs     int64   `json:"offset_ms"`
+	Rate         float64 `json:"rate"`
+	FollowerRate float64 `json:"follower_rate"`
+	Current      float64 `json:"current_rate"`
+	WallOnly     bool    `json:"wall_only"`
 }
 
 func (c *chaosClock) state() chaosClockState {
 	c.mu.Lock()
 	defer c.mu.Unlock()
-	return chaosClockState{OffsetMs: c.offset.Milliseconds(), Rate: c.rate, WallOnly: c.wallOnly}
+	c.reanchorLocked(time.Now())
+	return chaosClockState{OffsetMs: c.offset.Milliseconds(), Rate: c.rate, FollowerRate: c.follow, Current: c.cur, WallOnly: c.wallOnly}
 }
 
 // slowStore delays every Raft log write by a settable amount, like a disk
@@ -221,9 +270,13 @@ func (n *Node) chaosEarlyExpiry(t *leaderTerm) {
 // chaosHTTP serves the fault controls under /chaos/ beside the public API.
 //
 //	GET  /chaos/state                          -> {"bug","clock":{...},"fsync_delay_ms"}
-//	POST /chaos/clock?offset=5s&rate=1.004     (either parameter may be omitted)
+//	POST /chaos/clock?offset=5s&rate=1.004&follower_rate=1.1   (any subset)
 //	POST /chaos/fsync?delay=200ms
-func chaosHTTP(_ *Node, h http.Handler) http.Handler {
+//	POST /chaos/transfer                       (on the leader; returns once raft is done)
+func chaosHTTP(n *Node, h http.Handler) http.Handler {
+	if chaosClk != nil {
+		chaosClk.setLeading(n.leading.Load)
+	}
 	mux := http.NewServeMux()
 	mux.Handle("/", h)
 	mux.HandleFunc("GET /chaos/state", func(w http.ResponseWriter, _ *http.Request) {
@@ -235,7 +288,6 @@ func chaosHTTP(_ *Node, h http.Handler) http.Handler {
 			return
 		}
 		var off *time.Duration
-		var rate *float64
 		if v := r.URL.Query().Get("offset"); v != "" {
 			d, err := time.ParseDuration(v)
 			if err != nil {
@@ -244,15 +296,17 @@ func chaosHTTP(_ *Node, h http.Handler) http.Handler {
 			}
 			off = &d
 		}
-		if v := r.URL.Query().Get("rate"); v != "" {
-			f, err := strconv.ParseFloat(v, 64)
-			if err != nil || f <= 0 {
-				http.Error(w, fmt.Sprintf("bad rate %q", v), http.StatusBadRequest)
-				return
-			}
-			rate = &f
+		rate, err := chaosRateParam(r, "rate")
+		if err != nil {
+			http.Error(w, err.Error(), http.StatusBadRequest)
+			return
 		}
-		chaosClk.set(off, rate)
+		follow, err := chaosRateParam(r, "follower_rate")
+		if err != nil {
+			http.Error(w, err.Error(), http.StatusBadRequest)
+			return
+		}
+		chaosClk.set(off, rate, follow)
 		writeChaosState(w)
 	})
 	mux.HandleFunc("POST /chaos/fsync", func(w http.ResponseWriter, r *http.Request) {
@@ -264,7 +318,29 @@ func chaosHTTP(_ *Node, h http.Handler) http.Handler {
 		chaosStore.delay.Store(int64(d))
 		writeChaosState(w)
 	})
+	mux.HandleFunc("POST /chaos/transfer", func(w http.ResponseWriter, _ *http.Request) {
+		// A follower answers 409: the harness asks the node it saw leading,
+		// and a leadership change in between is not worth a retry.
+		if err := n.TransferLeadership(); err != nil {
+			http.Error(w, err.Error(), http.StatusConflict)
+			return
+		}
+		writeChaosState(w)
+	})
 	return mux
+}
+
+// chaosRateParam parses an optional positive rate parameter.
+func chaosRateParam(r *http.Request, name string) (*float64, error) {
+	v := r.URL.Query().Get(name)
+	if v == "" {
+		return nil, nil
+	}
+	f, err := strconv.ParseFloat(v, 64)
+	if err != nil || f <= 0 {
+		return nil, fmt.Errorf("bad %s %q", name, v)
+	}
+	return &f, nil
 }
 
 func writeChaosState(w http.ResponseWriter) {

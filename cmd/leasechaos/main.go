@@ -45,6 +45,7 @@ func run() int {
 	flag.StringVar(&opts.Bug, "bug", "", "run a deliberately broken server (skip-verify, no-extend, early-expiry, leader-only-revoke, wall-clock)")
 	flag.BoolVar(&opts.Loopback, "loopback", false, "use loopback addresses even as root (no partitions)")
 	flag.DurationVar(&opts.TTL, "ttl", 3*time.Second, "lease TTL the workload asks for")
+	flag.IntVar(&opts.Holders, "holders", 3, "lease holders in the workload (more leases, more renewals close to a fault)")
 	flag.DurationVar(&opts.Election, "election-timeout", time.Second, "the nodes' election (and heartbeat) timeout; also the extension")
 	flag.BoolVar(&quiet, "q", false, "no progress log on stderr")
 	flag.BoolVar(&cleanup, "cleanup", false, "only remove namespaces and links left behind by killed runs, then exit")

@@ -5,7 +5,7 @@
 source "$(dirname "$0")/lib.sh"
 fail=0
 for seed in 1 2 3; do
-	run ci-mix "$seed" 40s kill,pause,partition,clock,fsync || fail=1
+	run ci-mix "$seed" 40s kill,pause,partition,clock,fsync,transfer || fail=1
 done
 NODES=5 run ci-5nodes 4 40s kill,partition,pause || fail=1
 if [[ $fail -ne 0 ]]; then

@@ -6,7 +6,7 @@ source "$(dirname "$0")/lib.sh"
 SEEDS="${SEEDS:-$(for i in $(seq 0 9); do echo $(( $(date +%Y%m%d) * 10 + i )); done)}"
 fail=0
 for seed in $SEEDS; do
-	NODES=3 run nightly-3 "$seed" 5m kill,pause,partition,clock,fsync || fail=1
-	NODES=5 run nightly-5 "$seed" 5m kill,pause,partition,clock,fsync || fail=1
+	NODES=3 run nightly-3 "$seed" 5m kill,pause,partition,clock,fsync,transfer || fail=1
+	NODES=5 run nightly-5 "$seed" 5m kill,pause,partition,clock,fsync,transfer || fail=1
 done
 exit $fail
