@@ -15,7 +15,7 @@ import (
 // so this loop may wait on raft; the establishing work runs in the term's own
 // goroutine all the same, so that a step-down is handled at once.
 func (n *Node) leadershipLoop() {
-	defer n.wg.Done()
+	defer n.loops.Done()
 	var term *leaderTerm
 	for {
 		select {

@@ -54,7 +54,8 @@ type Node struct {
 	term    *leaderTerm // guarded by termMu; nil when not leading
 
 	stopC     chan struct{}
-	wg        sync.WaitGroup
+	serving   sync.WaitGroup // the gRPC serve goroutine
+	loops     sync.WaitGroup // the leadership loop and, through it, every term
 	closeOnce sync.Once
 	closeErr  error
 }
@@ -167,7 +168,13 @@ func newNode(cfg Config, lis net.Listener) (n *Node, err error) {
 	rc.SnapshotInterval = cfg.SnapshotInterval
 	rc.TrailingLogs = cfg.TrailingLogs
 	rc.NotifyCh = n.notifyCh
-	rc.BatchApplyCh = true
+	// BatchApplyCh stays off: with a buffered apply channel, a Barrier or
+	// Apply queued as raft shuts down is never answered (those futures do
+	// not watch raft's shutdown), and a waiter hangs for good. Unbuffered,
+	// a future is either taken by raft's loop, which always answers it, or
+	// refused with ErrRaftShutdown; the leader loop still group-commits every
+	// proposer that is waiting.
+	rc.BatchApplyCh = false
 	rc.MaxAppendEntries = 512
 	rc.Logger = n.log.Named("raft")
 	n.raft, err = raft.NewRaft(rc, n.applied, logs, n.bolt, snaps, n.trans)
@@ -176,13 +183,15 @@ func newNode(cfg Config, lis net.Listener) (n *Node, err error) {
 	}
 	closers = append(closers, func() { n.raft.Shutdown().Error() })
 	n.verifier.check = func() error { return n.raft.VerifyLeader().Error() }
+	n.verifier.stopped = n.stopC
 	if err := n.bootstrap(logs, snaps); err != nil {
 		return nil, err
 	}
 
-	n.wg.Add(2)
+	n.serving.Add(1)
+	n.loops.Add(1)
 	go func() {
-		defer n.wg.Done()
+		defer n.serving.Done()
 		if err := n.grpc.Serve(lis); err != nil && !errors.Is(err, grpc.ErrServerStopped) {
 			n.log.Error("grpc server stopped", "error", err)
 		}
@@ -277,12 +286,18 @@ func (n *Node) Abort() {
 }
 
 func (n *Node) shutdown(ctx context.Context, graceful bool) error {
+	// The order matters. Raft answers every future while it runs, so our
+	// own goroutines that wait on raft (the leadership term) end before raft
+	// stops. The transport closes after raft, ending the streams peers keep
+	// open to us, so that a graceful gRPC stop is not held up by them.
 	close(n.stopC)
 	n.health.Shutdown()
 	if n.http != nil {
 		n.http.stop(ctx, graceful)
 	}
+	n.loops.Wait()
 	err := n.raft.Shutdown().Error()
+	n.trans.Close()
 	if graceful {
 		stopped := make(chan struct{})
 		go func() { n.grpc.GracefulStop(); close(stopped) }()
@@ -294,9 +309,8 @@ func (n *Node) shutdown(ctx context.Context, graceful bool) error {
 	} else {
 		n.grpc.Stop()
 	}
-	n.wg.Wait()
+	n.serving.Wait()
 	n.fwd.close()
-	n.trans.Close()
 	n.lessor.Stop()
 	if cerr := n.bolt.Close(); err == nil {
 		err = cerr

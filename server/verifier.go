@@ -20,8 +20,9 @@ const defaultVerifyRounds = 4
 // heartbeats, and the cap bounds the work under load, when a round collects
 // many callers instead.
 type verifier struct {
-	check     func() error // one confirmation: raft's VerifyLeader
-	maxRounds int          // 0 means defaultVerifyRounds
+	check     func() error    // one confirmation: raft's VerifyLeader
+	maxRounds int             // 0 means defaultVerifyRounds
+	stopped   <-chan struct{} // closed when the node stops: no new rounds
 
 	mu       sync.Mutex
 	next     *verifyRound // the round callers join; not started yet
@@ -76,7 +77,12 @@ func (v *verifier) startLocked() {
 }
 
 func (v *verifier) run(r *verifyRound) {
-	r.err = v.check()
+	select {
+	case <-v.stopped:
+		r.err = ErrStopped // raft is about to stop; a round could go unanswered
+	default:
+		r.err = v.check()
+	}
 	close(r.done)
 	v.mu.Lock()
 	v.inFlight--

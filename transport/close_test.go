@@ -259,3 +259,34 @@ func (r *failingReader) Read(p []byte) (int, error) {
 	r.n -= len(p)
 	return len(p), nil
 }
+
+// A peer keeps its pipeline open while it leads. Closing the receiving
+// transport ends that stream on the receiving side, so that a node that is
+// stopping can stop its gRPC server gracefully without waiting for the peer.
+func TestReceiverCloseEndsIncomingPipeline(t *testing.T) {
+	n1, n2 := newNode(t, "", time.Minute), newNode(t, "", time.Minute)
+	pipe, err := n2.trans.AppendEntriesPipeline("id1", n1.trans.LocalAddr())
+	if err != nil {
+		t.Fatalf("AppendEntriesPipeline: %v", err)
+	}
+	defer pipe.Close()
+	args := testAppendArgs()
+	f, err := pipe.AppendEntries(&args, new(raft.AppendEntriesResponse))
+	if err != nil {
+		t.Fatalf("AppendEntries: %v", err)
+	}
+	rpc := takeRPC(t, n1.trans)
+	rpc.Respond(&raft.AppendEntriesResponse{Term: 1, Success: true}, nil)
+	if err := waitErr(t, goCall(f.Error), 5*time.Second); err != nil {
+		t.Fatalf("pipelined request: %v", err)
+	}
+	// The stream is open and idle. Close the receiver, then stop its server
+	// gracefully: that must not wait for the peer to close the stream.
+	if err := n1.trans.Close(); err != nil {
+		t.Fatalf("Close: %v", err)
+	}
+	stopped := goCall(func() error { n1.server.GracefulStop(); return nil })
+	if err := waitErr(t, stopped, 5*time.Second); err != nil {
+		t.Fatalf("graceful stop: %v", err)
+	}
+}

@@ -131,8 +131,37 @@ func (s *server) TimeoutNow(ctx context.Context, req *leasepb.RaftTimeoutNowRequ
 // only a transport failure ends the stream.
 func (s *server) AppendEntriesPipeline(stream leasepb.RaftTransport_AppendEntriesPipelineServer) error {
 	ctx := stream.Context()
+	// Receive in a goroutine so that the handler also returns when this
+	// transport closes: the peer keeps its pipeline open for as long as it
+	// leads, and a node that is stopping must not wait for that (a graceful
+	// gRPC stop waits for every open stream). Returning cancels the stream,
+	// which ends the receiving goroutine.
+	type recvd struct {
+		req *leasepb.RaftAppendEntriesRequest
+		err error
+	}
+	reqs := make(chan recvd)
+	go func() {
+		for {
+			req, err := stream.Recv()
+			select {
+			case reqs <- recvd{req, err}:
+			case <-ctx.Done():
+				return
+			}
+			if err != nil {
+				return
+			}
+		}
+	}()
 	for {
-		req, err := stream.Recv()
+		var r recvd
+		select {
+		case r = <-reqs:
+		case <-s.t.ctx.Done():
+			return toStatus(ErrClosed)
+		}
+		req, err := r.req, r.err
 		if err == io.EOF {
 			return nil
 		}
