@@ -150,7 +150,6 @@ type renewer struct {
 	rounds   atomic.Int64
 	lost     atomic.Int64 // leases reported not found
 	resumed  chan time.Time
-	gapStart atomic.Int64
 }
 
 func (r *renewer) run(ctx context.Context) {

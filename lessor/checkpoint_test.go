@@ -64,7 +64,9 @@ func TestCheckpointSteadyStateRenewals(t *testing.T) {
 				if _, err := le.Renew(i); errors.Is(err, ErrResetRequired) {
 					resets++
 					le.Checkpoint([]Checkpoint{{ID: i}})
-					_, err = le.Renew(i)
+					if _, err := le.Renew(i); err != nil {
+						t.Fatalf("Renew(%d) after its reset = %v", i, err)
+					}
 				} else if err != nil {
 					t.Fatal(err)
 				}
@@ -245,7 +247,6 @@ func TestResetRequiredAndStaleCheckpoint(t *testing.T) {
 		if _, err := a.Renew(1); err != nil {
 			t.Fatalf("Renew after the reset = %v", err)
 		}
-		renewed := time.Now()
 		for _, le := range []*lessor{a, b} {
 			st := le.State()
 			if st[0].Remaining != 0 || st[0].Gen != 1 {
@@ -263,7 +264,7 @@ func TestResetRequiredAndStaleCheckpoint(t *testing.T) {
 		if _, err := a.Renew(1); err != nil {
 			t.Fatalf("Renew after a stale checkpoint = %v", err)
 		}
-		renewed = time.Now()
+		renewed := time.Now()
 		// b takes over immediately: the renewed lease must last until the
 		// renewal + TTL, not stale apply time + 1.5 s.
 		a.Demote()
