@@ -5,6 +5,7 @@ import (
 	"errors"
 	"fmt"
 	"os"
+	"strings"
 	"sync"
 	"time"
 )
@@ -31,10 +32,31 @@ type FailoverResult struct {
 
 type failoverParams struct {
 	keptAlive int
-	ttl       time.Duration // of the kept-alive leases
-	idleTTL   time.Duration // 0: no idle lease
-	idleFor   time.Duration // how long the idle lease goes unrenewed before the kill (and the steady state before it)
-	observe   time.Duration // how long after the kill to watch at least
+	ttl       time.Duration    // of the kept-alive leases
+	idleTTL   time.Duration    // 0: no idle lease
+	idleFor   time.Duration    // how long the idle lease goes unrenewed before the kill (and the steady state before it)
+	observe   time.Duration    // how long after the kill to watch at least
+	afterKill func(killed int) // optional: runs right after the SIGKILL
+	probeCSV  string           // optional: where to write the probe's renewals (ms after the kill, latency ms)
+}
+
+// worseFailover keeps the worse of two runs of the same failover (more
+// leases lost, then a later resumption); first means a is not a run yet.
+func worseFailover(a, b FailoverResult, first bool) FailoverResult {
+	switch {
+	case first:
+		return b
+	case b.Error != "" && a.Error == "":
+		return b
+	case b.Lost != a.Lost:
+		if b.Lost > a.Lost {
+			return b
+		}
+		return a
+	case b.NotResumed > a.NotResumed || b.ResumeAllMs > a.ResumeAllMs || b.ProbeMaxStallMs > a.ProbeMaxStallMs:
+		return b
+	}
+	return a
 }
 
 // ackTracker records, per kept-alive lease, when renewals were acknowledged
@@ -161,6 +183,20 @@ func (p *prober) session(ctx context.Context, sys system, li int, id int64) {
 	}
 }
 
+// writeCSV writes every acknowledged probe renewal as "sent ms after tk,
+// latency ms", for a look at where a stall falls.
+func (p *prober) writeCSV(path string, tk time.Time) {
+	p.mu.Lock()
+	defer p.mu.Unlock()
+	var b strings.Builder
+	b.WriteString("sent_after_kill_ms,latency_ms\n")
+	from := tk.Sub(p.start)
+	for i, at := range p.at {
+		fmt.Fprintf(&b, "%.1f,%.2f\n", ms(at-from), ms(p.lat[i]))
+	}
+	_ = os.WriteFile(path, []byte(b.String()), 0o644)
+}
+
 // after returns, for renewals sent after tk, the delay to the first
 // acknowledged one's send and the longest latency within window.
 func (p *prober) after(tk time.Time, window time.Duration) (firstOK, maxLat time.Duration) {
@@ -248,6 +284,9 @@ func failover(ctx context.Context, sys system, p failoverParams, probe bool) (re
 	res.KilledNode = sys.nodes()[li].name
 	tk := time.Now()
 	sys.nodes()[li].kill()
+	if p.afterKill != nil {
+		p.afterKill(li)
+	}
 	for time.Since(tk) < 20*time.Second && !(tr.resumedAll(tk) && time.Since(tk) > p.observe) {
 		time.Sleep(20 * time.Millisecond)
 	}
@@ -280,6 +319,9 @@ func failover(ctx context.Context, sys system, p failoverParams, probe bool) (re
 	if pr != nil {
 		firstOK, stall := pr.after(tk, 10*time.Second)
 		res.ProbeFirstOKMs, res.ProbeMaxStallMs = ms(firstOK), ms(stall)
+		if p.probeCSV != "" {
+			pr.writeCSV(p.probeCSV, tk)
+		}
 	}
 	if idleID != 0 {
 		s := time.Now()

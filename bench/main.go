@@ -14,6 +14,7 @@ package main
 
 import (
 	"context"
+	"errors"
 	"flag"
 	"fmt"
 	"os"
@@ -21,6 +22,7 @@ import (
 	"os/signal"
 	"path/filepath"
 	"strings"
+	"sync"
 	"syscall"
 	"time"
 )
@@ -39,6 +41,16 @@ type settings struct {
 	KAStreams      int           `json:"keepalive_streams"`
 	Clients        int           `json:"client_objects_per_system"`
 	Profile        bool          `json:"profile_leader"`
+	ScaleKills     int           `json:"scale_kills"`
+	LCLogLevel     string        `json:"leasecluster_log_level"`
+	Phases         nameSet       `json:"phases"`
+	Systems        nameSet       `json:"systems"`
+}
+
+// Partial reports whether the run left out a phase or a system: its report
+// is not the project's benchmark result and does not replace latest.md.
+func (s settings) Partial() bool {
+	return len(s.Phases) < len(allPhases) || len(s.Systems) < len(allSystems)
 }
 
 func main() {
@@ -46,10 +58,25 @@ func main() {
 	profile := flag.Bool("profile", true, "capture CPU profiles of the leasecluster leader during the throughput workloads")
 	keep := flag.Bool("keep", false, "keep the work directory (data dirs, node logs, profiles)")
 	outDir := flag.String("out", "results", "directory for the JSON and Markdown results")
+	phases := flag.String("phases", strings.Join(allPhases, ","), "comma-separated phases to run (scale also runs memory, which fills the lease table); a partial run does not replace latest.md")
+	systems := flag.String("systems", strings.Join(allSystems, ","), "comma-separated systems to run")
+	scaleKills := flag.Int("scale-kills", 1, "leader kills in the scale phase, each on the same large table (the killed node is restarted between them); targets must hold in every one")
+	lcLog := flag.String("lc-log-level", "warn", "log level of the leasecluster nodes (their logs stay in the work directory with -keep)")
 	flag.Parse()
+	ph, err := parseNames(*phases, allPhases)
+	if err != nil {
+		fmt.Fprintln(os.Stderr, "bench: -phases:", err)
+		os.Exit(2)
+	}
+	sy, err := parseNames(*systems, allSystems)
+	if err != nil {
+		fmt.Fprintln(os.Stderr, "bench: -systems:", err)
+		os.Exit(2)
+	}
 	set := settings{Quick: *quick, Warm: time.Second, Dur: 5 * time.Second,
 		ExpiryLeases: 100_000, ScaleLeases: 1_000_000, FailoverLeases: 1000, FailoverTTL: 3 * time.Second,
-		IdleTTL: 60 * time.Second, IdleFor: 35 * time.Second, KAStreams: kaStreams, Clients: clientsPerSystem, Profile: *profile}
+		IdleTTL: 60 * time.Second, IdleFor: 35 * time.Second, KAStreams: kaStreams, Clients: clientsPerSystem, Profile: *profile,
+		Phases: ph, Systems: sy, ScaleKills: max(*scaleKills, 1), LCLogLevel: *lcLog}
 	if *quick {
 		set.Warm, set.Dur = 500*time.Millisecond, 2*time.Second
 		set.ExpiryLeases, set.ScaleLeases = 10_000, 100_000
@@ -124,61 +151,125 @@ func run(ctx context.Context, set settings, keep bool, outDir string) error {
 	res.Notes = notes(set, pprof)
 	cl := &clusters{}
 	defer cl.stopAll()
-	if err := startClusters(ctx, cl, bin, etcdBin, work, pprof); err != nil {
+	if err := startClusters(ctx, cl, bin, etcdBin, work, pprof, set.Systems, set.LCLogLevel); err != nil {
 		return err
 	}
-
-	fmt.Fprintln(os.Stderr, "throughput workloads ...")
-	var prof profiler
-	if pprof {
-		prof = lcProfiler(ctx, cl.lc, profDir)
-	}
-	lcT, err := runSuite(ctx, cl.lc, set, prof)
-	if err != nil {
-		return err
-	}
-	etT, err := runSuite(ctx, cl.etcd, set, nil)
-	if err != nil {
-		return err
-	}
-	for _, w := range workloadOrder {
-		res.Throughput = append(res.Throughput, pairOf(w, lcT[w], etT[w]))
+	// Each system is run only if selected; an unselected one's figures stay
+	// zero and its targets read as missed (a partial run says so).
+	each := func(f func(s system, lc bool)) {
+		if cl.lc != nil {
+			f(cl.lc, true)
+		}
+		if cl.etcd != nil {
+			f(cl.etcd, false)
+		}
 	}
 
-	fmt.Fprintf(os.Stderr, "expiry of %d leases ...\n", set.ExpiryLeases)
-	res.Expiry.LC = expiry(ctx, cl.lc, set.ExpiryLeases, lcT[wGrant64].Throughput)
-	res.Expiry.Etcd = expiry(ctx, cl.etcd, set.ExpiryLeases, etT[wGrant64].Throughput)
-
-	// Both failovers run at once: they are paced by timers (renewals every
-	// TTL/3, the idle lease's age), not by CPU, and this halves the wait.
-	fmt.Fprintf(os.Stderr, "failover (%d kept-alive leases, idle lease %v for %v; both systems at once) ...\n",
-		set.FailoverLeases, set.IdleTTL, set.IdleFor)
-	fp := failoverParams{keptAlive: set.FailoverLeases, ttl: set.FailoverTTL, idleTTL: set.IdleTTL, idleFor: set.IdleFor, observe: set.FailoverTTL + time.Second}
-	done := make(chan struct{})
-	var lcKilled, etKilled int
-	go func() {
-		res.Failover.LC, lcKilled = failover(ctx, cl.lc, fp, false)
-		close(done)
-	}()
-	res.Failover.Etcd, etKilled = failover(ctx, cl.etcd, fp, false)
-	<-done
-	if err := restart(ctx, cl.lc, lcKilled); err != nil {
-		return err
+	lcT, etT := map[string]LoadResult{}, map[string]LoadResult{}
+	if set.Phases.has(phaseThroughput) {
+		fmt.Fprintln(os.Stderr, "throughput workloads ...")
+		var err error
+		if cl.lc != nil {
+			var prof profiler
+			if pprof {
+				prof = lcProfiler(ctx, cl.lc, profDir)
+			}
+			if lcT, err = runSuite(ctx, cl.lc, set, prof); err != nil {
+				return err
+			}
+		}
+		if cl.etcd != nil {
+			if etT, err = runSuite(ctx, cl.etcd, set, nil); err != nil {
+				return err
+			}
+		}
+		for _, w := range workloadOrder {
+			res.Throughput = append(res.Throughput, pairOf(w, lcT[w], etT[w]))
+		}
 	}
-	if err := restart(ctx, cl.etcd, etKilled); err != nil {
-		return err
+
+	if set.Phases.has(phaseExpiry) {
+		fmt.Fprintf(os.Stderr, "expiry of %d leases ...\n", set.ExpiryLeases)
+		each(func(s system, lc bool) {
+			if lc {
+				res.Expiry.LC = expiry(ctx, s, set.ExpiryLeases, lcT[wGrant64].Throughput)
+			} else {
+				res.Expiry.Etcd = expiry(ctx, s, set.ExpiryLeases, etT[wGrant64].Throughput)
+			}
+		})
 	}
 
-	fmt.Fprintf(os.Stderr, "memory: %d leases ...\n", set.ScaleLeases)
-	res.Memory.LC = memory(ctx, cl.lc, set.ScaleLeases)
-	res.Memory.Etcd = memory(ctx, cl.etcd, set.ScaleLeases)
+	if set.Phases.has(phaseFailover) {
+		// Both failovers run at once: they are paced by timers (renewals every
+		// TTL/3, the idle lease's age), not by CPU, and this halves the wait.
+		fmt.Fprintf(os.Stderr, "failover (%d kept-alive leases, idle lease %v for %v; both systems at once) ...\n",
+			set.FailoverLeases, set.IdleTTL, set.IdleFor)
+		fp := failoverParams{keptAlive: set.FailoverLeases, ttl: set.FailoverTTL, idleTTL: set.IdleTTL, idleFor: set.IdleFor, observe: set.FailoverTTL + time.Second}
+		var wg sync.WaitGroup
+		killed := map[system]int{}
+		var mu sync.Mutex
+		each(func(s system, lc bool) {
+			wg.Add(1)
+			go func() {
+				defer wg.Done()
+				r, k := failover(ctx, s, fp, false)
+				mu.Lock()
+				defer mu.Unlock()
+				killed[s] = k
+				if lc {
+					res.Failover.LC = r
+				} else {
+					res.Failover.Etcd = r
+				}
+			}()
+		})
+		wg.Wait()
+		for s, k := range killed {
+			if err := restart(ctx, s, k); err != nil {
+				return err
+			}
+		}
+	}
 
-	fmt.Fprintf(os.Stderr, "failover with %d leases in the cluster ...\n", set.ScaleLeases)
-	sp := failoverParams{keptAlive: set.FailoverLeases, ttl: set.FailoverTTL, observe: set.FailoverTTL + time.Second}
-	res.Scale.LC, _ = failover(ctx, cl.lc, sp, true)
-	res.Scale.LC.BackgroundLeases = set.ScaleLeases
-	res.Scale.Etcd, _ = failover(ctx, cl.etcd, sp, true)
-	res.Scale.Etcd.BackgroundLeases = set.ScaleLeases
+	// The scale phase fails over with the memory phase's leases in the table.
+	if set.Phases.has(phaseMemory) || set.Phases.has(phaseScale) {
+		fmt.Fprintf(os.Stderr, "memory: %d leases ...\n", set.ScaleLeases)
+		each(func(s system, lc bool) {
+			if lc {
+				res.Memory.LC = memory(ctx, s, set.ScaleLeases)
+			} else {
+				res.Memory.Etcd = memory(ctx, s, set.ScaleLeases)
+			}
+		})
+	}
+
+	if set.Phases.has(phaseScale) {
+		fmt.Fprintf(os.Stderr, "failover with %d leases in the cluster ...\n", set.ScaleLeases)
+		each(func(s system, lc bool) {
+			for k := range set.ScaleKills {
+				sp := failoverParams{keptAlive: set.FailoverLeases, ttl: set.FailoverTTL, observe: set.FailoverTTL + time.Second}
+				if lc && pprof {
+					sp.afterKill = survivorProfiler(cl.lc, profDir, fmt.Sprintf("scale%d", k+1))
+				}
+				sp.probeCSV = filepath.Join(profDir, fmt.Sprintf("scale%d-%s-probe.csv", k+1, s.name()))
+				r, killed := failover(ctx, s, sp, true)
+				r.BackgroundLeases = set.ScaleLeases
+				if lc {
+					res.Scale.LC = worseFailover(res.Scale.LC, r, k == 0)
+					res.ScaleRuns.LC = append(res.ScaleRuns.LC, r)
+				} else {
+					res.Scale.Etcd = worseFailover(res.Scale.Etcd, r, k == 0)
+					res.ScaleRuns.Etcd = append(res.ScaleRuns.Etcd, r)
+				}
+				if k+1 < set.ScaleKills {
+					if err := restart(ctx, s, killed); err != nil {
+						fmt.Fprintf(os.Stderr, "  %s: %v\n", s.name(), err)
+						return
+					}
+				}
+			}
+		})
+	}
 
 	cl.stopAll()
 	res.Seconds = round1(time.Since(began).Seconds())
@@ -189,13 +280,17 @@ func run(ctx context.Context, set settings, keep bool, outDir string) error {
 	return res.write(os.Stdout, outDir)
 }
 
-func startClusters(ctx context.Context, cl *clusters, bin, etcdBin, work string, pprof bool) error {
+func startClusters(ctx context.Context, cl *clusters, bin, etcdBin, work string, pprof bool, systems nameSet, logLevel string) error {
 	var err error
-	if cl.lcNodes, err = newLCNodes(bin, filepath.Join(work, "leasecluster"), pprof); err != nil {
-		return err
+	if systems.has(sysLC) {
+		if cl.lcNodes, err = newLCNodes(bin, filepath.Join(work, "leasecluster"), pprof, logLevel); err != nil {
+			return err
+		}
 	}
-	if cl.etcdNodes, err = newEtcdNodes(etcdBin, filepath.Join(work, "etcd")); err != nil {
-		return err
+	if systems.has(sysEtcd) {
+		if cl.etcdNodes, err = newEtcdNodes(etcdBin, filepath.Join(work, "etcd")); err != nil {
+			return err
+		}
 	}
 	os.MkdirAll(filepath.Join(work, "leasecluster"), 0o755)
 	os.MkdirAll(filepath.Join(work, "etcd"), 0o755)
@@ -204,15 +299,22 @@ func startClusters(ctx context.Context, cl *clusters, bin, etcdBin, work string,
 			return fmt.Errorf("start %s: %w", n.name, err)
 		}
 	}
-	if cl.lc, err = newLCSystem(ctx, cl.lcNodes); err != nil {
-		return err
+	var started []system
+	if cl.lcNodes != nil {
+		if cl.lc, err = newLCSystem(ctx, cl.lcNodes); err != nil {
+			return err
+		}
+		started = append(started, cl.lc)
 	}
-	if cl.etcd, err = newEtcdSystem(cl.etcdNodes); err != nil {
-		return err
+	if cl.etcdNodes != nil {
+		if cl.etcd, err = newEtcdSystem(cl.etcdNodes); err != nil {
+			return err
+		}
+		started = append(started, cl.etcd)
 	}
 	wctx, cancel := context.WithTimeout(ctx, time.Minute)
 	defer cancel()
-	for _, s := range []system{cl.lc, cl.etcd} {
+	for _, s := range started {
 		if err := waitReady(wctx, s); err != nil {
 			return err
 		}
@@ -220,16 +322,25 @@ func startClusters(ctx context.Context, cl *clusters, bin, etcdBin, work string,
 	return nil
 }
 
-// waitReady waits for a leader and for a lease operation to succeed.
+// waitReady waits for a leader and for a linearizable lease read to
+// succeed. The read is of one lease that does not exist: listing every lease
+// would cost the leader a pass over a table that may hold a million.
 func waitReady(ctx context.Context, s system) error {
 	return waitFor(ctx, s.name()+" ready", func(ctx context.Context) error {
 		if _, err := s.leader(ctx); err != nil {
 			return err
 		}
-		_, err := s.count(ctx)
+		_, err := s.timeToLive(ctx, 0, readyProbeID)
+		if errors.Is(err, errNotFound) {
+			return nil
+		}
 		return err
 	})
 }
+
+// readyProbeID is a lease ID that neither system hands out in this run
+// (both draw random 63-bit IDs).
+const readyProbeID = 0x5eed_1ea5e_0001
 
 // restart brings a killed node back on its data dir and waits until the
 // cluster has a leader and the node answers.

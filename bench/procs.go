@@ -127,9 +127,9 @@ func freePorts(n int) ([]int, error) {
 }
 
 // newLCNodes prepares (but does not start) three `leasecluster serve` nodes
-// with default settings except a quieter log level and, when the binary has
+// with default settings except the log level (warn unless -lc-log-level) and, when the binary has
 // it, --pprof so the leader can be profiled.
-func newLCNodes(bin, dir string, pprof bool) ([]*node, error) {
+func newLCNodes(bin, dir string, pprof bool, logLevel string) ([]*node, error) {
 	ports, err := freePorts(6)
 	if err != nil {
 		return nil, err
@@ -145,7 +145,7 @@ func newLCNodes(bin, dir string, pprof bool) ([]*node, error) {
 		httpAddr := fmt.Sprintf("127.0.0.1:%d", ports[3+i])
 		args := []string{"serve", "--name", name, "--data-dir", filepath.Join(dir, name),
 			"--grpc-addr", grpcAddr, "--http-addr", httpAddr,
-			"--initial-cluster", strings.Join(peers, ","), "--log-level", "warn"}
+			"--initial-cluster", strings.Join(peers, ","), "--log-level", logLevel}
 		if pprof {
 			args = append(args, "--pprof")
 		}

@@ -26,7 +26,9 @@ type Results struct {
 	Expiry     struct{ LC, Etcd ExpiryResult }
 	Failover   struct{ LC, Etcd FailoverResult }
 	Memory     struct{ LC, Etcd MemoryResult }
-	Scale      struct{ LC, Etcd FailoverResult }
+	// ScaleRuns holds every kill of the scale phase; Scale is the worst.
+	ScaleRuns struct{ LC, Etcd []FailoverResult }
+	Scale     struct{ LC, Etcd FailoverResult }
 
 	Targets  []Target          `json:"targets"`
 	Profiles map[string]string `json:"profiles,omitempty"` // workload -> pprof -top of the leasecluster leader
@@ -286,6 +288,9 @@ func (r *Results) write(stdout io.Writer, dir string) error {
 	if r.Settings.Quick {
 		name += "-quick"
 	}
+	if r.Settings.Partial() {
+		name += "-partial"
+	}
 	if err := os.WriteFile(filepath.Join(dir, name+".json"), append(js, '\n'), 0o644); err != nil {
 		return err
 	}
@@ -313,6 +318,13 @@ func (r *Results) write(stdout io.Writer, dir string) error {
 				fmt.Fprintf(&b, "\n### %s\n\n```\n%s```\n", p.Workload, t)
 			}
 		}
+	}
+	if r.Settings.Partial() {
+		// A run of some phases or one system is for investigation: it keeps
+		// its JSON but leaves the last full comparison in latest.md.
+		fmt.Fprintf(os.Stderr, "partial run (phases %s, systems %s): wrote %s.json, left latest.md alone\n",
+			strings.Join(r.Settings.Phases, ","), strings.Join(r.Settings.Systems, ","), name)
+		return nil
 	}
 	return os.WriteFile(filepath.Join(dir, "latest.md"), []byte(b.String()), 0o644)
 }

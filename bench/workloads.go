@@ -7,6 +7,7 @@ import (
 	"io"
 	"net/http"
 	"os"
+	"path/filepath"
 	"sync"
 	"sync/atomic"
 	"time"
@@ -237,6 +238,38 @@ func streamLoad(ctx context.Context, sys system, i int, ids []int64, streams int
 
 // lcProfiler returns a profiler that fetches a CPU profile from the current
 // leasecluster leader's /debug/pprof (served with --pprof) into dir.
+// survivorProfiler returns a failover hook that takes a 6 s CPU profile of
+// every node but the killed one, from the kill on: where a slow failover
+// spends its time (profiles/<tag>-<node>.pprof in the work directory).
+func survivorProfiler(sys *lcSystem, dir, tag string) func(killed int) {
+	return func(killed int) {
+		for i, n := range sys.ns {
+			if i == killed {
+				continue
+			}
+			go fetchProfile(fmt.Sprintf("http://%s/debug/pprof/profile?seconds=6", n.httpEP), filepath.Join(dir, tag+"-"+n.name+".pprof"))
+		}
+	}
+}
+
+// fetchProfile saves what url answers to path; a failure leaves no file.
+func fetchProfile(url, path string) {
+	resp, err := http.Get(url)
+	if err != nil {
+		return
+	}
+	defer resp.Body.Close()
+	if resp.StatusCode != http.StatusOK {
+		return
+	}
+	f, err := os.Create(path)
+	if err != nil {
+		return
+	}
+	io.Copy(f, resp.Body)
+	f.Close()
+}
+
 func lcProfiler(ctx context.Context, sys *lcSystem, dir string) profiler {
 	return func(workload string, secs int) func() {
 		li, err := sys.leader(ctx)
@@ -246,21 +279,7 @@ func lcProfiler(ctx context.Context, sys *lcSystem, dir string) profiler {
 		done := make(chan struct{})
 		go func() {
 			defer close(done)
-			url := fmt.Sprintf("http://%s/debug/pprof/profile?seconds=%d", sys.ns[li].httpEP, max(secs, 1))
-			resp, err := http.Get(url)
-			if err != nil {
-				return
-			}
-			defer resp.Body.Close()
-			if resp.StatusCode != http.StatusOK {
-				return
-			}
-			f, err := os.Create(profilePath(dir, workload))
-			if err != nil {
-				return
-			}
-			io.Copy(f, resp.Body)
-			f.Close()
+			fetchProfile(fmt.Sprintf("http://%s/debug/pprof/profile?seconds=%d", sys.ns[li].httpEP, max(secs, 1)), profilePath(dir, workload))
 		}()
 		return func() { <-done }
 	}
