@@ -118,3 +118,28 @@ func TestKeepAliveStreamEndsWhenLeadershipEnds(t *testing.T) {
 		t.Fatalf("a forwarded stream at a follower: %v, want UNAVAILABLE", err)
 	}
 }
+
+// Status is how clients find the leader, so it must stay cheap with any
+// number of leases: the state hash, a pass over the whole state, is computed
+// only when asked for.
+func TestStatusStateHashOnlyOnRequest(t *testing.T) {
+	c := newTestCluster(t, 3, nil)
+	_, ld := c.leader()
+	ctx := ctxT(t)
+	grantMany(t, ld, 10, 10*time.Second)
+	cl := leasepb.NewClusterClient(dial(t, ld.Addr()))
+	plain, err := cl.Status(ctx, &leasepb.StatusRequest{})
+	if err != nil {
+		t.Fatal(err)
+	}
+	if plain.GetStateHash() != "" || plain.GetRole() != "leader" {
+		t.Fatalf("plain Status: role %q, state hash %q; want leader and no hash", plain.GetRole(), plain.GetStateHash())
+	}
+	hashed, err := cl.Status(ctx, &leasepb.StatusRequest{StateHash: true})
+	if err != nil {
+		t.Fatal(err)
+	}
+	if want := ld.StateHash(); hashed.GetStateHash() != want || want == "" {
+		t.Fatalf("Status with state_hash = %q, want the node's %q", hashed.GetStateHash(), want)
+	}
+}

@@ -258,9 +258,19 @@ func (c *Cluster) signal(n *NodeProc, sig syscall.Signal, paused bool) error {
 
 // Status asks one node for its status.
 func (c *Cluster) Status(ctx context.Context, n *NodeProc) (*leasepb.StatusResponse, error) {
+	return c.status(ctx, n, false)
+}
+
+// StatusWithHash is Status with the hash of the node's replicated state,
+// which costs the node a pass over its whole state.
+func (c *Cluster) StatusWithHash(ctx context.Context, n *NodeProc) (*leasepb.StatusResponse, error) {
+	return c.status(ctx, n, true)
+}
+
+func (c *Cluster) status(ctx context.Context, n *NodeProc, hash bool) (*leasepb.StatusResponse, error) {
 	ctx, cancel := context.WithTimeout(ctx, time.Second)
 	defer cancel()
-	return leasepb.NewClusterClient(n.conn).Status(ctx, &leasepb.StatusRequest{})
+	return leasepb.NewClusterClient(n.conn).Status(ctx, &leasepb.StatusRequest{StateHash: hash})
 }
 
 // Leader returns the node that reports itself leader with the highest term.

@@ -229,7 +229,7 @@ func checkConvergence(ctx context.Context, c *Cluster) Verdict {
 		var idx []uint64
 		hashes := map[string][]string{}
 		for _, n := range c.Nodes {
-			st, err := c.Status(ctx, n)
+			st, err := c.StatusWithHash(ctx, n)
 			if err != nil {
 				last = fmt.Sprintf("%s: %v", n.Name, err)
 				idx = nil

@@ -286,8 +286,13 @@ type clusterAPI struct {
 	n *Node
 }
 
-func (a *clusterAPI) Status(context.Context, *leasepb.StatusRequest) (*leasepb.StatusResponse, error) {
-	s := a.n.Status()
+func (a *clusterAPI) Status(_ context.Context, req *leasepb.StatusRequest) (*leasepb.StatusResponse, error) {
+	// The hash is a pass over the whole state; clients call Status to find
+	// the leader, so it is computed only on request.
+	s := a.n.status()
+	if req.GetStateHash() {
+		s.StateHash = a.n.StateHash()
+	}
 	return &leasepb.StatusResponse{
 		Name: s.Name, Role: s.Role, Leader: s.Leader, LeaderAddress: s.LeaderAddr, Term: s.Term,
 		AppliedIndex: s.AppliedIndex, CommitIndex: s.CommitIndex, LastIndex: s.LastIndex, StateHash: s.StateHash,
