@@ -12,36 +12,45 @@ import (
 
 	"github.com/hashicorp/raft"
 
+	"github.com/leasecluster/leasecluster/lessor"
 	"github.com/leasecluster/leasecluster/snapshot"
 )
 
-// Snapshot captures the replicated state at once (raft calls it on the FSM
-// goroutine, between applies) and returns a raft.FSMSnapshot that streams it
-// in the snapshot package's format.
+// Snapshot captures the replicated state at once and returns a
+// raft.FSMSnapshot that streams it in the snapshot package's format. raft
+// calls it on the FSM goroutine, so no entry applies until it returns: it
+// only copies (a million leases take a fraction of a second), and Persist,
+// which raft runs on another goroutine, puts the copy in order.
 func (f *FSM) Snapshot() (raft.FSMSnapshot, error) {
 	f.stateMu.RLock()
 	defer f.stateMu.RUnlock()
 	s := &snapshot.Snapshot{
 		Index:  f.applied.Load(),
 		Term:   f.lastTerm,
-		Leases: f.lessor.State(),
-		Items:  f.itemList(),
+		Leases: f.lessor.CopyState(),
+		Items:  f.copyItems(),
 		Dedupe: f.dedupe.entries(),
 	}
 	return &fsmSnapshot{s: s}, nil
 }
 
-// itemList copies the item store, sorted by key. Values are strings, so the
-// copy shares their bytes.
-func (f *FSM) itemList() []snapshot.Item {
+// copyItems copies the item store in no particular order. Values are
+// strings, so the copy shares their bytes.
+func (f *FSM) copyItems() []snapshot.Item {
 	f.itemsMu.RLock()
+	defer f.itemsMu.RUnlock()
 	items := make([]snapshot.Item, 0, len(f.items))
 	for k, it := range f.items {
 		items = append(items, snapshot.Item{Key: k, LeaseID: it.leaseID, Value: it.value, Revision: it.revision})
 	}
-	f.itemsMu.RUnlock()
-	slices.SortFunc(items, func(a, b snapshot.Item) int { return strings.Compare(a.Key, b.Key) })
 	return items
+}
+
+// sortCopies orders copied leases by ID and items by key: the canonical
+// order of snapshots and of the state hash.
+func sortCopies(leases []lessor.LeaseState, items []snapshot.Item) {
+	lessor.SortState(leases)
+	slices.SortFunc(items, func(a, b snapshot.Item) int { return strings.Compare(a.Key, b.Key) })
 }
 
 type fsmSnapshot struct{ s *snapshot.Snapshot }
@@ -49,6 +58,7 @@ type fsmSnapshot struct{ s *snapshot.Snapshot }
 // Persist writes the captured state to sink; raft calls it off the FSM
 // goroutine, so applies continue meanwhile.
 func (fs *fsmSnapshot) Persist(sink raft.SnapshotSink) error {
+	sortCopies(fs.s.Leases, fs.s.Items)
 	if err := snapshot.Write(sink, fs.s); err != nil {
 		_ = sink.Cancel()
 		return fmt.Errorf("fsm: persist snapshot: %w", err)
@@ -111,10 +121,11 @@ func (f *FSM) StateHash() string {
 	// Copy under the lock (one consistent cut), hash outside it, so that a
 	// large table does not stall Apply for the length of a SHA-256 pass.
 	f.stateMu.RLock()
-	leases := f.lessor.State()
-	items := f.itemList()
+	leases := f.lessor.CopyState()
+	items := f.copyItems()
 	dd := f.dedupe.entries()
 	f.stateMu.RUnlock()
+	sortCopies(leases, items)
 	h := hasher{h: sha256.New()}
 	h.str("leasecluster fsm state v1")
 	h.u64(uint64(len(leases)))

@@ -206,6 +206,47 @@ func BenchmarkPromote1M(b *testing.B) {
 	b.ReportMetric(float64(renews.Load())/float64(b.N), "renews/op")
 }
 
+// BenchmarkState1M copies a million leases' replicated state (what a
+// snapshot or the state hash costs) while renewals run, and reports the
+// longest renewal: the copy must not hold them up for its whole length.
+func BenchmarkState1M(b *testing.B) {
+	const n = 1_000_000
+	le := newTest(b, Config{})
+	grantN(b, le, n, 600_000)
+	le.Promote(time.Second)
+	runtime.GC()
+	var maxStall atomic.Int64
+	done := make(chan struct{})
+	var wg sync.WaitGroup
+	wg.Add(1)
+	go func() {
+		defer wg.Done()
+		rng := rand.New(rand.NewPCG(1, 2))
+		for {
+			select {
+			case <-done:
+				return
+			default:
+			}
+			t0 := time.Now()
+			le.Renew(LeaseID(1 + rng.IntN(n)))
+			if d := int64(time.Since(t0)); d > maxStall.Load() {
+				maxStall.Store(d)
+			}
+		}
+	}()
+	b.ResetTimer()
+	for i := 0; i < b.N; i++ {
+		if got := len(le.State()); got != n {
+			b.Fatalf("State returned %d leases, want %d", got, n)
+		}
+	}
+	b.StopTimer()
+	close(done)
+	wg.Wait()
+	b.ReportMetric(float64(maxStall.Load()), "max-renew-stall-ns")
+}
+
 // BenchmarkMemoryPerLease reports the heap bytes one lease with two attached
 // items costs on a primary (the item key strings themselves excluded: they
 // are allocated by the caller before the measurement).

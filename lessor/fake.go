@@ -28,5 +28,6 @@ func (*FakeLessor) ExpiredLeasesC() <-chan []*Lease          { return nil }
 func (*FakeLessor) CheckpointsC() <-chan []Checkpoint        { return nil }
 func (*FakeLessor) Checkpoint([]Checkpoint)                  {}
 func (*FakeLessor) State() []LeaseState                      { return nil }
+func (*FakeLessor) CopyState() []LeaseState                  { return nil }
 func (*FakeLessor) Recover([]LeaseState, RangeDeleter) error { return nil }
 func (*FakeLessor) Stop()                                    {}

@@ -116,8 +116,14 @@ type Lessor interface {
 	CheckpointsC() <-chan []Checkpoint
 	// Checkpoint applies replicated checkpoints.
 	Checkpoint(cps []Checkpoint)
-	// State returns the replicated state of every lease, sorted by ID.
+	// State returns the replicated state of every lease, sorted by ID. It
+	// is a consistent cut provided no replicated change (Grant, Revoke,
+	// Attach, Detach, Checkpoint, Recover) runs concurrently, which the FSM
+	// ensures; renewals may.
 	State() []LeaseState
+	// CopyState is State in no particular order (SortState sorts it): the
+	// part that needs the replicated state to stand still, without the sort.
+	CopyState() []LeaseState
 	// Recover replaces all leases with the given replicated state.
 	Recover(leases []LeaseState, rd RangeDeleter) error
 	// Stop ends the lessor's goroutines.

@@ -3,14 +3,38 @@ package lessor
 import "slices"
 
 func (le *lessor) State() []LeaseState {
+	out := le.CopyState()
+	SortState(out)
+	return out
+}
+
+// CopyState copies the replicated fields in chunks of sweepSize leases and
+// lets the lock go between chunks, so that renewals and Promote's sweep are
+// not held up for the length of a pass over a large table (rule 5). The copy
+// is still one consistent cut because only replicated changes (Grant,
+// Revoke, Attach, Detach, Checkpoint, Recover) touch these fields or the
+// map, and the caller excludes them meanwhile: the FSM applies them on the
+// goroutine that takes snapshots and holds its state lock around the copy.
+// Ranging over the map across the releases is safe for the same reason
+// sweepLocked's is.
+func (le *lessor) CopyState() []LeaseState {
 	le.mu.RLock()
 	out := make([]LeaseState, 0, len(le.leases))
+	n := 0
 	for _, l := range le.leases {
 		out = append(out, LeaseState{ID: l.ID, TTL: l.ttl, Remaining: l.remaining, Gen: l.gen, Keys: sortedKeys(l.items)})
+		if n++; n%le.sweepSize == 0 {
+			le.mu.RUnlock() // a waiting Renew takes the lock here
+			le.mu.RLock()
+		}
 	}
 	le.mu.RUnlock()
-	slices.SortFunc(out, func(a, b LeaseState) int { return cmpID(a.ID, b.ID) })
 	return out
+}
+
+// SortState orders s by lease ID, the order State returns.
+func SortState(s []LeaseState) {
+	slices.SortFunc(s, func(a, b LeaseState) int { return cmpID(a.ID, b.ID) })
 }
 
 // Recover replaces every lease with leases, as decoded from a snapshot. It

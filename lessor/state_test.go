@@ -176,3 +176,32 @@ func TestRecoverOnPrimaryRenew(t *testing.T) {
 		}
 	})
 }
+
+// Rule 5: State copies in chunks (the lock is released between them for
+// renewals) and still returns every lease once, sorted, with renewals
+// interleaved on a primary changing nothing it reports.
+func TestStateInChunks(t *testing.T) {
+	synctest.Test(t, func(t *testing.T) {
+		le := newTest(t, Config{})
+		le.sweepSize = 3
+		for i := LeaseID(1); i <= 10; i++ {
+			mustGrant(t, le, i, 2000)
+		}
+		le.Promote(time.Second)
+		want := le.State()
+		for i := LeaseID(1); i <= 10; i++ {
+			if _, err := le.Renew(i); err != nil {
+				t.Fatal(err)
+			}
+		}
+		got := le.State()
+		if len(got) != 10 {
+			t.Fatalf("State() returned %d leases, want 10", len(got))
+		}
+		for i, s := range got {
+			if s.ID != LeaseID(i+1) || s.TTL != want[i].TTL || s.Remaining != want[i].Remaining || s.Gen != want[i].Gen {
+				t.Fatalf("State()[%d] = %+v, want %+v", i, s, want[i])
+			}
+		}
+	})
+}
