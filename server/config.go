@@ -62,6 +62,12 @@ type Config struct {
 	// Extend is added to every lease's expiry when a node becomes leader.
 	// Default and minimum: ElectionTimeout.
 	Extend time.Duration
+	// RenewLease is how old the newest quorum of raft's contacts (heartbeats
+	// and replication answered in this term) may be for a renewal to be
+	// acknowledged without a new VerifyLeader round. The next leader's
+	// Extend covers it, so it may be at most Extend/2. Default Extend/5;
+	// negative disables it: every renewal then waits for its own round.
+	RenewLease time.Duration
 	// MinTTL is the shortest lease TTL. Default and minimum: 1.5 x ElectionTimeout.
 	MinTTL time.Duration
 	MaxTTL time.Duration // default lessor.DefaultMaxTTL
@@ -97,6 +103,9 @@ func (c Config) withDefaults() Config {
 	}
 	if c.Extend == 0 {
 		c.Extend = c.ElectionTimeout
+	}
+	if c.RenewLease == 0 {
+		c.RenewLease = c.Extend / 5
 	}
 	if c.MinTTL == 0 {
 		c.MinTTL = c.ElectionTimeout * 3 / 2
@@ -146,6 +155,9 @@ func (c Config) Validate() error {
 	}
 	if c.Extend < c.ElectionTimeout {
 		errs = append(errs, fmt.Errorf("server: extend %v is shorter than the election timeout %v", c.Extend, c.ElectionTimeout))
+	}
+	if c.RenewLease > c.Extend/2 {
+		errs = append(errs, fmt.Errorf("server: renew lease %v is more than half the extension %v", c.RenewLease, c.Extend))
 	}
 	if c.MinTTL < c.ElectionTimeout*3/2 {
 		errs = append(errs, fmt.Errorf("server: min TTL %v is below 1.5 x the election timeout %v", c.MinTTL, c.ElectionTimeout))

@@ -39,19 +39,27 @@ func TestConfigValidate(t *testing.T) {
 		t.Fatalf("valid config: %v", err)
 	}
 	d := ok.withDefaults()
-	if d.MinTTL != 1500*time.Millisecond || d.Extend != time.Second || d.AdvertiseAddr != "127.0.0.1:7001" {
-		t.Fatalf("defaults: min TTL %v extend %v advertise %q", d.MinTTL, d.Extend, d.AdvertiseAddr)
+	if d.MinTTL != 1500*time.Millisecond || d.Extend != time.Second || d.AdvertiseAddr != "127.0.0.1:7001" || d.RenewLease != 200*time.Millisecond {
+		t.Fatalf("defaults: min TTL %v extend %v advertise %q renew lease %v", d.MinTTL, d.Extend, d.AdvertiseAddr, d.RenewLease)
+	}
+	// Rule 2: the next leader's extension must cover the renewal lease with
+	// room to spare; half of it at most.
+	half := ok
+	half.RenewLease = d.Extend / 2
+	if err := half.Validate(); err != nil {
+		t.Fatalf("renew lease of half the extension: %v", err)
 	}
 	for name, mod := range map[string]func(*Config){
-		"no name":         func(c *Config) { c.Name = "" },
-		"no data dir":     func(c *Config) { c.DataDir = "" },
-		"bad grpc addr":   func(c *Config) { c.GRPCAddr = "nope" },
-		"bad http addr":   func(c *Config) { c.HTTPAddr = "nope" },
-		"short extend":    func(c *Config) { c.Extend = 500 * time.Millisecond },
-		"short min TTL":   func(c *Config) { c.MinTTL = time.Second },
-		"max below min":   func(c *Config) { c.MaxTTL = time.Second },
-		"negative rate":   func(c *Config) { c.RevokeRate = -1 },
-		"incomplete peer": func(c *Config) { c.InitialCluster = []Peer{{Name: "n1"}} },
+		"no name":          func(c *Config) { c.Name = "" },
+		"no data dir":      func(c *Config) { c.DataDir = "" },
+		"bad grpc addr":    func(c *Config) { c.GRPCAddr = "nope" },
+		"bad http addr":    func(c *Config) { c.HTTPAddr = "nope" },
+		"short extend":     func(c *Config) { c.Extend = 500 * time.Millisecond },
+		"short min TTL":    func(c *Config) { c.MinTTL = time.Second },
+		"long renew lease": func(c *Config) { c.RenewLease = 501 * time.Millisecond },
+		"max below min":    func(c *Config) { c.MaxTTL = time.Second },
+		"negative rate":    func(c *Config) { c.RevokeRate = -1 },
+		"incomplete peer":  func(c *Config) { c.InitialCluster = []Peer{{Name: "n1"}} },
 	} {
 		c := ok
 		mod(&c)

@@ -14,6 +14,9 @@ type metrics struct {
 	renewals    prometheus.Counter
 	expired     prometheus.Counter
 	checkpoints prometheus.Counter
+	// Renewal batches confirmed by raft's recent quorum contacts, and by a
+	// VerifyLeader round of their own.
+	confirmedByLease, confirmedByRound prometheus.Counter
 }
 
 func newMetrics(n *Node) *metrics {
@@ -25,7 +28,10 @@ func newMetrics(n *Node) *metrics {
 		expired:     prometheus.NewCounter(prometheus.CounterOpts{Name: "leasecluster_expired_revokes_total", Help: "Leases revoked on expiry by this node as leader."}),
 		checkpoints: prometheus.NewCounter(prometheus.CounterOpts{Name: "leasecluster_checkpoints_total", Help: "Lease checkpoints replicated by this node as leader."}),
 	}
-	m.registry.MustRegister(m.leader, m.grants, m.renewals, m.expired, m.checkpoints,
+	confirmations := prometheus.NewCounterVec(prometheus.CounterOpts{Name: "leasecluster_renewal_confirmations_total",
+		Help: "Renewal batches whose leadership confirmation came from raft's recent quorum contacts (by=lease) or from a quorum round (by=round)."}, []string{"by"})
+	m.confirmedByLease, m.confirmedByRound = confirmations.WithLabelValues("lease"), confirmations.WithLabelValues("round")
+	m.registry.MustRegister(m.leader, m.grants, m.renewals, m.expired, m.checkpoints, confirmations,
 		collectors.NewGoCollector(), collectors.NewProcessCollector(collectors.ProcessCollectorOpts{}),
 		prometheus.NewGaugeFunc(prometheus.GaugeOpts{Name: "leasecluster_applied_index", Help: "Index of the last applied Raft entry."},
 			func() float64 { return float64(n.raft.AppliedIndex()) }),

@@ -46,6 +46,7 @@ type Node struct {
 	http     *httpServer
 	notifyCh chan bool
 	verifier verifier
+	renew    renewLease // lets renewals skip the verifier while raft's contacts are fresh
 	metrics  *metrics
 	fwd      leaderConn // to the leader, for KeepAlive streams that reach a follower
 
@@ -184,6 +185,7 @@ func newNode(cfg Config, lis net.Listener) (n *Node, err error) {
 	closers = append(closers, func() { n.raft.Shutdown().Error() })
 	n.verifier.check = func() error { return n.raft.VerifyLeader().Error() }
 	n.verifier.stopped = n.stopC
+	n.renew = renewLease{dur: cfg.RenewLease, self: rc.LocalID, raft: n.raft, contact: n.trans.LastContact}
 	if err := n.bootstrap(logs, snaps); err != nil {
 		return nil, err
 	}

@@ -210,6 +210,7 @@ func (p *pipeline) recv(f *appendFuture) error {
 	if msg.GetError() != "" {
 		return fmt.Errorf("%w: %s", ErrRemote, msg.GetError())
 	}
+	p.t.contacts.record(p.target, f.args, f.resp, f.start)
 	return nil
 }
 

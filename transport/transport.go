@@ -81,6 +81,9 @@ type Transport struct {
 	heartbeatMu sync.Mutex // guards heartbeatFn
 	heartbeatFn func(raft.RPC)
 
+	// contacts are the peers' newest acceptances of this node's leadership.
+	contacts contacts
+
 	// ctx is the parent of every outgoing RPC and is watched by every
 	// incoming one; Close cancels it, so that nothing pending outlives the
 	// transport.
@@ -252,11 +255,13 @@ func (t *Transport) unary(target raft.ServerAddress, method string, call func(co
 // AppendEntries implements raft.Transport.
 func (t *Transport) AppendEntries(_ raft.ServerID, target raft.ServerAddress, args *raft.AppendEntriesRequest, resp *raft.AppendEntriesResponse) error {
 	return t.unary(target, "AppendEntries", func(ctx context.Context, c leasepb.RaftTransportClient) error {
+		sent := time.Now() // before the request leaves: the contact proves leadership after this
 		out, err := c.AppendEntries(ctx, appendEntriesRequestToProto(args))
 		if err != nil {
 			return err
 		}
 		appendEntriesResponseFromProto(out, resp)
+		t.contacts.record(target, args, resp, sent)
 		return nil
 	})
 }

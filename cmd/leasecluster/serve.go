@@ -17,6 +17,7 @@ import (
 // nodeFlags are the flags of one node, shared by serve and dev.
 type nodeFlags struct {
 	heartbeat, election, extend, minTTL time.Duration
+	renewLease                          time.Duration
 	revokeRate                          int
 	snapshotThreshold                   uint64
 	logLevel                            string
@@ -28,6 +29,7 @@ func (f *nodeFlags) register(cmd *cobra.Command) {
 	fl.DurationVar(&f.heartbeat, "heartbeat-timeout", 500*time.Millisecond, "how long a follower waits for the leader before standing for election")
 	fl.DurationVar(&f.election, "election-timeout", time.Second, "Raft election timeout")
 	fl.DurationVar(&f.extend, "extend", 0, "added to every lease's expiry when a node becomes leader (default: the election timeout)")
+	fl.DurationVar(&f.renewLease, "renew-lease", 0, "how old a quorum's acceptance of the leader may be for renewals to be acknowledged without a new quorum round; at most half of --extend, negative disables (default: --extend/5)")
 	fl.DurationVar(&f.minTTL, "min-ttl", 0, "shortest lease TTL; shorter requests are raised to it (default: 1.5 x the election timeout)")
 	fl.IntVar(&f.revokeRate, "revoke-rate", 100_000, "most expired leases revoked per second")
 	fl.Uint64Var(&f.snapshotThreshold, "snapshot-threshold", 8192, "Raft log entries between snapshots")
@@ -39,6 +41,7 @@ func (f *nodeFlags) apply(cfg *server.Config) {
 	cfg.HeartbeatTimeout = f.heartbeat
 	cfg.ElectionTimeout = f.election
 	cfg.Extend = f.extend
+	cfg.RenewLease = f.renewLease
 	cfg.MinTTL = f.minTTL
 	cfg.RevokeRate = f.revokeRate
 	cfg.SnapshotThreshold = f.snapshotThreshold
