@@ -357,9 +357,10 @@ func restart(ctx context.Context, s system, i int) error {
 	if err := waitReady(wctx, s); err != nil {
 		return err
 	}
-	// Give the restarted node a moment to catch up before the next phase.
-	time.Sleep(2 * time.Second)
-	return nil
+	// The next phase starts on a healthy cluster: one whose restarted node
+	// is still applying a large backlog would make the next failover wait
+	// on that node (a follower's raft loop blocks while its FSM catches up).
+	return waitFor(wctx, s.name()+" caught up", s.caughtUp)
 }
 
 // notes documents how the two systems are made comparable.

@@ -41,6 +41,9 @@ type system interface {
 	count(ctx context.Context) (int, error)
 	// leader returns the index (into nodes) of the live node that leads.
 	leader(ctx context.Context) (int, error)
+	// caughtUp returns nil once every live node has applied the leader's
+	// commit index as it was at the call.
+	caughtUp(ctx context.Context) error
 	// openStream opens a renewal stream to node i.
 	openStream(ctx context.Context, i int) (renewStream, error)
 	// keepAliveMany keeps ids alive with the system's client library (renewal
@@ -124,6 +127,30 @@ func (s *lcSystem) leader(ctx context.Context) (int, error) {
 		}
 	}
 	return -1, errors.New("leasecluster: no leader")
+}
+
+func (s *lcSystem) caughtUp(ctx context.Context) error {
+	li, err := s.leader(ctx)
+	if err != nil {
+		return err
+	}
+	ls, err := s.clients[0].StatusOf(ctx, s.ns[li].clientEP)
+	if err != nil {
+		return err
+	}
+	for _, n := range s.ns {
+		if !n.alive() {
+			continue
+		}
+		st, err := s.clients[0].StatusOf(ctx, n.clientEP)
+		if err != nil {
+			return err
+		}
+		if st.GetAppliedIndex() < ls.GetCommitIndex() {
+			return fmt.Errorf("%s applied %d of %d", n.name, st.GetAppliedIndex(), ls.GetCommitIndex())
+		}
+	}
+	return nil
 }
 
 type lcStream struct {
@@ -306,6 +333,30 @@ func (s *etcdSystem) leader(ctx context.Context) (int, error) {
 		}
 	}
 	return -1, errors.New("etcd: no leader")
+}
+
+func (s *etcdSystem) caughtUp(ctx context.Context) error {
+	li, err := s.leader(ctx)
+	if err != nil {
+		return err
+	}
+	ls, err := s.clients[0].Status(ctx, s.ns[li].clientEP)
+	if err != nil {
+		return err
+	}
+	for _, n := range s.ns {
+		if !n.alive() {
+			continue
+		}
+		st, err := s.clients[0].Status(ctx, n.clientEP)
+		if err != nil {
+			return err
+		}
+		if st.RaftAppliedIndex < ls.RaftIndex {
+			return fmt.Errorf("%s applied %d of %d", n.name, st.RaftAppliedIndex, ls.RaftIndex)
+		}
+	}
+	return nil
 }
 
 type etcdStream struct {
