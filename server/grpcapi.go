@@ -171,7 +171,7 @@ func (a *leasesAPI) KeepAlive(stream leasepb.Leases_KeepAliveServer) error {
 				continue
 			}
 			select {
-			case pending <- keepAliveBatch{round: n.verifier.join(), results: results}:
+			case pending <- keepAliveBatch{round: n.confirmation(), results: results}:
 			case err := <-sendErr:
 				return finish(err)
 			case <-ctx.Done():

@@ -208,18 +208,24 @@ func (n *Node) RenewBatch(ctx context.Context, ids []lessor.LeaseID, out []Renew
 	if chaosBuild && chaosBugIs(bugSkipVerify) {
 		return out, nil
 	}
-	// Checked after the renewals: the contacts must vouch for leadership
-	// at a time after them, less the lease (see renewLease).
-	if n.renew.confirms(time.Now()) {
-		n.metrics.confirmedByLease.Inc()
-	} else {
-		if err := n.verifier.verify(ctx); err != nil {
-			return out[:base], n.raftErr(err)
-		}
-		n.metrics.confirmedByRound.Inc()
+	if err := n.confirmation().wait(ctx); err != nil {
+		return out[:base], n.raftErr(err)
 	}
 	n.metrics.renewals.Add(float64(len(ids)))
 	return out, nil
+}
+
+// confirmation returns what confirms the renewals made before this call:
+// raft's recent quorum contacts, at once, if they vouch for leadership less
+// than RenewLease before now (see renewLease), or else a verifier round that
+// starts after this call.
+func (n *Node) confirmation() *verifyRound {
+	if n.renew.confirms(time.Now()) {
+		n.metrics.confirmedByLease.Inc()
+		return confirmedRound
+	}
+	n.metrics.confirmedByRound.Inc()
+	return n.verifier.join()
 }
 
 // TransferLeadership hands leadership to another voter, for maintenance.
