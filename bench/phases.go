@@ -19,7 +19,7 @@ const (
 )
 
 var (
-	allPhases  = []string{phaseThroughput, phaseExpiry, phaseFailover, phaseMemory, phaseScale}
+	allPhases  = []string{phaseThroughput, phaseFailover, phaseExpiry, phaseMemory, phaseScale}
 	allSystems = []string{sysLC, sysEtcd}
 )
 

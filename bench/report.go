@@ -98,15 +98,20 @@ func (r *Results) evaluate() {
 	// A system on which some leases were never renewed again has no "all
 	// renewed" time (its field stays 0): it never caught up, so it is the
 	// slower one, not the faster.
+	// A system whose run failed has no figures at all: say so rather than
+	// compare with its zeros.
 	resumed := func(x FailoverResult) string {
-		if x.NotResumed > 0 {
+		switch {
+		case x.Error != "":
+			return "not measured (" + x.Error + ")"
+		case x.NotResumed > 0:
 			return fmt.Sprintf("never (%d not renewed again)", x.NotResumed)
 		}
 		return fmt.Sprintf("%.0f ms", x.ResumeAllMs)
 	}
 	add("failover: renewals resume", "all leases renewed no later than on etcd",
 		fmt.Sprintf("%s vs %s (first renewal %.0f vs %.0f ms)", resumed(f.LC), resumed(f.Etcd), f.LC.ResumeFirstMs, f.Etcd.ResumeFirstMs),
-		f.LC.Error == "" && f.LC.NotResumed == 0 && (f.Etcd.NotResumed > 0 || f.LC.ResumeAllMs <= f.Etcd.ResumeAllMs), "")
+		f.LC.Error == "" && f.Etcd.Error == "" && f.LC.NotResumed == 0 && (f.Etcd.NotResumed > 0 || f.LC.ResumeAllMs <= f.Etcd.ResumeAllMs), "")
 	add("failover: no lease lost", "0 of 1,000", fmt.Sprintf("%d (etcd %d)", f.LC.Lost, f.Etcd.Lost), f.LC.Error == "" && f.LC.Lost == 0, "")
 	add("failover: idle lease keeps its remaining TTL", "jump within the extension (0 to 1 s, +-250 ms measurement)",
 		fmt.Sprintf("%+.0f ms (etcd %+.0f ms)", f.LC.IdleJumpMs, f.Etcd.IdleJumpMs),
@@ -114,7 +119,7 @@ func (r *Results) evaluate() {
 
 	e := r.Expiry
 	add(fmt.Sprintf("expiry: %d simultaneous expiries", e.LC.Leases), "all revoked within 2 s of due",
-		fmt.Sprintf("%.0f ms (etcd %.0f ms); renewal p99 during the storm %.1f ms (etcd %.1f ms)", e.LC.RevokedAfterMs, e.Etcd.RevokedAfterMs, e.LC.RenewP99Ms, e.Etcd.RenewP99Ms),
+		fmt.Sprintf("%s (etcd %s); renewal p99 during the storm %.1f ms (etcd %.1f ms)", revoked(e.LC), revoked(e.Etcd), e.LC.RenewP99Ms, e.Etcd.RenewP99Ms),
 		e.LC.Error == "" && e.LC.RevokedAfterMs <= 2000, "")
 
 	m := r.Memory
@@ -130,6 +135,14 @@ func (r *Results) evaluate() {
 		fmt.Sprintf("%.0f ms for all (etcd %.0f ms)", s.ResumeAllMs, r.Scale.Etcd.ResumeAllMs), s.Error == "" && s.NotResumed == 0 && s.ResumeAllMs <= 2000, "")
 	add(fmt.Sprintf("scale (%d leases): longest renewal stall during Promote", s.BackgroundLeases), "<= 50 ms",
 		fmt.Sprintf("%.1f ms (etcd %.1f ms)", s.ProbeMaxStallMs, r.Scale.Etcd.ProbeMaxStallMs), s.Error == "" && s.ProbeFirstOKMs > 0 && s.ProbeMaxStallMs <= 50, "")
+}
+
+// revoked describes when an expiry run had every lease revoked.
+func revoked(x ExpiryResult) string {
+	if x.Error != "" {
+		return "not all revoked (" + x.Error + ")"
+	}
+	return fmt.Sprintf("%.0f ms", x.RevokedAfterMs)
 }
 
 func profilePath(dir, workload string) string {
