@@ -41,6 +41,14 @@ func expiry(ctx context.Context, sys system, n int, grantRate float64) (res Expi
 	}); err != nil {
 		return fail(err)
 	}
+	// The probes live long; revoke them whatever happens, so that the phase
+	// leaves the table as it found it (settleExpiry relies on that).
+	defer parallel(context.WithoutCancel(ctx), len(probes), 16, func(ctx context.Context, w, i int) error {
+		if probes[i] != 0 {
+			_ = sys.revoke(ctx, w, probes[i])
+		}
+		return nil
+	})
 	base, err := sys.count(ctx)
 	if err != nil {
 		return fail(err)
