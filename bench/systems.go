@@ -130,24 +130,33 @@ func (s *lcSystem) leader(ctx context.Context) (int, error) {
 }
 
 func (s *lcSystem) caughtUp(ctx context.Context) error {
+	return caughtUp(ctx, s, func(ctx context.Context, n *node) (uint64, uint64, error) {
+		st, err := s.clients[0].StatusOf(ctx, n.clientEP)
+		return st.GetAppliedIndex(), st.GetCommitIndex(), err
+	})
+}
+
+// caughtUp is system.caughtUp over a per-node status: the applied and the
+// commit index.
+func caughtUp(ctx context.Context, s system, status func(context.Context, *node) (applied, commit uint64, err error)) error {
 	li, err := s.leader(ctx)
 	if err != nil {
 		return err
 	}
-	ls, err := s.clients[0].StatusOf(ctx, s.ns[li].clientEP)
+	_, commit, err := status(ctx, s.nodes()[li])
 	if err != nil {
 		return err
 	}
-	for _, n := range s.ns {
+	for _, n := range s.nodes() {
 		if !n.alive() {
 			continue
 		}
-		st, err := s.clients[0].StatusOf(ctx, n.clientEP)
+		applied, _, err := status(ctx, n)
 		if err != nil {
 			return err
 		}
-		if st.GetAppliedIndex() < ls.GetCommitIndex() {
-			return fmt.Errorf("%s applied %d of %d", n.name, st.GetAppliedIndex(), ls.GetCommitIndex())
+		if applied < commit {
+			return fmt.Errorf("%s applied %d of %d", n.name, applied, commit)
 		}
 	}
 	return nil
@@ -336,27 +345,13 @@ func (s *etcdSystem) leader(ctx context.Context) (int, error) {
 }
 
 func (s *etcdSystem) caughtUp(ctx context.Context) error {
-	li, err := s.leader(ctx)
-	if err != nil {
-		return err
-	}
-	ls, err := s.clients[0].Status(ctx, s.ns[li].clientEP)
-	if err != nil {
-		return err
-	}
-	for _, n := range s.ns {
-		if !n.alive() {
-			continue
-		}
+	return caughtUp(ctx, s, func(ctx context.Context, n *node) (uint64, uint64, error) {
 		st, err := s.clients[0].Status(ctx, n.clientEP)
 		if err != nil {
-			return err
+			return 0, 0, err
 		}
-		if st.RaftAppliedIndex < ls.RaftIndex {
-			return fmt.Errorf("%s applied %d of %d", n.name, st.RaftAppliedIndex, ls.RaftIndex)
-		}
-	}
-	return nil
+		return st.RaftAppliedIndex, st.RaftIndex, nil
+	})
 }
 
 type etcdStream struct {

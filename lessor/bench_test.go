@@ -164,27 +164,7 @@ func BenchmarkPromote1M(b *testing.B) {
 	var maxStall, renews atomic.Int64
 	b.ResetTimer()
 	for i := 0; i < b.N; i++ {
-		done := make(chan struct{})
-		var wg sync.WaitGroup
-		wg.Add(1)
-		go func() {
-			defer wg.Done()
-			rng := rand.New(rand.NewPCG(uint64(i), 9))
-			for {
-				select {
-				case <-done:
-					return
-				default:
-				}
-				t0 := time.Now()
-				le.Renew(LeaseID(1 + rng.IntN(n))) // ErrResetRequired once checkpointed: fine
-				d := int64(time.Since(t0))
-				renews.Add(1)
-				if d > maxStall.Load() {
-					maxStall.Store(d)
-				}
-			}
-		}()
+		stop := renewAtRandom(le, n, uint64(i), &maxStall, &renews)
 		le.Promote(time.Second)
 		for {
 			le.mu.RLock()
@@ -196,8 +176,7 @@ func BenchmarkPromote1M(b *testing.B) {
 			time.Sleep(100 * time.Microsecond)
 		}
 		b.StopTimer()
-		close(done)
-		wg.Wait()
+		stop()
 		le.Demote()
 		runtime.GC()
 		b.StartTimer()
@@ -215,26 +194,8 @@ func BenchmarkState1M(b *testing.B) {
 	grantN(b, le, n, 600_000)
 	le.Promote(time.Second)
 	runtime.GC()
-	var maxStall atomic.Int64
-	done := make(chan struct{})
-	var wg sync.WaitGroup
-	wg.Add(1)
-	go func() {
-		defer wg.Done()
-		rng := rand.New(rand.NewPCG(1, 2))
-		for {
-			select {
-			case <-done:
-				return
-			default:
-			}
-			t0 := time.Now()
-			le.Renew(LeaseID(1 + rng.IntN(n)))
-			if d := int64(time.Since(t0)); d > maxStall.Load() {
-				maxStall.Store(d)
-			}
-		}
-	}()
+	var maxStall, renews atomic.Int64
+	stop := renewAtRandom(le, n, 1, &maxStall, &renews)
 	b.ResetTimer()
 	for i := 0; i < b.N; i++ {
 		if got := len(le.State()); got != n {
@@ -242,9 +203,35 @@ func BenchmarkState1M(b *testing.B) {
 		}
 	}
 	b.StopTimer()
-	close(done)
-	wg.Wait()
+	stop()
 	b.ReportMetric(float64(maxStall.Load()), "max-renew-stall-ns")
+}
+
+// renewAtRandom renews random leases among 1..n in a loop until stop is
+// called, noting the longest renewal in maxStall and counting renewals.
+func renewAtRandom(le *lessor, n int, seed uint64, maxStall, renews *atomic.Int64) (stop func()) {
+	done := make(chan struct{})
+	var wg sync.WaitGroup
+	wg.Add(1)
+	go func() {
+		defer wg.Done()
+		rng := rand.New(rand.NewPCG(seed, 9))
+		for {
+			select {
+			case <-done:
+				return
+			default:
+			}
+			t0 := time.Now()
+			le.Renew(LeaseID(1 + rng.IntN(n))) // ErrResetRequired once checkpointed: fine
+			d := int64(time.Since(t0))
+			renews.Add(1)
+			if d > maxStall.Load() {
+				maxStall.Store(d)
+			}
+		}
+	}()
+	return func() { close(done); wg.Wait() }
 }
 
 // BenchmarkMemoryPerLease reports the heap bytes one lease with two attached
