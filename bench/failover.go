@@ -40,23 +40,30 @@ type failoverParams struct {
 	probeCSV  string           // optional: where to write the probe's renewals (ms after the kill, latency ms)
 }
 
-// worseFailover keeps the worse of two runs of the same failover (more
-// leases lost, then a later resumption); first means a is not a run yet.
-func worseFailover(a, b FailoverResult, first bool) FailoverResult {
-	switch {
-	case first:
-		return b
-	case b.Error != "" && a.Error == "":
-		return b
-	case b.Lost != a.Lost:
-		if b.Lost > a.Lost {
-			return b
-		}
-		return a
-	case b.NotResumed > a.NotResumed || b.ResumeAllMs > a.ResumeAllMs || b.ProbeMaxStallMs > a.ProbeMaxStallMs:
-		return b
+// worstFailover folds several kills of the same failover into one result
+// that holds the worst of each figure, so that a target judged on it holds in
+// every kill. The killed nodes are listed; the first error is kept.
+func worstFailover(runs []FailoverResult) FailoverResult {
+	if len(runs) == 0 {
+		return FailoverResult{}
 	}
-	return a
+	w := runs[0]
+	var killed []string
+	for _, r := range runs {
+		killed = append(killed, r.KilledNode)
+		w.ResumeFirstMs = max(w.ResumeFirstMs, r.ResumeFirstMs)
+		w.ResumeAllMs = max(w.ResumeAllMs, r.ResumeAllMs)
+		w.MaxGapMs = max(w.MaxGapMs, r.MaxGapMs)
+		w.NotResumed = max(w.NotResumed, r.NotResumed)
+		w.Lost = max(w.Lost, r.Lost)
+		w.ProbeFirstOKMs = max(w.ProbeFirstOKMs, r.ProbeFirstOKMs)
+		w.ProbeMaxStallMs = max(w.ProbeMaxStallMs, r.ProbeMaxStallMs)
+		if w.Error == "" {
+			w.Error = r.Error
+		}
+	}
+	w.KilledNode = strings.Join(killed, ", ")
+	return w
 }
 
 // ackTracker records, per kept-alive lease, when renewals were acknowledged

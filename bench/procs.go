@@ -20,6 +20,7 @@ import (
 type node struct {
 	name     string
 	args     []string // argv[1:], kept so a killed node can be restarted on its data dir
+	dataDir  string
 	bin      string
 	logPath  string
 	clientEP string // gRPC address clients dial
@@ -149,8 +150,8 @@ func newLCNodes(bin, dir string, pprof bool, logLevel string) ([]*node, error) {
 		if pprof {
 			args = append(args, "--pprof")
 		}
-		nodes = append(nodes, &node{name: name, bin: bin, args: args, logPath: filepath.Join(dir, name+".log"),
-			clientEP: grpcAddr, httpEP: httpAddr})
+		nodes = append(nodes, &node{name: name, bin: bin, args: args, dataDir: filepath.Join(dir, name),
+			logPath: filepath.Join(dir, name+".log"), clientEP: grpcAddr, httpEP: httpAddr})
 	}
 	return nodes, nil
 }
@@ -173,7 +174,8 @@ func newEtcdNodes(bin, dir string) ([]*node, error) {
 		args := []string{"-name", name, "-data-dir", filepath.Join(dir, name),
 			"-peer-url", fmt.Sprintf("http://127.0.0.1:%d", ports[i]), "-client-url", "http://" + clientAddr,
 			"-initial-cluster", strings.Join(peers, ",")}
-		nodes = append(nodes, &node{name: name, bin: bin, args: args, logPath: filepath.Join(dir, name+".log"), clientEP: clientAddr})
+		nodes = append(nodes, &node{name: name, bin: bin, args: args, dataDir: filepath.Join(dir, name),
+			logPath: filepath.Join(dir, name+".log"), clientEP: clientAddr})
 	}
 	return nodes, nil
 }

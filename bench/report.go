@@ -277,7 +277,7 @@ func (r *Results) table(w io.Writer) {
 	m := r.Memory
 	fmt.Fprintf(w, "\n## Leader memory\n\n| | leasecluster | etcd |\n|---|---:|---:|\n")
 	fmt.Fprintf(w, "| leases granted | %d | %d |\n| leader VmRSS before / after, MiB | %.0f / %.0f | %.0f / %.0f |\n", m.LC.Leases, m.Etcd.Leases, m.LC.RSSBeforeMiB, m.LC.RSSAfterMiB, m.Etcd.RSSBeforeMiB, m.Etcd.RSSAfterMiB)
-	fmt.Fprintf(w, "| growth per 100,000 leases, MiB | %.1f | %.1f |\n| grants/s (128 concurrent) | %.0f | %.0f |\n", m.LC.PerHundredKMiB, m.Etcd.PerHundredKMiB, m.LC.GrantsPerSecond, m.Etcd.GrantsPerSecond)
+	fmt.Fprintf(w, "| growth per 100,000 leases, MiB | %.1f | %.1f |\n| grants/s (%d concurrent) | %.0f | %.0f |\n", m.LC.PerHundredKMiB, m.Etcd.PerHundredKMiB, r.Settings.FillClients, m.LC.GrantsPerSecond, m.Etcd.GrantsPerSecond)
 
 	fo(fmt.Sprintf("Failover with %d leases in the cluster", r.Scale.LC.BackgroundLeases), r.Scale.LC, r.Scale.Etcd)
 
