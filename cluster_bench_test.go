@@ -2,9 +2,11 @@ package leasecluster_test
 
 import (
 	"context"
+	"sync"
 	"sync/atomic"
 	"testing"
 
+	"github.com/leasecluster/leasecluster/leasepb"
 	"github.com/leasecluster/leasecluster/lessor"
 	"github.com/leasecluster/leasecluster/server"
 )
@@ -85,4 +87,71 @@ func BenchmarkClusterRenewSerial(b *testing.B) {
 			b.Fatal(err)
 		}
 	}
+}
+
+// BenchmarkClusterKeepAliveStream renews 64 leases closed loop (send, wait
+// for the acknowledgement, repeat) over 4 KeepAlive streams to the leader:
+// the bench's "keepalive 64 leases (leader)" workload, in one process.
+func BenchmarkClusterKeepAliveStream(b *testing.B) {
+	ld := benchCluster(b)
+	ctx := context.Background()
+	const streams, perStream = 4, 16
+	cli := leasepb.NewLeasesClient(dial(b, ld.Addr()))
+	var left atomic.Int64
+	left.Store(int64(b.N))
+	type st struct {
+		s   leasepb.Leases_KeepAliveClient
+		ids []lessor.LeaseID
+	}
+	var sts []st
+	for range streams {
+		s, err := cli.KeepAlive(ctx)
+		if err != nil {
+			b.Fatal(err)
+		}
+		var ids []lessor.LeaseID
+		for range perStream {
+			id, _, err := ld.Grant(ctx, 0, 60_000, 0)
+			if err != nil {
+				b.Fatal(err)
+			}
+			ids = append(ids, id)
+		}
+		sts = append(sts, st{s, ids})
+	}
+	b.ResetTimer()
+	var wg sync.WaitGroup
+	for _, x := range sts {
+		wg.Go(func() {
+			defer x.s.CloseSend()
+			inflight := 0
+			for _, id := range x.ids {
+				if left.Add(-1) < 0 {
+					break
+				}
+				if err := x.s.Send(&leasepb.KeepAliveRequest{Id: int64(id)}); err != nil {
+					b.Error(err)
+					return
+				}
+				inflight++
+			}
+			for inflight > 0 {
+				r, err := x.s.Recv()
+				if err != nil || r.Error != "" {
+					b.Error(err, r.GetError())
+					return
+				}
+				inflight--
+				if left.Add(-1) < 0 {
+					continue
+				}
+				if err := x.s.Send(&leasepb.KeepAliveRequest{Id: r.Id}); err != nil {
+					b.Error(err)
+					return
+				}
+				inflight++
+			}
+		})
+	}
+	wg.Wait()
 }

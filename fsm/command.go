@@ -11,8 +11,13 @@ import (
 	"github.com/leasecluster/leasecluster/lessor"
 )
 
-// CommandVersion is the command format version this build writes and applies.
-const CommandVersion = 1
+// CommandVersion is the command format version this build writes for single
+// commands; BatchVersion is the version of a batch entry (EncodeBatch), the
+// first version with the batch body. This build applies both.
+const (
+	CommandVersion = 1
+	BatchVersion   = 2
+)
 
 // Limits on items (ARCHITECTURE.md, HTTP/JSON API).
 const (
@@ -33,6 +38,7 @@ var (
 	ErrNoLeases           = errors.New("fsm: command names no leases")
 	ErrDuplicateLease     = errors.New("fsm: command names a lease twice")
 	ErrRequestIDReused    = errors.New("fsm: request ID already used for a different command")
+	ErrNotBatchable       = errors.New("fsm: only grants and client revokes may share a log entry")
 )
 
 // EncodeGrant encodes a Grant of lease id with ttlMs milliseconds. The
@@ -73,9 +79,37 @@ func EncodeCheckpoint(cps []lessor.Checkpoint) ([]byte, error) {
 	return encode(0, &leasepb.Command{Body: &leasepb.Command_Checkpoint{Checkpoint: &leasepb.CheckpointCmd{Checkpoints: pcs}}})
 }
 
+// EncodeBatch joins commands made by EncodeGrant and EncodeRevoke (client
+// revokes) into one log entry, which applies them in order, each with its
+// own result and deduplication, as if each had an entry of its own (group
+// commit). Raft's cost per entry (the log write, replication, the apply) is
+// then shared. Anything else must have an entry of its own: an attach takes
+// the entry's index as its fencing token.
+func EncodeBatch(cmds [][]byte) ([]byte, error) {
+	if len(cmds) == 0 {
+		return nil, fmt.Errorf("%w: empty batch", ErrNoLeases)
+	}
+	return encodeVersion(BatchVersion, 0, &leasepb.Command{Body: &leasepb.Command_Batch{Batch: &leasepb.BatchCmd{Commands: cmds}}})
+}
+
+// batchable reports whether cmd may share a log entry (EncodeBatch).
+func batchable(cmd *leasepb.Command) bool {
+	switch b := cmd.Body.(type) {
+	case *leasepb.Command_Grant:
+		return true
+	case *leasepb.Command_Revoke:
+		return !b.Revoke.GetExpired()
+	}
+	return false
+}
+
 // encode validates cmd, stamps the version and request ID, and marshals it.
 func encode(reqID uint64, cmd *leasepb.Command) ([]byte, error) {
-	cmd.Version, cmd.RequestId = CommandVersion, reqID
+	return encodeVersion(CommandVersion, reqID, cmd)
+}
+
+func encodeVersion(version uint32, reqID uint64, cmd *leasepb.Command) ([]byte, error) {
+	cmd.Version, cmd.RequestId = version, reqID
 	if err := validate(cmd); err != nil {
 		return nil, err
 	}
@@ -96,8 +130,11 @@ func decode(data []byte) (*leasepb.Command, error) {
 	if err := proto.Unmarshal(data, cmd); err != nil {
 		return nil, fmt.Errorf("%w: %v", ErrUndecodable, err)
 	}
-	if cmd.Version != CommandVersion {
-		return nil, fmt.Errorf("%w: %d (this build applies %d)", ErrUnsupportedVersion, cmd.Version, CommandVersion)
+	if cmd.Version != CommandVersion && cmd.Version != BatchVersion {
+		return nil, fmt.Errorf("%w: %d (this build applies %d and %d)", ErrUnsupportedVersion, cmd.Version, CommandVersion, BatchVersion)
+	}
+	if _, batch := cmd.Body.(*leasepb.Command_Batch); batch && cmd.Version < BatchVersion {
+		return nil, fmt.Errorf("%w: a version %d command with a batch body", ErrUndecodable, cmd.Version)
 	}
 	if cmd.Body == nil {
 		return nil, fmt.Errorf("%w: version %d command without a known body", ErrUndecodable, cmd.Version)
@@ -127,6 +164,8 @@ func hasUnknown(cmd *leasepb.Command) bool {
 		m = b.Detach
 	case *leasepb.Command_Checkpoint:
 		m = b.Checkpoint
+	case *leasepb.Command_Batch:
+		m = b.Batch
 	}
 	return m != nil && len(m.ProtoReflect().GetUnknown()) > 0
 }
@@ -145,6 +184,8 @@ func kindOf(cmd *leasepb.Command) leasepb.CommandKind {
 	case *leasepb.Command_Checkpoint:
 		return leasepb.CommandKind_COMMAND_KIND_CHECKPOINT
 	}
+	// A batch is never deduplicated as a whole (validate refuses a request
+	// ID on it); its commands are, one by one.
 	return leasepb.CommandKind_COMMAND_KIND_UNSPECIFIED
 }
 
@@ -187,6 +228,15 @@ func validate(cmd *leasepb.Command) error {
 			if cp.GetRemainingMs() < 0 {
 				return fmt.Errorf("%w: lease %d checkpoint remainder %d ms", lessor.ErrInvalidTTL, cp.GetId(), cp.GetRemainingMs())
 			}
+		}
+	case *leasepb.Command_Batch:
+		// The commands inside are checked one by one as they apply: one
+		// that fails fails alone, as it would in an entry of its own.
+		if cmd.RequestId != 0 {
+			return fmt.Errorf("%w: a batch carries no request ID of its own", ErrRequestIDReused)
+		}
+		if len(b.Batch.GetCommands()) == 0 {
+			return fmt.Errorf("%w: empty batch", ErrNoLeases)
 		}
 	default:
 		return fmt.Errorf("%w: command without a body", ErrUndecodable)

@@ -241,7 +241,7 @@ func TestCheckpoint(t *testing.T) {
 
 func TestUnsupportedVersion(t *testing.T) {
 	n := newNode(t, 0)
-	for _, v := range []uint32{0, 2, 1 << 31} {
+	for _, v := range []uint32{0, BatchVersion + 1, 1 << 31} {
 		cmd := rawGrant(1, 5000)
 		b := raw(t, cmd)
 		cmd.Version = v
@@ -312,5 +312,85 @@ func TestNonCommandEntries(t *testing.T) {
 	}
 	if len(n.fatals) != 0 {
 		t.Fatalf("configuration entry treated as undecodable: %v", n.fatals)
+	}
+}
+
+// A batch entry applies its commands in order, each with its own result and
+// deduplication, exactly as if each had an entry of its own.
+func TestBatch(t *testing.T) {
+	n := newNode(t, 0)
+	m := must(t)
+	single := newNode(t, 0) // the same commands, one entry each
+	cmds := [][]byte{
+		m(EncodeGrant(11, 1, 5000)),
+		m(EncodeGrant(12, 2, 5000)),
+		m(EncodeGrant(0, 1, 9000)), // already exists: fails alone
+		m(EncodeRevoke(13, []lessor.LeaseID{2}, false)),
+		m(EncodeGrant(11, 1, 5000)), // a retry of request 11 in the same entry: replayed
+		m(EncodeRevoke(0, []lessor.LeaseID{7}, false)),
+	}
+	res := n.ok(m(EncodeBatch(cmds)))
+	if len(res.Batch) != len(cmds) {
+		t.Fatalf("%d results for %d commands", len(res.Batch), len(cmds))
+	}
+	for i, c := range cmds {
+		want := single.apply(c)
+		got := res.Batch[i]
+		if got.LeaseID != want.LeaseID || got.TTL != want.TTL || (got.Err == nil) != (want.Err == nil) {
+			t.Errorf("command %d: batched %+v, alone %+v", i, got, want)
+		}
+	}
+	if !errors.Is(res.Batch[2].Err, lessor.ErrLeaseExists) || !errors.Is(res.Batch[5].Err, lessor.ErrLeaseNotFound) {
+		t.Fatalf("errors %v, %v", res.Batch[2].Err, res.Batch[5].Err)
+	}
+	if n.f.StateHash() != single.f.StateHash() {
+		t.Fatal("a batch left a different state than its commands one entry each")
+	}
+	// Request 12 was remembered: a later retry in an entry of its own replays.
+	if r := n.ok(m(EncodeGrant(12, 2, 5000))); r.LeaseID != 2 || n.le.Lookup(2) != nil {
+		t.Fatalf("retry of a batched grant: %+v, lease 2 %v", r, n.le.Lookup(2))
+	}
+}
+
+// Only grants and client revokes share an entry: an attach's fencing token
+// is the entry's index, which two holders of one key must not share. A
+// refused command fails alone; a batch inside a batch is refused the same way.
+func TestBatchRefuses(t *testing.T) {
+	n := newNode(t, 0)
+	m := must(t)
+	n.ok(m(EncodeGrant(0, 1, 5000)))
+	inner := m(EncodeBatch([][]byte{m(EncodeGrant(0, 3, 5000))}))
+	res := n.ok(m(EncodeBatch([][]byte{
+		m(EncodeAttach(0, 1, "k", "v")),
+		m(EncodeRevoke(0, []lessor.LeaseID{1}, true)),
+		m(EncodeCheckpoint([]lessor.Checkpoint{{ID: 1}})),
+		inner,
+		m(EncodeGrant(0, 2, 5000)),
+	})))
+	for i := range 4 {
+		if !errors.Is(res.Batch[i].Err, ErrNotBatchable) {
+			t.Errorf("command %d: %v, want %v", i, res.Batch[i].Err, ErrNotBatchable)
+		}
+	}
+	if res.Batch[4].Err != nil || n.le.Lookup(2) == nil || n.le.Lookup(1) == nil || n.le.Lookup(3) != nil {
+		t.Fatalf("grant beside refused commands: %v", res.Batch[4].Err)
+	}
+	if _, ok := n.f.Item("k"); ok {
+		t.Fatal("a batched attach applied")
+	}
+	if _, err := EncodeBatch(nil); err == nil {
+		t.Fatal("EncodeBatch of nothing succeeded")
+	}
+	n.refused(raw(t, &leasepb.Command{Version: BatchVersion, RequestId: 5, Body: &leasepb.Command_Batch{Batch: &leasepb.BatchCmd{Commands: [][]byte{m(EncodeGrant(0, 4, 5000))}}}}), ErrRequestIDReused)
+	n.refused(raw(t, &leasepb.Command{Version: BatchVersion, Body: &leasepb.Command_Batch{Batch: &leasepb.BatchCmd{}}}), ErrNoLeases)
+	// The batch body came with version 2: a version-1 writer never made one.
+	res = n.apply(raw(t, &leasepb.Command{Version: CommandVersion, Body: &leasepb.Command_Batch{Batch: &leasepb.BatchCmd{Commands: [][]byte{m(EncodeGrant(0, 4, 5000))}}}}))
+	if !errors.Is(res.Err, ErrUndecodable) || len(n.fatals) != 1 || n.le.Lookup(4) != nil {
+		t.Fatalf("version-1 batch: %v, %d fatal calls", res.Err, len(n.fatals))
+	}
+	// An undecodable command inside a batch stops the node like one outside.
+	res = n.apply(m(EncodeBatch([][]byte{{0xff}})))
+	if !errors.Is(res.Batch[0].Err, ErrUndecodable) || len(n.fatals) != 2 {
+		t.Fatalf("undecodable batched command: %v, %d fatal calls", res.Batch[0].Err, len(n.fatals))
 	}
 }

@@ -73,6 +73,7 @@ type Result struct {
 	LeaseID lessor.LeaseID // Grant
 	TTL     int64          // Grant: the effective TTL in milliseconds
 	Item    Item           // Attach
+	Batch   []*Result      // a batch entry (EncodeBatch): one result per command, in order
 }
 
 // itemState is an item store entry; the key is the map key.
@@ -171,20 +172,50 @@ func (f *FSM) applyLocked(l *raft.Log) interface{} {
 	return f.applyCommand(l.Index, l.Data)
 }
 
-// applyCommand decodes and applies one command. A returned error means
-// nothing changed, with one exception: a command that failed is not
+// applyCommand decodes and applies one command entry. A returned error
+// means nothing changed, with one exception: a command that failed is not
 // remembered for deduplication, so that failures leave no trace at all.
 func (f *FSM) applyCommand(index uint64, data []byte) *Result {
 	cmd, err := decode(data)
 	if err != nil {
-		err = fmt.Errorf("fsm: log entry at index %d: %w", index, err)
-		if errors.Is(err, ErrUnsupportedVersion) {
-			f.logger.Error("refusing command of an unknown version", "index", index, "error", err)
-		} else {
-			f.onFatal(err)
-		}
+		return f.undecodable(index, err)
+	}
+	b, ok := cmd.Body.(*leasepb.Command_Batch)
+	if !ok {
+		return f.applyDecoded(index, cmd)
+	}
+	if err := validate(cmd); err != nil {
 		return &Result{Err: err}
 	}
+	res := &Result{Batch: make([]*Result, len(b.Batch.Commands))}
+	for i, data := range b.Batch.Commands {
+		sub, err := decode(data)
+		switch {
+		case err != nil:
+			res.Batch[i] = f.undecodable(index, fmt.Errorf("command %d of the batch: %w", i, err))
+		case !batchable(sub):
+			res.Batch[i] = &Result{Err: fmt.Errorf("%w: command %d of the batch at index %d", ErrNotBatchable, i, index)}
+		default:
+			res.Batch[i] = f.applyDecoded(index, sub)
+		}
+	}
+	return res
+}
+
+// undecodable handles a command this build cannot apply: one of an unknown
+// version is refused (an operator upgrades), anything else stops the node.
+func (f *FSM) undecodable(index uint64, err error) *Result {
+	err = fmt.Errorf("fsm: log entry at index %d: %w", index, err)
+	if errors.Is(err, ErrUnsupportedVersion) {
+		f.logger.Error("refusing command of an unknown version", "index", index, "error", err)
+	} else {
+		f.onFatal(err)
+	}
+	return &Result{Err: err}
+}
+
+// applyDecoded applies one decoded command that is not a batch.
+func (f *FSM) applyDecoded(index uint64, cmd *leasepb.Command) *Result {
 	kind := kindOf(cmd)
 	if id := cmd.RequestId; id != 0 {
 		if d, ok := f.dedupe.get(id); ok {
@@ -243,6 +274,9 @@ func (f *FSM) execute(index uint64, cmd *leasepb.Command) *Result {
 		}
 		f.lessor.Checkpoint(cps)
 		return &Result{}
+	case *leasepb.Command_Batch:
+		// applyCommand takes batches apart; one inside a batch is refused.
+		return &Result{Err: fmt.Errorf("%w: a batch inside a batch", ErrNotBatchable)}
 	}
 	// validate refuses any other body.
 	return &Result{Err: fmt.Errorf("%w: command without a body", ErrUndecodable)}

@@ -21,6 +21,8 @@ func FuzzApply(f *testing.F) {
 	f.Add(m(EncodeAttach(4, 2, "k", "v")))
 	f.Add(m(EncodeDetach(5, 1, "k")))
 	f.Add(m(EncodeCheckpoint([]lessor.Checkpoint{{ID: 1, Remaining: 10}, {ID: 2}})))
+	f.Add(m(EncodeBatch([][]byte{m(EncodeGrant(6, 4, 2000)), m(EncodeRevoke(7, []lessor.LeaseID{2}, false))})))
+	f.Add(m(EncodeBatch([][]byte{m(EncodeAttach(8, 1, "j", "v")), {0xff}})))
 	f.Add([]byte{})
 	f.Add([]byte{0x08, 0x02})
 	f.Add([]byte{0xff})
@@ -36,6 +38,9 @@ func FuzzApply(f *testing.F) {
 			t.Fatal("Apply did not return a *Result")
 		}
 		undecodable := errors.Is(res.Err, ErrUndecodable)
+		for _, r := range res.Batch {
+			undecodable = undecodable || errors.Is(r.Err, ErrUndecodable)
+		}
 		if undecodable != (len(n.fatals) > 0) {
 			t.Fatalf("error %v with %d OnFatal calls", res.Err, len(n.fatals))
 		}

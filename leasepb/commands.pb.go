@@ -103,6 +103,7 @@ type Command struct {
 	//	*Command_Attach
 	//	*Command_Detach
 	//	*Command_Checkpoint
+	//	*Command_Batch
 	Body          isCommand_Body `protobuf_oneof:"body"`
 	unknownFields protoimpl.UnknownFields
 	sizeCache     protoimpl.SizeCache
@@ -204,6 +205,15 @@ func (x *Command) GetCheckpoint() *CheckpointCmd {
 	return nil
 }
 
+func (x *Command) GetBatch() *BatchCmd {
+	if x != nil {
+		if x, ok := x.Body.(*Command_Batch); ok {
+			return x.Batch
+		}
+	}
+	return nil
+}
+
 type isCommand_Body interface {
 	isCommand_Body()
 }
@@ -228,6 +238,10 @@ type Command_Checkpoint struct {
 	Checkpoint *CheckpointCmd `protobuf:"bytes,14,opt,name=checkpoint,proto3,oneof"`
 }
 
+type Command_Batch struct {
+	Batch *BatchCmd `protobuf:"bytes,15,opt,name=batch,proto3,oneof"`
+}
+
 func (*Command_Grant) isCommand_Body() {}
 
 func (*Command_Revoke) isCommand_Body() {}
@@ -237,6 +251,58 @@ func (*Command_Attach) isCommand_Body() {}
 func (*Command_Detach) isCommand_Body() {}
 
 func (*Command_Checkpoint) isCommand_Body() {}
+
+func (*Command_Batch) isCommand_Body() {}
+
+// BatchCmd is several client commands that share one log entry (group
+// commit: the leader joins the grants and revokes that arrive while raft is
+// busy). Each element is an encoded Command of its own, with its version and
+// request ID; only grants and revokes may be batched, because an attach's
+// fencing token is the entry's index and must differ between holders. The
+// outer Command carries no request ID.
+type BatchCmd struct {
+	state         protoimpl.MessageState `protogen:"open.v1"`
+	Commands      [][]byte               `protobuf:"bytes,1,rep,name=commands,proto3" json:"commands,omitempty"`
+	unknownFields protoimpl.UnknownFields
+	sizeCache     protoimpl.SizeCache
+}
+
+func (x *BatchCmd) Reset() {
+	*x = BatchCmd{}
+	mi := &file_leasecluster_v1_commands_proto_msgTypes[1]
+	ms := protoimpl.X.MessageStateOf(protoimpl.Pointer(x))
+	ms.StoreMessageInfo(mi)
+}
+
+func (x *BatchCmd) String() string {
+	return protoimpl.X.MessageStringOf(x)
+}
+
+func (*BatchCmd) ProtoMessage() {}
+
+func (x *BatchCmd) ProtoReflect() protoreflect.Message {
+	mi := &file_leasecluster_v1_commands_proto_msgTypes[1]
+	if x != nil {
+		ms := protoimpl.X.MessageStateOf(protoimpl.Pointer(x))
+		if ms.LoadMessageInfo() == nil {
+			ms.StoreMessageInfo(mi)
+		}
+		return ms
+	}
+	return mi.MessageOf(x)
+}
+
+// Deprecated: Use BatchCmd.ProtoReflect.Descriptor instead.
+func (*BatchCmd) Descriptor() ([]byte, []int) {
+	return file_leasecluster_v1_commands_proto_rawDescGZIP(), []int{1}
+}
+
+func (x *BatchCmd) GetCommands() [][]byte {
+	if x != nil {
+		return x.Commands
+	}
+	return nil
+}
 
 // GrantCmd creates lease id with a TTL in milliseconds.
 type GrantCmd struct {
@@ -249,7 +315,7 @@ type GrantCmd struct {
 
 func (x *GrantCmd) Reset() {
 	*x = GrantCmd{}
-	mi := &file_leasecluster_v1_commands_proto_msgTypes[1]
+	mi := &file_leasecluster_v1_commands_proto_msgTypes[2]
 	ms := protoimpl.X.MessageStateOf(protoimpl.Pointer(x))
 	ms.StoreMessageInfo(mi)
 }
@@ -261,7 +327,7 @@ func (x *GrantCmd) String() string {
 func (*GrantCmd) ProtoMessage() {}
 
 func (x *GrantCmd) ProtoReflect() protoreflect.Message {
-	mi := &file_leasecluster_v1_commands_proto_msgTypes[1]
+	mi := &file_leasecluster_v1_commands_proto_msgTypes[2]
 	if x != nil {
 		ms := protoimpl.X.MessageStateOf(protoimpl.Pointer(x))
 		if ms.LoadMessageInfo() == nil {
@@ -274,7 +340,7 @@ func (x *GrantCmd) ProtoReflect() protoreflect.Message {
 
 // Deprecated: Use GrantCmd.ProtoReflect.Descriptor instead.
 func (*GrantCmd) Descriptor() ([]byte, []int) {
-	return file_leasecluster_v1_commands_proto_rawDescGZIP(), []int{1}
+	return file_leasecluster_v1_commands_proto_rawDescGZIP(), []int{2}
 }
 
 func (x *GrantCmd) GetId() int64 {
@@ -304,7 +370,7 @@ type RevokeCmd struct {
 
 func (x *RevokeCmd) Reset() {
 	*x = RevokeCmd{}
-	mi := &file_leasecluster_v1_commands_proto_msgTypes[2]
+	mi := &file_leasecluster_v1_commands_proto_msgTypes[3]
 	ms := protoimpl.X.MessageStateOf(protoimpl.Pointer(x))
 	ms.StoreMessageInfo(mi)
 }
@@ -316,7 +382,7 @@ func (x *RevokeCmd) String() string {
 func (*RevokeCmd) ProtoMessage() {}
 
 func (x *RevokeCmd) ProtoReflect() protoreflect.Message {
-	mi := &file_leasecluster_v1_commands_proto_msgTypes[2]
+	mi := &file_leasecluster_v1_commands_proto_msgTypes[3]
 	if x != nil {
 		ms := protoimpl.X.MessageStateOf(protoimpl.Pointer(x))
 		if ms.LoadMessageInfo() == nil {
@@ -329,7 +395,7 @@ func (x *RevokeCmd) ProtoReflect() protoreflect.Message {
 
 // Deprecated: Use RevokeCmd.ProtoReflect.Descriptor instead.
 func (*RevokeCmd) Descriptor() ([]byte, []int) {
-	return file_leasecluster_v1_commands_proto_rawDescGZIP(), []int{2}
+	return file_leasecluster_v1_commands_proto_rawDescGZIP(), []int{3}
 }
 
 func (x *RevokeCmd) GetIds() []int64 {
@@ -358,7 +424,7 @@ type AttachCmd struct {
 
 func (x *AttachCmd) Reset() {
 	*x = AttachCmd{}
-	mi := &file_leasecluster_v1_commands_proto_msgTypes[3]
+	mi := &file_leasecluster_v1_commands_proto_msgTypes[4]
 	ms := protoimpl.X.MessageStateOf(protoimpl.Pointer(x))
 	ms.StoreMessageInfo(mi)
 }
@@ -370,7 +436,7 @@ func (x *AttachCmd) String() string {
 func (*AttachCmd) ProtoMessage() {}
 
 func (x *AttachCmd) ProtoReflect() protoreflect.Message {
-	mi := &file_leasecluster_v1_commands_proto_msgTypes[3]
+	mi := &file_leasecluster_v1_commands_proto_msgTypes[4]
 	if x != nil {
 		ms := protoimpl.X.MessageStateOf(protoimpl.Pointer(x))
 		if ms.LoadMessageInfo() == nil {
@@ -383,7 +449,7 @@ func (x *AttachCmd) ProtoReflect() protoreflect.Message {
 
 // Deprecated: Use AttachCmd.ProtoReflect.Descriptor instead.
 func (*AttachCmd) Descriptor() ([]byte, []int) {
-	return file_leasecluster_v1_commands_proto_rawDescGZIP(), []int{3}
+	return file_leasecluster_v1_commands_proto_rawDescGZIP(), []int{4}
 }
 
 func (x *AttachCmd) GetLeaseId() int64 {
@@ -418,7 +484,7 @@ type DetachCmd struct {
 
 func (x *DetachCmd) Reset() {
 	*x = DetachCmd{}
-	mi := &file_leasecluster_v1_commands_proto_msgTypes[4]
+	mi := &file_leasecluster_v1_commands_proto_msgTypes[5]
 	ms := protoimpl.X.MessageStateOf(protoimpl.Pointer(x))
 	ms.StoreMessageInfo(mi)
 }
@@ -430,7 +496,7 @@ func (x *DetachCmd) String() string {
 func (*DetachCmd) ProtoMessage() {}
 
 func (x *DetachCmd) ProtoReflect() protoreflect.Message {
-	mi := &file_leasecluster_v1_commands_proto_msgTypes[4]
+	mi := &file_leasecluster_v1_commands_proto_msgTypes[5]
 	if x != nil {
 		ms := protoimpl.X.MessageStateOf(protoimpl.Pointer(x))
 		if ms.LoadMessageInfo() == nil {
@@ -443,7 +509,7 @@ func (x *DetachCmd) ProtoReflect() protoreflect.Message {
 
 // Deprecated: Use DetachCmd.ProtoReflect.Descriptor instead.
 func (*DetachCmd) Descriptor() ([]byte, []int) {
-	return file_leasecluster_v1_commands_proto_rawDescGZIP(), []int{4}
+	return file_leasecluster_v1_commands_proto_rawDescGZIP(), []int{5}
 }
 
 func (x *DetachCmd) GetLeaseId() int64 {
@@ -470,7 +536,7 @@ type CheckpointCmd struct {
 
 func (x *CheckpointCmd) Reset() {
 	*x = CheckpointCmd{}
-	mi := &file_leasecluster_v1_commands_proto_msgTypes[5]
+	mi := &file_leasecluster_v1_commands_proto_msgTypes[6]
 	ms := protoimpl.X.MessageStateOf(protoimpl.Pointer(x))
 	ms.StoreMessageInfo(mi)
 }
@@ -482,7 +548,7 @@ func (x *CheckpointCmd) String() string {
 func (*CheckpointCmd) ProtoMessage() {}
 
 func (x *CheckpointCmd) ProtoReflect() protoreflect.Message {
-	mi := &file_leasecluster_v1_commands_proto_msgTypes[5]
+	mi := &file_leasecluster_v1_commands_proto_msgTypes[6]
 	if x != nil {
 		ms := protoimpl.X.MessageStateOf(protoimpl.Pointer(x))
 		if ms.LoadMessageInfo() == nil {
@@ -495,7 +561,7 @@ func (x *CheckpointCmd) ProtoReflect() protoreflect.Message {
 
 // Deprecated: Use CheckpointCmd.ProtoReflect.Descriptor instead.
 func (*CheckpointCmd) Descriptor() ([]byte, []int) {
-	return file_leasecluster_v1_commands_proto_rawDescGZIP(), []int{5}
+	return file_leasecluster_v1_commands_proto_rawDescGZIP(), []int{6}
 }
 
 func (x *CheckpointCmd) GetCheckpoints() []*LeaseCheckpoint {
@@ -517,7 +583,7 @@ type LeaseCheckpoint struct {
 
 func (x *LeaseCheckpoint) Reset() {
 	*x = LeaseCheckpoint{}
-	mi := &file_leasecluster_v1_commands_proto_msgTypes[6]
+	mi := &file_leasecluster_v1_commands_proto_msgTypes[7]
 	ms := protoimpl.X.MessageStateOf(protoimpl.Pointer(x))
 	ms.StoreMessageInfo(mi)
 }
@@ -529,7 +595,7 @@ func (x *LeaseCheckpoint) String() string {
 func (*LeaseCheckpoint) ProtoMessage() {}
 
 func (x *LeaseCheckpoint) ProtoReflect() protoreflect.Message {
-	mi := &file_leasecluster_v1_commands_proto_msgTypes[6]
+	mi := &file_leasecluster_v1_commands_proto_msgTypes[7]
 	if x != nil {
 		ms := protoimpl.X.MessageStateOf(protoimpl.Pointer(x))
 		if ms.LoadMessageInfo() == nil {
@@ -542,7 +608,7 @@ func (x *LeaseCheckpoint) ProtoReflect() protoreflect.Message {
 
 // Deprecated: Use LeaseCheckpoint.ProtoReflect.Descriptor instead.
 func (*LeaseCheckpoint) Descriptor() ([]byte, []int) {
-	return file_leasecluster_v1_commands_proto_rawDescGZIP(), []int{6}
+	return file_leasecluster_v1_commands_proto_rawDescGZIP(), []int{7}
 }
 
 func (x *LeaseCheckpoint) GetId() int64 {
@@ -570,7 +636,7 @@ var File_leasecluster_v1_commands_proto protoreflect.FileDescriptor
 
 const file_leasecluster_v1_commands_proto_rawDesc = "" +
 	"\n" +
-	"\x1eleasecluster/v1/commands.proto\x12\x0fleasecluster.v1\"\xe1\x02\n" +
+	"\x1eleasecluster/v1/commands.proto\x12\x0fleasecluster.v1\"\x94\x03\n" +
 	"\aCommand\x12\x18\n" +
 	"\aversion\x18\x01 \x01(\rR\aversion\x12\x1d\n" +
 	"\n" +
@@ -582,8 +648,11 @@ const file_leasecluster_v1_commands_proto_rawDesc = "" +
 	"\x06detach\x18\r \x01(\v2\x1a.leasecluster.v1.DetachCmdH\x00R\x06detach\x12@\n" +
 	"\n" +
 	"checkpoint\x18\x0e \x01(\v2\x1e.leasecluster.v1.CheckpointCmdH\x00R\n" +
-	"checkpointB\x06\n" +
-	"\x04body\"1\n" +
+	"checkpoint\x121\n" +
+	"\x05batch\x18\x0f \x01(\v2\x19.leasecluster.v1.BatchCmdH\x00R\x05batchB\x06\n" +
+	"\x04body\"&\n" +
+	"\bBatchCmd\x12\x1a\n" +
+	"\bcommands\x18\x01 \x03(\fR\bcommands\"1\n" +
 	"\bGrantCmd\x12\x0e\n" +
 	"\x02id\x18\x01 \x01(\x03R\x02id\x12\x15\n" +
 	"\x06ttl_ms\x18\x02 \x01(\x03R\x05ttlMs\"7\n" +
@@ -624,29 +693,31 @@ func file_leasecluster_v1_commands_proto_rawDescGZIP() []byte {
 }
 
 var file_leasecluster_v1_commands_proto_enumTypes = make([]protoimpl.EnumInfo, 1)
-var file_leasecluster_v1_commands_proto_msgTypes = make([]protoimpl.MessageInfo, 7)
+var file_leasecluster_v1_commands_proto_msgTypes = make([]protoimpl.MessageInfo, 8)
 var file_leasecluster_v1_commands_proto_goTypes = []any{
 	(CommandKind)(0),        // 0: leasecluster.v1.CommandKind
 	(*Command)(nil),         // 1: leasecluster.v1.Command
-	(*GrantCmd)(nil),        // 2: leasecluster.v1.GrantCmd
-	(*RevokeCmd)(nil),       // 3: leasecluster.v1.RevokeCmd
-	(*AttachCmd)(nil),       // 4: leasecluster.v1.AttachCmd
-	(*DetachCmd)(nil),       // 5: leasecluster.v1.DetachCmd
-	(*CheckpointCmd)(nil),   // 6: leasecluster.v1.CheckpointCmd
-	(*LeaseCheckpoint)(nil), // 7: leasecluster.v1.LeaseCheckpoint
+	(*BatchCmd)(nil),        // 2: leasecluster.v1.BatchCmd
+	(*GrantCmd)(nil),        // 3: leasecluster.v1.GrantCmd
+	(*RevokeCmd)(nil),       // 4: leasecluster.v1.RevokeCmd
+	(*AttachCmd)(nil),       // 5: leasecluster.v1.AttachCmd
+	(*DetachCmd)(nil),       // 6: leasecluster.v1.DetachCmd
+	(*CheckpointCmd)(nil),   // 7: leasecluster.v1.CheckpointCmd
+	(*LeaseCheckpoint)(nil), // 8: leasecluster.v1.LeaseCheckpoint
 }
 var file_leasecluster_v1_commands_proto_depIdxs = []int32{
-	2, // 0: leasecluster.v1.Command.grant:type_name -> leasecluster.v1.GrantCmd
-	3, // 1: leasecluster.v1.Command.revoke:type_name -> leasecluster.v1.RevokeCmd
-	4, // 2: leasecluster.v1.Command.attach:type_name -> leasecluster.v1.AttachCmd
-	5, // 3: leasecluster.v1.Command.detach:type_name -> leasecluster.v1.DetachCmd
-	6, // 4: leasecluster.v1.Command.checkpoint:type_name -> leasecluster.v1.CheckpointCmd
-	7, // 5: leasecluster.v1.CheckpointCmd.checkpoints:type_name -> leasecluster.v1.LeaseCheckpoint
-	6, // [6:6] is the sub-list for method output_type
-	6, // [6:6] is the sub-list for method input_type
-	6, // [6:6] is the sub-list for extension type_name
-	6, // [6:6] is the sub-list for extension extendee
-	0, // [0:6] is the sub-list for field type_name
+	3, // 0: leasecluster.v1.Command.grant:type_name -> leasecluster.v1.GrantCmd
+	4, // 1: leasecluster.v1.Command.revoke:type_name -> leasecluster.v1.RevokeCmd
+	5, // 2: leasecluster.v1.Command.attach:type_name -> leasecluster.v1.AttachCmd
+	6, // 3: leasecluster.v1.Command.detach:type_name -> leasecluster.v1.DetachCmd
+	7, // 4: leasecluster.v1.Command.checkpoint:type_name -> leasecluster.v1.CheckpointCmd
+	2, // 5: leasecluster.v1.Command.batch:type_name -> leasecluster.v1.BatchCmd
+	8, // 6: leasecluster.v1.CheckpointCmd.checkpoints:type_name -> leasecluster.v1.LeaseCheckpoint
+	7, // [7:7] is the sub-list for method output_type
+	7, // [7:7] is the sub-list for method input_type
+	7, // [7:7] is the sub-list for extension type_name
+	7, // [7:7] is the sub-list for extension extendee
+	0, // [0:7] is the sub-list for field type_name
 }
 
 func init() { file_leasecluster_v1_commands_proto_init() }
@@ -660,6 +731,7 @@ func file_leasecluster_v1_commands_proto_init() {
 		(*Command_Attach)(nil),
 		(*Command_Detach)(nil),
 		(*Command_Checkpoint)(nil),
+		(*Command_Batch)(nil),
 	}
 	type x struct{}
 	out := protoimpl.TypeBuilder{
@@ -667,7 +739,7 @@ func file_leasecluster_v1_commands_proto_init() {
 			GoPackagePath: reflect.TypeOf(x{}).PkgPath(),
 			RawDescriptor: unsafe.Slice(unsafe.StringData(file_leasecluster_v1_commands_proto_rawDesc), len(file_leasecluster_v1_commands_proto_rawDesc)),
 			NumEnums:      1,
-			NumMessages:   7,
+			NumMessages:   8,
 			NumExtensions: 0,
 			NumServices:   0,
 		},

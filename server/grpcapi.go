@@ -99,9 +99,9 @@ func (a *leasesAPI) KeepAlive(stream leasepb.Leases_KeepAliveServer) error {
 	reqs := make(chan lessor.LeaseID, 1024)
 	recvErr := make(chan error, 1)
 	go func() {
+		var r leasepb.KeepAliveRequest // reused: only its ID is kept
 		for {
-			r, err := stream.Recv()
-			if err != nil {
+			if err := stream.RecvMsg(&r); err != nil {
 				recvErr <- err
 				return
 			}

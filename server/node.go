@@ -48,7 +48,8 @@ type Node struct {
 	verifier verifier
 	renew    renewLease // lets renewals skip the verifier while raft's contacts are fresh
 	metrics  *metrics
-	fwd      leaderConn // to the leader, for KeepAlive streams that reach a follower
+	fwd      leaderConn     // to the leader, for KeepAlive streams that reach a follower
+	group    chan *proposal // to the group committer (groupcommit.go)
 
 	leading atomic.Bool // promoted: serving renewals, proposals and reads
 	termMu  sync.Mutex  // orders Promote/Demote with leading and term
@@ -89,7 +90,7 @@ func newNode(cfg Config, lis net.Listener) (n *Node, err error) {
 	if chaosBuild {
 		cfg = chaosConfigure(cfg)
 	}
-	n = &Node{cfg: cfg, log: cfg.Logger, stopC: make(chan struct{}), notifyCh: make(chan bool, 1)}
+	n = &Node{cfg: cfg, log: cfg.Logger, stopC: make(chan struct{}), notifyCh: make(chan bool, 1), group: make(chan *proposal, maxGroup)}
 	var closers []func()
 	defer func() {
 		if err != nil {
@@ -199,6 +200,8 @@ func newNode(cfg Config, lis net.Listener) (n *Node, err error) {
 		}
 	}()
 	go n.leadershipLoop()
+	n.loops.Add(1)
+	go n.groupCommitLoop()
 	n.health.SetServingStatus("", healthpb.HealthCheckResponse_SERVING)
 	if cfg.HTTPAddr != "" {
 		if n.http, err = startHTTP(n); err != nil {

@@ -107,7 +107,7 @@ func (n *Node) Grant(ctx context.Context, id lessor.LeaseID, ttlMs int64, reqID 
 	if err != nil {
 		return 0, 0, err
 	}
-	res, err := n.propose(ctx, data)
+	res, err := n.proposeGrouped(ctx, data)
 	if err != nil {
 		return 0, 0, err
 	}
@@ -124,7 +124,7 @@ func (n *Node) Revoke(ctx context.Context, id lessor.LeaseID, reqID uint64) erro
 	if err != nil {
 		return err
 	}
-	_, err = n.propose(ctx, data)
+	_, err = n.proposeGrouped(ctx, data)
 	return err
 }
 

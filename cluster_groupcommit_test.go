@@ -1,0 +1,118 @@
+package leasecluster_test
+
+import (
+	"context"
+	"errors"
+	"sync"
+	"testing"
+	"time"
+
+	"github.com/leasecluster/leasecluster/lessor"
+)
+
+// Concurrent grants and revokes share log entries (group commit), and each
+// still gets its own answer: distinct leases, request-ID retries answered
+// with the original lease, revokes that remove exactly their lease, and the
+// same state on every replica.
+func TestClusterGroupCommit(t *testing.T) {
+	c := newTestCluster(t, 3, nil)
+	_, ld := c.leader()
+	ctx := ctxT(t)
+	const workers, each = 64, 8
+	before := ld.Status().LastIndex
+
+	var (
+		mu      sync.Mutex
+		granted = map[lessor.LeaseID]bool{}
+		revoked []lessor.LeaseID
+		wg      sync.WaitGroup
+		errs    = make(chan error, workers)
+	)
+	for w := range workers {
+		wg.Go(func() {
+			for i := range each {
+				reqID := uint64(w*each + i + 1)
+				id, _, err := ld.Grant(ctx, 0, 60_000, reqID)
+				if err != nil {
+					errs <- err
+					return
+				}
+				// A retry of the same request: the same lease, not a new one.
+				again, _, err := ld.Grant(ctx, 0, 60_000, reqID)
+				if err != nil || again != id {
+					errs <- errors.Join(err, errors.New("retry of a grant answered with another lease"))
+					return
+				}
+				if i%2 == 1 {
+					if err := ld.Revoke(ctx, id, 0); err != nil {
+						errs <- err
+						return
+					}
+				}
+				mu.Lock()
+				if granted[id] {
+					errs <- errors.New("two grants answered with one lease")
+				}
+				granted[id] = true
+				if i%2 == 1 {
+					revoked = append(revoked, id)
+				}
+				mu.Unlock()
+			}
+		})
+	}
+	wg.Wait()
+	close(errs)
+	for err := range errs {
+		t.Fatal(err)
+	}
+	commands := uint64(workers * each * 2) // grants and their retries ...
+	commands += uint64(len(revoked))       // ... and the revokes
+	entries := ld.Status().LastIndex - before
+	if entries >= commands {
+		t.Fatalf("%d commands took %d log entries: nothing was grouped", commands, entries)
+	}
+	t.Logf("%d commands in %d log entries", commands, entries)
+	c.converge()
+	for _, n := range c.running() {
+		for id := range granted {
+			gone := false
+			for _, r := range revoked {
+				gone = gone || r == id
+			}
+			if _, err := n.TimeToLive(ctx, id, false, true); (err == nil) == gone {
+				t.Fatalf("%s: lease %d revoked=%v, TimeToLive: %v", n.Name(), id, gone, err)
+			}
+		}
+	}
+}
+
+// A grant whose caller gives up while its entry is being committed does not
+// take the others of its batch down with it, and the node keeps serving.
+func TestClusterGroupCommitCallerGivesUp(t *testing.T) {
+	c := newTestCluster(t, 3, nil)
+	_, ld := c.leader()
+	var wg sync.WaitGroup
+	for i := range 64 {
+		wg.Go(func() {
+			ctx := context.Background()
+			if i%2 == 0 {
+				var cancel context.CancelFunc
+				ctx, cancel = context.WithTimeout(ctx, time.Duration(i)*50*time.Microsecond)
+				defer cancel()
+			}
+			_, _, err := ld.Grant(ctx, 0, 60_000, 0)
+			if i%2 == 1 && err != nil {
+				t.Errorf("grant %d beside abandoned ones: %v", i, err)
+			}
+			if err != nil && !errors.Is(err, context.DeadlineExceeded) {
+				t.Errorf("grant %d: %v, want a deadline error", i, err)
+			}
+		})
+	}
+	wg.Wait()
+	if _, _, err := ld.Grant(ctxT(t), 0, 60_000, 0); err != nil {
+		t.Fatal(err)
+	}
+	c.converge()
+}
