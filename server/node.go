@@ -32,24 +32,25 @@ import (
 
 // Node is one member of a leasecluster.
 type Node struct {
-	cfg      Config
-	log      hclog.Logger
-	lessor   lessor.Lessor
-	fsm      *fsm.FSM
-	applied  *appliedFSM
-	raft     *raft.Raft
-	trans    *transport.Transport
-	bolt     *raftboltdb.BoltStore
-	grpc     *grpc.Server
-	health   *health.Server
-	lis      net.Listener
-	http     *httpServer
-	notifyCh chan bool
-	verifier verifier
-	renew    renewLease // lets renewals skip the verifier while raft's contacts are fresh
-	metrics  *metrics
-	fwd      leaderConn     // to the leader, for KeepAlive streams that reach a follower
-	group    chan *proposal // to the group committer (groupcommit.go)
+	cfg        Config
+	log        hclog.Logger
+	lessor     lessor.Lessor
+	fsm        *fsm.FSM
+	applied    *appliedFSM
+	raft       *raft.Raft
+	trans      *transport.Transport
+	bolt       *raftboltdb.BoltStore
+	grpc       *grpc.Server
+	health     *health.Server
+	lis        net.Listener
+	http       *httpServer
+	notifyCh   chan bool
+	verifier   verifier
+	renew      renewLease // lets renewals skip the verifier while raft's contacts are fresh
+	metrics    *metrics
+	fwd        leaderConn     // to the leader, for KeepAlive streams that reach a follower
+	group      chan *proposal // to the group committer (groupcommit.go)
+	groupSlots chan struct{}  // one per batch entry in flight
 
 	leading atomic.Bool // promoted: serving renewals, proposals and reads
 	termMu  sync.Mutex  // orders Promote/Demote with leading and term
@@ -90,7 +91,7 @@ func newNode(cfg Config, lis net.Listener) (n *Node, err error) {
 	if chaosBuild {
 		cfg = chaosConfigure(cfg)
 	}
-	n = &Node{cfg: cfg, log: cfg.Logger, stopC: make(chan struct{}), notifyCh: make(chan bool, 1), group: make(chan *proposal, maxGroup)}
+	n = &Node{cfg: cfg, log: cfg.Logger, stopC: make(chan struct{}), notifyCh: make(chan bool, 1), group: make(chan *proposal, maxGroup), groupSlots: make(chan struct{}, maxInflight)}
 	var closers []func()
 	defer func() {
 		if err != nil {
