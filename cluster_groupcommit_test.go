@@ -87,6 +87,33 @@ func TestClusterGroupCommit(t *testing.T) {
 	}
 }
 
+// A grant or revoke whose context has already ended is not proposed at all.
+func TestClusterGroupCommitEndedContext(t *testing.T) {
+	c := newTestCluster(t, 3, nil)
+	_, ld := c.leader()
+	id, _, err := ld.Grant(ctxT(t), 0, 60_000, 0)
+	if err != nil {
+		t.Fatal(err)
+	}
+	before := ld.Status().LastIndex
+	ctx, cancel := context.WithCancel(context.Background())
+	cancel()
+	for range 100 {
+		if _, _, err := ld.Grant(ctx, 0, 60_000, 0); !errors.Is(err, context.Canceled) {
+			t.Fatalf("grant with an ended context: %v", err)
+		}
+		if err := ld.Revoke(ctx, id, 0); !errors.Is(err, context.Canceled) {
+			t.Fatalf("revoke with an ended context: %v", err)
+		}
+	}
+	if after := ld.Status().LastIndex; after != before {
+		t.Fatalf("log grew from %d to %d for commands whose callers had given up", before, after)
+	}
+	if _, err := ld.TimeToLive(ctxT(t), id, false, false); err != nil {
+		t.Fatalf("lease revoked by a call with an ended context: %v", err)
+	}
+}
+
 // A grant whose caller gives up while its entry is being committed does not
 // take the others of its batch down with it, and the node keeps serving.
 func TestClusterGroupCommitCallerGivesUp(t *testing.T) {

@@ -169,21 +169,26 @@ func run(ctx context.Context, set settings, keep bool, outDir string) error {
 
 	lcT, etT := map[string]LoadResult{}, map[string]LoadResult{}
 	if set.Phases.has(phaseThroughput) {
-		fmt.Fprintln(os.Stderr, "throughput workloads ...")
-		var err error
+		fmt.Fprintln(os.Stderr, "throughput workloads (the systems take turns, a workload each) ...")
+		var alt *alternator
+		if cl.lc != nil && cl.etcd != nil {
+			alt = newAlternator()
+		}
+		var lcErr, etErr error
+		var wg sync.WaitGroup
 		if cl.lc != nil {
 			var prof profiler
 			if pprof {
 				prof = lcProfiler(ctx, cl.lc, profDir)
 			}
-			if lcT, err = runSuite(ctx, cl.lc, set, prof); err != nil {
-				return err
-			}
+			wg.Go(func() { lcT, lcErr = runSuite(ctx, cl.lc, set, prof, alt, 0) })
 		}
 		if cl.etcd != nil {
-			if etT, err = runSuite(ctx, cl.etcd, set, nil); err != nil {
-				return err
-			}
+			wg.Go(func() { etT, etErr = runSuite(ctx, cl.etcd, set, nil, alt, 1) })
+		}
+		wg.Wait()
+		if err := errors.Join(lcErr, etErr); err != nil {
+			return err
 		}
 		for _, w := range workloadOrder {
 			res.Throughput = append(res.Throughput, pairOf(w, lcT[w], etT[w]))
@@ -441,7 +446,7 @@ func notes(set settings, pprof bool) []string {
 		"KeepAlive throughput: each lease renewed closed loop (send, wait for its acknowledgement, repeat) over 4 raw bidirectional streams per workload: leasecluster Leases.KeepAlive, etcd Lease.LeaseKeepAlive, the closest equivalents (etcd's clientv3 KeepAlive and leasecluster's client.KeepAlive both multiplex leases on one such stream but renew only every TTL/3). Failover uses the client libraries' own KeepAlive (every TTL/3 on both).",
 		"TimeToLive: leasecluster's default linearizable read (leadership confirmed by a quorum, applied index caught up). etcd has no linearizable mode for LeaseTimeToLive: the leader answers after waiting for its applied index, without a ReadIndex round, so etcd does less work per read.",
 		"Through a follower: etcd forwards a follower's keepalives to the leader; leasecluster's gRPC KeepAlive is refused on a follower (UNAVAILABLE + leader hint), so its follower path is the HTTP/JSON API, which forwards each renewal (POST /v1/leases/{id}/keepalive) — unless a probe renewal over the follower's gRPC stream succeeds, in which case the stream is used.",
-		"The two failovers of the small-table phase run concurrently (timer-paced); everything else runs one system at a time. The machine has 2 cores shared with other work: figures are from one run and noisy.",
+		"The throughput workloads take turns, one workload at a time (leasecluster's grant c=1, then etcd's, then leasecluster's grant c=16, ...), so that the shared machine's drifting speed falls on both systems alike. The two failovers of the small-table phase run concurrently (timer-paced); everything else runs one system at a time. The machine has 2 cores shared with other work: figures are from one run and noisy.",
 	}
 	if set.Quick {
 		n = append(n, fmt.Sprintf("QUICK MODE: %v per workload after %v warm-up; expiry of %d leases instead of 100,000; memory and scale phases with %d leases instead of 1,000,000; idle lease of %v left for %v instead of 60 s for 35 s.",

@@ -39,8 +39,68 @@ const kaStreams = 4
 // profiling is off or unavailable.
 type profiler func(workload string, secs int) (stop func())
 
-// runSuite runs the throughput workloads against one system.
-func runSuite(ctx context.Context, sys system, set settings, prof profiler) (map[string]LoadResult, error) {
+// alternator makes two suites take turns, one workload each: the one whose
+// turn it is runs alone (its preparation too), then hands over. The shared
+// machine's speed drifts by tens of percent over minutes; measured turn
+// about, each workload's pair is minutes closer in time than suite after
+// suite. A nil alternator lets a lone suite run straight through.
+type alternator struct {
+	mu   sync.Mutex
+	cond *sync.Cond
+	turn int
+	done [2]bool
+}
+
+func newAlternator() *alternator {
+	a := &alternator{}
+	a.cond = sync.NewCond(&a.mu)
+	return a
+}
+
+// wait blocks until it is suite me's turn.
+func (a *alternator) wait(me int) {
+	if a == nil {
+		return
+	}
+	a.mu.Lock()
+	defer a.mu.Unlock()
+	for a.turn != me {
+		a.cond.Wait()
+	}
+}
+
+// yield hands the turn to the other suite, unless it has finished, and waits
+// for it to come back.
+func (a *alternator) yield(me int) {
+	if a == nil {
+		return
+	}
+	a.mu.Lock()
+	if !a.done[1-me] {
+		a.turn = 1 - me
+		a.cond.Broadcast()
+	}
+	a.mu.Unlock()
+	a.wait(me)
+}
+
+// finish gives the other suite every remaining turn.
+func (a *alternator) finish(me int) {
+	if a == nil {
+		return
+	}
+	a.mu.Lock()
+	defer a.mu.Unlock()
+	a.done[me] = true
+	a.turn = 1 - me
+	a.cond.Broadcast()
+}
+
+// runSuite runs the throughput workloads against one system, taking turns
+// (alt, as suite me) with the other system's suite.
+func runSuite(ctx context.Context, sys system, set settings, prof profiler, alt *alternator, me int) (map[string]LoadResult, error) {
+	alt.wait(me)
+	defer alt.finish(me)
 	out := map[string]LoadResult{}
 	var (
 		mu      sync.Mutex
@@ -58,6 +118,7 @@ func runSuite(ctx context.Context, sys system, set settings, prof profiler) (map
 		out[name] = r
 		fmt.Fprintf(os.Stderr, "  %-13s %-36s %9.1f ops/s  p50 %7.2f ms  p99 %7.2f ms  errors %d %s\n",
 			sys.name(), name, r.Throughput, r.P50Ms, r.P99Ms, r.Errors, r.Note)
+		alt.yield(me)
 	}
 	grant := func(ctx context.Context, w int) error {
 		id, err := sys.grant(ctx, w, longTTL)

@@ -40,8 +40,9 @@
 // (ErrLeaseExpired) for the rest of that primary term, so a revoke proposed for
 // an expired lease can never race with an acknowledged renewal.
 //
-// Promote schedules leases in chunks, releasing the lock between them, so
-// that Renew and Lookup are not stalled by a million-lease table; where many
+// Promote schedules leases in chunks, releasing the lock between them, into
+// heaps allocated at full size before it takes the lock, so that Renew and
+// Lookup are not stalled by a million-lease table; where many
 // leases would expire together it spreads them into later slots that the
 // revoke rate can keep up with. Demote is O(1).
 //

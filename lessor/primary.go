@@ -15,11 +15,21 @@ func (le *lessor) IsPrimary() bool {
 // the lock for at most sweepSize leases at a time; a lease renewed or granted
 // before the sweep reaches it is already scheduled and is skipped.
 func (le *lessor) Promote(extend time.Duration) {
+	// The heaps are allocated at their full size before the lock is taken:
+	// grown by append during the sweep, each doubling of a million-entry
+	// heap allocated megabytes under the lock, and an allocation that large
+	// during a GC cycle makes its goroutine do as much marking work first,
+	// which stalled renewals for up to 100 ms.
+	le.mu.RLock()
+	n := len(le.leases)
+	le.mu.RUnlock()
+	exp, cp := make([]*Lease, 0, n+n/8), make([]*Lease, 0, n+n/8)
 	le.mu.Lock()
 	le.primary = true
 	le.extend = int64(max(extend, 0))
 	le.promAt = le.now()
 	epoch := le.newEpochLocked()
+	le.expHeap.items, le.cpHeap.items = exp, cp
 	small := len(le.leases) <= le.sweepSize
 	if small {
 		le.sweepLocked(epoch)

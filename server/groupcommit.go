@@ -61,6 +61,9 @@ func (n *Node) proposeGrouped(ctx context.Context, data []byte) (*fsm.Result, er
 	if !n.leading.Load() {
 		return nil, n.notLeader()
 	}
+	if err := ctx.Err(); err != nil {
+		return nil, err // not proposed: a select below could otherwise enqueue it
+	}
 	p := &proposal{data: data, done: make(chan struct{})}
 	select {
 	case n.group <- p:
