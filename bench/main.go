@@ -42,6 +42,7 @@ type settings struct {
 	Clients        int           `json:"client_objects_per_system"`
 	Profile        bool          `json:"profile_leader"`
 	FillClients    int           `json:"fill_clients"`
+	Passes         int           `json:"throughput_passes"`
 	ScaleKills     int           `json:"scale_kills"`
 	LCLogLevel     string        `json:"leasecluster_log_level"`
 	Phases         nameSet       `json:"phases"`
@@ -77,10 +78,10 @@ func main() {
 	}
 	set := settings{Quick: *quick, Warm: time.Second, Dur: 5 * time.Second,
 		ExpiryLeases: 100_000, ScaleLeases: 1_000_000, FailoverLeases: 1000, FailoverTTL: 3 * time.Second,
-		IdleTTL: 60 * time.Second, IdleFor: 35 * time.Second, KAStreams: kaStreams, Clients: clientsPerSystem, Profile: *profile, FillClients: max(*fill, 1),
+		IdleTTL: 60 * time.Second, IdleFor: 35 * time.Second, KAStreams: kaStreams, Clients: clientsPerSystem, Profile: *profile, FillClients: max(*fill, 1), Passes: 2,
 		Phases: ph, Systems: sy, ScaleKills: max(*scaleKills, 1), LCLogLevel: *lcLog}
 	if *quick {
-		set.Warm, set.Dur = 500*time.Millisecond, 2*time.Second
+		set.Warm, set.Dur, set.Passes = 500*time.Millisecond, 2*time.Second, 1
 		set.ExpiryLeases, set.ScaleLeases = 10_000, 100_000
 		set.IdleTTL, set.IdleFor = 20*time.Second, 12*time.Second
 	}
@@ -446,7 +447,7 @@ func notes(set settings, pprof bool) []string {
 		"KeepAlive throughput: each lease renewed closed loop (send, wait for its acknowledgement, repeat) over 4 raw bidirectional streams per workload: leasecluster Leases.KeepAlive, etcd Lease.LeaseKeepAlive, the closest equivalents (etcd's clientv3 KeepAlive and leasecluster's client.KeepAlive both multiplex leases on one such stream but renew only every TTL/3). Failover uses the client libraries' own KeepAlive (every TTL/3 on both).",
 		"TimeToLive: leasecluster's default linearizable read (leadership confirmed by a quorum, applied index caught up). etcd has no linearizable mode for LeaseTimeToLive: the leader answers after waiting for its applied index, without a ReadIndex round, so etcd does less work per read.",
 		"Through a follower: etcd forwards a follower's keepalives to the leader; leasecluster's gRPC KeepAlive is refused on a follower (UNAVAILABLE + leader hint), so its follower path is the HTTP/JSON API, which forwards each renewal (POST /v1/leases/{id}/keepalive) — unless a probe renewal over the follower's gRPC stream succeeds, in which case the stream is used.",
-		"The throughput workloads take turns, one workload at a time (leasecluster's grant c=1, then etcd's, then leasecluster's grant c=16, ...), so that the shared machine's drifting speed falls on both systems alike. The two failovers of the small-table phase run concurrently (timer-paced); everything else runs one system at a time. The machine has 2 cores shared with other work: figures are from one run and noisy.",
+		fmt.Sprintf("The throughput workloads take turns, one workload at a time, and each runs %d time(s) per system: with two, in the order leasecluster, etcd, etcd, leasecluster, so that the shared machine's drifting speed falls on both systems alike; a figure is over both passes (throughput: all operations over all the time; p50 and p99: the mean of the passes'). The two failovers of the small-table phase run concurrently (timer-paced); everything else runs one system at a time. The machine has 2 cores shared with other work: figures are from one run and noisy.", set.Passes),
 	}
 	if set.Quick {
 		n = append(n, fmt.Sprintf("QUICK MODE: %v per workload after %v warm-up; expiry of %d leases instead of 100,000; memory and scale phases with %d leases instead of 1,000,000; idle lease of %v left for %v instead of 60 s for 35 s.",

@@ -8,6 +8,7 @@ import (
 	"net/http"
 	"os"
 	"path/filepath"
+	"strings"
 	"sync"
 	"sync/atomic"
 	"time"
@@ -96,6 +97,40 @@ func (a *alternator) finish(me int) {
 	a.cond.Broadcast()
 }
 
+// combinePasses joins the passes of one workload: operations, errors and
+// time add up, and the percentiles are the mean of the passes' (each pass
+// has thousands of samples or more, so the mean is close to the pooled one).
+func combinePasses(ps []LoadResult) LoadResult {
+	c := ps[0]
+	if len(ps) == 1 {
+		return c
+	}
+	c.Ops, c.Errors, c.Seconds, c.P50Ms, c.P99Ms = 0, 0, 0, 0, 0
+	for _, p := range ps {
+		c.Ops += p.Ops
+		c.Errors += p.Errors
+		c.Seconds += p.Seconds
+		c.P50Ms += p.P50Ms / float64(len(ps))
+		c.P99Ms += p.P99Ms / float64(len(ps))
+		if c.FirstError == "" {
+			c.FirstError = p.FirstError
+		}
+	}
+	if c.Seconds > 0 {
+		c.Throughput = float64(c.Ops) / c.Seconds
+	}
+	c.Note = strings.TrimSpace(fmt.Sprintf("%d passes: %s ops/s %s", len(ps), passRates(ps), c.Note))
+	return c
+}
+
+func passRates(ps []LoadResult) string {
+	var rs []string
+	for _, p := range ps {
+		rs = append(rs, fmt.Sprintf("%.0f", p.Throughput))
+	}
+	return strings.Join(rs, " / ")
+}
+
 // runSuite runs the throughput workloads against one system, taking turns
 // (alt, as suite me) with the other system's suite.
 func runSuite(ctx context.Context, sys system, set settings, prof profiler, alt *alternator, me int) (map[string]LoadResult, error) {
@@ -106,19 +141,31 @@ func runSuite(ctx context.Context, sys system, set settings, prof profiler, alt 
 		mu      sync.Mutex
 		granted []int64
 	)
+	// Each workload runs set.Passes times. With two, the turns make the order
+	// of every workload A B B A (suite 0 yields between its passes, suite 1
+	// after both), which cancels a steady drift of the machine's speed.
 	run := func(name string, f func() LoadResult) {
-		var stop func()
-		if prof != nil {
-			stop = prof(name, int((set.Warm + set.Dur).Seconds()))
+		var passes []LoadResult
+		for pass := range set.Passes {
+			var stop func()
+			if prof != nil && pass == 0 {
+				stop = prof(name, int((set.Warm + set.Dur).Seconds()))
+			}
+			r := f()
+			if stop != nil {
+				stop()
+			}
+			passes = append(passes, r)
+			fmt.Fprintf(os.Stderr, "  %-13s %-36s %9.1f ops/s  p50 %7.2f ms  p99 %7.2f ms  errors %d %s\n",
+				sys.name(), name, r.Throughput, r.P50Ms, r.P99Ms, r.Errors, r.Note)
+			if me == 0 && pass+1 < set.Passes {
+				alt.yield(me)
+			}
 		}
-		r := f()
-		if stop != nil {
-			stop()
+		out[name] = combinePasses(passes)
+		if me == 1 || set.Passes == 1 {
+			alt.yield(me)
 		}
-		out[name] = r
-		fmt.Fprintf(os.Stderr, "  %-13s %-36s %9.1f ops/s  p50 %7.2f ms  p99 %7.2f ms  errors %d %s\n",
-			sys.name(), name, r.Throughput, r.P50Ms, r.P99Ms, r.Errors, r.Note)
-		alt.yield(me)
 	}
 	grant := func(ctx context.Context, w int) error {
 		id, err := sys.grant(ctx, w, longTTL)
