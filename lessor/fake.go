@@ -21,6 +21,7 @@ func (*FakeLessor) Promote(time.Duration)                    {}
 func (*FakeLessor) Demote()                                  {}
 func (*FakeLessor) IsPrimary() bool                          { return false }
 func (*FakeLessor) Renew(LeaseID) (int64, error)             { return 0, nil }
+func (*FakeLessor) RenewAll([]Renewal)                       {}
 func (*FakeLessor) Lookup(LeaseID) *Lease                    { return nil }
 func (*FakeLessor) Leases() []*Lease                         { return nil }
 func (*FakeLessor) Expired(LeaseID) bool                     { return false }

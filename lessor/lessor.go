@@ -46,6 +46,13 @@ type Checkpoint struct {
 	Gen       uint64
 }
 
+// Renewal is one renewal of RenewAll: the lease, and what Renew would return.
+type Renewal struct {
+	ID  LeaseID
+	TTL int64
+	Err error
+}
+
 // LeaseState is the replicated state of one lease: what snapshots hold and
 // what replicas compare.
 type LeaseState struct {
@@ -103,6 +110,9 @@ type Lessor interface {
 	IsPrimary() bool
 	// Renew resets a lease's expiry to now + TTL and returns the TTL in ms.
 	Renew(id LeaseID) (int64, error)
+	// RenewAll renews each rs[i].ID as Renew would and sets rs[i].TTL and
+	// rs[i].Err: a batch of renewals under few lock holds and clock reads.
+	RenewAll(rs []Renewal)
 	// Lookup returns the lease with the given ID, or nil.
 	Lookup(id LeaseID) *Lease
 	// Leases returns every lease, sorted by ID.

@@ -417,3 +417,60 @@ func TestStopTwice(t *testing.T) {
 		t.Fatal(err)
 	}
 }
+
+// RenewAll answers each renewal exactly as Renew would (renewed, unknown,
+// expired, reset required, not primary), across more renewals than one lock
+// hold takes, and leaves every lease with the same expiry.
+func TestRenewAll(t *testing.T) {
+	synctest.Test(t, func(t *testing.T) {
+		one, all := newTest(t, Config{}), newTest(t, Config{})
+		var ids []LeaseID
+		for id := LeaseID(1); id <= 300; id++ {
+			ids = append(ids, id, id) // each twice: chunks split some pairs
+		}
+		ids = append(ids, 999) // unknown
+		setup := func(le *lessor) {
+			for id := LeaseID(1); id <= 300; id++ {
+				ttl := int64(10_000)
+				if id == 2 {
+					ttl = 1500
+				}
+				mustGrant(t, le, id, ttl)
+			}
+			le.Checkpoint([]Checkpoint{{ID: 3, Remaining: 5000}})
+		}
+		setup(one)
+		setup(all)
+		check := func(when string) {
+			t.Helper()
+			rs := make([]Renewal, len(ids))
+			for i, id := range ids {
+				rs[i].ID = id
+			}
+			all.RenewAll(rs)
+			for i, id := range ids {
+				ttl, err := one.Renew(id)
+				if rs[i].ID != id || rs[i].TTL != ttl || !errors.Is(rs[i].Err, err) || (err == nil) != (rs[i].Err == nil) {
+					t.Fatalf("%s: renewal %d of lease %d: RenewAll %+v, Renew (%d, %v)", when, i, id, rs[i], ttl, err)
+				}
+			}
+			for id := LeaseID(1); id <= 300; id++ {
+				if a, b := one.Lookup(id), all.Lookup(id); (a == nil) != (b == nil) || (a != nil && a.Remaining() != b.Remaining()) {
+					t.Fatalf("%s: lease %d remaining %v by Renew, %v by RenewAll", when, id, a.Remaining(), b.Remaining())
+				}
+			}
+		}
+		check("not primary")
+		one.Promote(0)
+		all.Promote(0)
+		time.Sleep(2 * time.Second) // lease 2 has expired
+		synctest.Wait()
+		check("primary")
+		if _, err := one.Renew(2); !errors.Is(err, ErrLeaseExpired) {
+			t.Fatalf("lease 2 did not expire: %v", err)
+		}
+		if _, err := one.Renew(3); !errors.Is(err, ErrResetRequired) {
+			t.Fatalf("lease 3 needs no reset: %v", err)
+		}
+	})
+}

@@ -160,6 +160,30 @@ func (le *lessor) expiredLocked(l *Lease, now int64) bool {
 func (le *lessor) Renew(id LeaseID) (int64, error) {
 	le.mu.Lock()
 	defer le.mu.Unlock()
+	return le.renewIDLocked(id, le.now())
+}
+
+// renewAllChunk bounds the renewals RenewAll makes under one hold of the
+// lock, so that a large batch does not hold up everything else.
+const renewAllChunk = 256
+
+// RenewAll reads the clock once per chunk: that instant follows the arrival
+// of every renewal in the chunk, so each still gets at least its TTL from
+// when it arrived.
+func (le *lessor) RenewAll(rs []Renewal) {
+	for len(rs) > 0 {
+		n := min(len(rs), renewAllChunk)
+		le.mu.Lock()
+		now := le.now()
+		for i := range rs[:n] {
+			rs[i].TTL, rs[i].Err = le.renewIDLocked(rs[i].ID, now)
+		}
+		le.mu.Unlock()
+		rs = rs[n:]
+	}
+}
+
+func (le *lessor) renewIDLocked(id LeaseID, now int64) (int64, error) {
 	if !le.primary {
 		return -1, ErrNotPrimary
 	}
@@ -167,7 +191,6 @@ func (le *lessor) Renew(id LeaseID) (int64, error) {
 	if l == nil {
 		return -1, ErrLeaseNotFound
 	}
-	now := le.now()
 	if le.expiredLocked(l, now) {
 		return -1, ErrLeaseExpired
 	}

@@ -136,16 +136,18 @@ func (n *Node) Revoke(ctx context.Context, id lessor.LeaseID, reqID uint64) erro
 // been checkpointed once and is reset on its next renewal.
 func (n *Node) renewLocal(ctx context.Context, ids []lessor.LeaseID, out []RenewResult) ([]RenewResult, error) {
 	base := len(out)
-	var resets []lessor.Checkpoint
 	for _, id := range ids {
-		ttl, err := n.lessor.Renew(id)
+		out = append(out, RenewResult{ID: id})
+	}
+	n.lessor.RenewAll(out[base:])
+	var resets []lessor.Checkpoint
+	for _, r := range out[base:] {
 		switch {
-		case errors.Is(err, lessor.ErrNotPrimary):
+		case errors.Is(r.Err, lessor.ErrNotPrimary):
 			return out[:base], n.notLeader()
-		case errors.Is(err, lessor.ErrResetRequired):
-			resets = append(resets, lessor.Checkpoint{ID: id})
+		case errors.Is(r.Err, lessor.ErrResetRequired):
+			resets = append(resets, lessor.Checkpoint{ID: r.ID})
 		}
-		out = append(out, RenewResult{ID: id, TTL: ttl, Err: err})
 	}
 	for attempt := 0; len(resets) > 0 && attempt < 3; attempt++ {
 		data, err := fsm.EncodeCheckpoint(resets)
@@ -187,11 +189,7 @@ func (n *Node) Renew(ctx context.Context, id lessor.LeaseID) (int64, error) {
 }
 
 // RenewResult is the outcome of one renewal in RenewBatch.
-type RenewResult struct {
-	ID  lessor.LeaseID
-	TTL int64
-	Err error
-}
+type RenewResult = lessor.Renewal
 
 // RenewBatch renews several leases with one leadership confirmation and
 // appends one result per lease to out. If leadership cannot be confirmed the
