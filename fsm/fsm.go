@@ -274,11 +274,9 @@ func (f *FSM) execute(index uint64, cmd *leasepb.Command) *Result {
 		}
 		f.lessor.Checkpoint(cps)
 		return &Result{}
-	case *leasepb.Command_Batch:
-		// applyCommand takes batches apart; one inside a batch is refused.
-		return &Result{Err: fmt.Errorf("%w: a batch inside a batch", ErrNotBatchable)}
 	}
-	// validate refuses any other body.
+	// validate refuses any other body, and applyCommand takes batches apart
+	// (a batch inside one is not batchable).
 	return &Result{Err: fmt.Errorf("%w: command without a body", ErrUndecodable)}
 }
 
