@@ -69,8 +69,11 @@ func TestClusterGroupCommit(t *testing.T) {
 	commands := uint64(workers * each * 2) // grants and their retries ...
 	commands += uint64(len(revoked))       // ... and the revokes
 	entries := ld.Status().LastIndex - before
-	if entries >= commands {
-		t.Fatalf("%d commands took %d log entries: nothing was grouped", commands, entries)
+	// 64 callers in a closed loop: the committer lingers for those it has
+	// just answered, so entries carry tens of commands (18 each before it
+	// lingered, about 60 with it); a quarter of that is a safe floor.
+	if entries*4 >= commands {
+		t.Fatalf("%d commands took %d log entries: fewer than 4 an entry", commands, entries)
 	}
 	t.Logf("%d commands in %d log entries", commands, entries)
 	c.converge()

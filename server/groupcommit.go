@@ -4,6 +4,7 @@ import (
 	"context"
 	"fmt"
 	"sync/atomic"
+	"time"
 
 	"github.com/hashicorp/raft"
 
@@ -20,19 +21,33 @@ import (
 // the next batch (up to maxGroup). A lone proposal goes alone, at no extra
 // wait. Each command in a batch applies exactly as it would in an entry of
 // its own, with its own result and request-ID deduplication.
+//
+// Under load the committer lingers briefly for the callers it has just
+// answered (gather): in a closed loop they send again within a round trip,
+// and without the wait they would miss the next batch and form a batch of
+// their own one commit later. On this project's machines a raft entry costs
+// far more than a command in it (each node's bbolt commit is two fsyncs,
+// about 0.1 ms of CPU each in a VM, and a handful of thread wake-ups), so
+// fewer, fuller entries are the whole game for throughput.
 
 // maxGroup bounds the commands in one batch entry.
 const maxGroup = 256
 
-// maxInflight bounds the batch entries proposed and not yet applied. Two
-// keep raft busy (the leader writes one while the other replicates) and make
-// everything that arrives meanwhile wait for one, bigger, batch: with no
-// bound the committer proposed an entry per leader log write, about 19
-// grants each at 64 clients, and raft-boltdb's work per entry was 40% of
-// the CPU; with two, grants at 64 clients ran 1.3-1.6x faster in
-// BenchmarkClusterGrantParallel64 (three runs, each against no bound), and
-// a lone proposal still goes at once.
-const maxInflight = 2
+// maxInflight bounds the batch entries proposed and not yet applied. One:
+// everything that arrives while an entry commits waits for the next, bigger,
+// one. Measured with 64 closed-loop clients against three node processes
+// (grants/s and node CPU per grant, runs in the order A B B A): two in
+// flight 5,100-5,400/s at 228-242 us, one 5,600-6,400/s at 180-194 us, four
+// 2,800-3,200/s at 342-355 us. Two entries proposed back to back mostly went
+// to raft's log in one write anyway, so the second bought no overlap.
+const maxInflight = 1
+
+// lingerFraction sets the longest linger for returning callers: the last
+// entry's commit time divided by this. With 4 (against one in flight and no
+// linger): 6,300-7,600 grants/s at 143-179 us of node CPU each, against
+// 5,800-6,300/s at 178-194 us; 2 and 8 gained less. A lone proposal, or one
+// after a lone proposal, never lingers.
+const lingerFraction = 4
 
 // proposal is one command waiting for the group committer.
 type proposal struct {
@@ -110,6 +125,10 @@ func (n *Node) groupCommitLoop() {
 	}()
 	batch := make([]*proposal, 0, maxGroup)
 	datas := make([][]byte, 0, maxGroup)
+	var (
+		prevSize    int       // proposals in the entry proposed last
+		prevPropose time.Time // when it was proposed
+	)
 	for {
 		batch, datas = batch[:0], datas[:0]
 		// A slot first, then the proposals: until a slot frees they wait
@@ -119,20 +138,26 @@ func (n *Node) groupCommitLoop() {
 		case <-n.stopC:
 			return
 		}
+		// The slot frees when the last entry has been applied, as its
+		// callers are answered: expect them back, beside those waiting.
+		slotAt := time.Now()
+		expect := min(maxGroup, len(n.group)+prevSize)
+		linger := slotAt.Sub(prevPropose) / lingerFraction
 		select {
 		case <-n.stopC:
 			return
 		case p := <-n.group:
 			batch = appendTaken(batch, p)
 		}
-	drain:
-		for len(batch) < maxGroup {
-			select {
-			case p := <-n.group:
-				batch = appendTaken(batch, p)
-			default:
-				break drain
+		if prevSize > 1 {
+			var stopped bool
+			batch, stopped = gather(n.group, batch, expect, slotAt.Add(linger), n.stopC)
+			if stopped {
+				fail(batch, ErrStopped) // never proposed
+				return
 			}
+		} else {
+			batch = drain(n.group, batch)
 		}
 		if len(batch) == 0 {
 			<-n.groupSlots
@@ -152,6 +177,7 @@ func (n *Node) groupCommitLoop() {
 			n.metrics.groupedCommands.Add(float64(len(batch)))
 		}
 		n.metrics.groupEntries.Inc()
+		prevSize, prevPropose = len(batch), time.Now()
 		f := n.raft.Apply(data, n.cfg.ApplyTimeout)
 		select {
 		case taken <- committing{f: f, batch: append([]*proposal(nil), batch...)}:
@@ -161,6 +187,43 @@ func (n *Node) groupCommitLoop() {
 			return
 		}
 	}
+}
+
+// drain adds every proposal waiting in group to batch, up to maxGroup.
+func drain(group <-chan *proposal, batch []*proposal) []*proposal {
+	for len(batch) < maxGroup {
+		select {
+		case p := <-group:
+			batch = appendTaken(batch, p)
+		default:
+			return batch
+		}
+	}
+	return batch
+}
+
+// gather drains group into batch and, while batch holds fewer than expect
+// proposals, waits for more until the deadline. It reports whether stop
+// closed first.
+func gather(group <-chan *proposal, batch []*proposal, expect int, deadline time.Time, stop <-chan struct{}) ([]*proposal, bool) {
+	batch = drain(group, batch)
+	wait := time.Until(deadline)
+	if len(batch) >= min(expect, maxGroup) || wait <= 0 {
+		return batch, false
+	}
+	timer := time.NewTimer(wait)
+	defer timer.Stop()
+	for len(batch) < min(expect, maxGroup) {
+		select {
+		case p := <-group:
+			batch = drain(group, appendTaken(batch, p))
+		case <-timer.C:
+			return batch, false
+		case <-stop:
+			return batch, true
+		}
+	}
+	return batch, false
 }
 
 // appendTaken adds p to batch unless its caller has given up on it.
