@@ -90,3 +90,62 @@ func TestGatherStops(t *testing.T) {
 		}
 	})
 }
+
+// After an entry of several proposals the linger counts from the first
+// caller back, however long that took: its fellows are right behind it.
+func TestCollectLingersFromFirstArrival(t *testing.T) {
+	synctest.Test(t, func(t *testing.T) {
+		group := make(chan *proposal, maxGroup)
+		start := time.Now()
+		go func() {
+			time.Sleep(3 * time.Millisecond) // longer than the linger
+			group <- &proposal{}
+			for range 3 {
+				time.Sleep(100 * time.Microsecond)
+				group <- &proposal{}
+			}
+		}()
+		batch, stopped := collect(group, nil, 4, 4, time.Millisecond, nil)
+		if stopped || len(batch) != 4 {
+			t.Fatalf("collected %d proposals (stopped %v), want all 4 callers in one batch", len(batch), stopped)
+		}
+		if waited := time.Since(start); waited != 3300*time.Microsecond {
+			t.Fatalf("went after %v, want when the fourth caller came back (3.3ms)", waited)
+		}
+	})
+}
+
+// After a lone proposal nothing lingers: a single client must not wait.
+func TestCollectAfterLoneProposalGoesAtOnce(t *testing.T) {
+	synctest.Test(t, func(t *testing.T) {
+		group := make(chan *proposal, maxGroup)
+		go func() {
+			time.Sleep(time.Millisecond)
+			group <- &proposal{}
+			time.Sleep(100 * time.Microsecond)
+			group <- &proposal{}
+		}()
+		start := time.Now()
+		batch, _ := collect(group, nil, 1, 2, time.Millisecond, nil)
+		if len(batch) != 1 || time.Since(start) != time.Millisecond {
+			t.Fatalf("collected %d after %v, want 1 as soon as it came (1ms)", len(batch), time.Since(start))
+		}
+		synctest.Wait()
+		time.Sleep(time.Millisecond)
+	})
+}
+
+// Stopping the node while no proposal is waiting ends the wait for one.
+func TestCollectStops(t *testing.T) {
+	synctest.Test(t, func(t *testing.T) {
+		stop := make(chan struct{})
+		go func() {
+			time.Sleep(time.Millisecond)
+			close(stop)
+		}()
+		batch, stopped := collect(make(chan *proposal), nil, 4, 4, time.Millisecond, stop)
+		if !stopped || len(batch) != 0 {
+			t.Fatalf("stopped %v with %d proposals, want stopped with none", stopped, len(batch))
+		}
+	})
+}
