@@ -14,7 +14,7 @@ type ExpiryResult struct {
 	GrantSeconds    float64 `json:"grant_seconds"`
 	DueSpreadMs     float64 `json:"due_spread_ms"`            // last due minus first due
 	RevokedAfterMs  float64 `json:"all_revoked_after_due_ms"` // from the last lease's due time to none left
-	PollResolutionM float64 `json:"poll_resolution_ms"`       // how long one lease count took at the end
+	PollResolutionM float64 `json:"poll_resolution_ms"`       // the finish is known to this: from the start of the last count that saw leases to the end of the one that saw none
 	RenewP50Ms      float64 `json:"renew_p50_ms"`
 	RenewP99Ms      float64 `json:"renew_p99_ms"`
 	RenewErrors     int     `json:"renew_errors"`
@@ -104,7 +104,12 @@ func expiry(ctx context.Context, sys system, n int, grantRate float64) (res Expi
 	// etcd revokes about 1,000 leases/s: give it half as long again, and
 	// no more, so that the full run keeps to its time.
 	deadline := maxDue.Add(time.Duration(n/1000*3/2+30) * time.Second)
-	var done time.Time
+	// No lease is revoked before the first one is due: that is the first
+	// point of the falling count.
+	var (
+		done, prevAt = time.Time{}, minDue
+		prevCount    = base + n
+	)
 	for time.Now().Before(deadline) {
 		s := time.Now()
 		cctx, cancel := context.WithTimeout(ctx, 10*time.Second)
@@ -112,14 +117,27 @@ func expiry(ctx context.Context, sys system, n int, grantRate float64) (res Expi
 		cancel()
 		if err == nil && c <= base {
 			done = time.Now()
-			res.PollResolutionM = ms(done.Sub(s))
+			res.PollResolutionM = ms(done.Sub(prevAt))
 			break
 		}
 		// A count lists every lease (etcd has no cheaper way): poll at
 		// most a fifth of the time, so that polling does not slow the
-		// revokes it is waiting for.
+		// revokes it is waiting for. But while the count falls, aim the
+		// next count at the finish that its rate predicts (never sooner
+		// than the last count took): the finish is known only to the gap
+		// between two counts (reported as the resolution), and a count of
+		// a large table takes long enough to leave gaps of a second.
 		took := time.Since(s)
-		time.Sleep(max(50*time.Millisecond, 5*took) - took)
+		wait := max(50*time.Millisecond, 5*took) - took
+		if err == nil && c < prevCount {
+			rate := float64(prevCount-c) / s.Sub(prevAt).Seconds()
+			eta := time.Duration(float64(c-base)/rate*float64(time.Second)) - took
+			wait = min(wait, max(eta, took, 10*time.Millisecond))
+		}
+		if err == nil {
+			prevAt, prevCount = s, c
+		}
+		time.Sleep(wait)
 	}
 	stopProbe()
 	pr := <-probeRes

@@ -268,7 +268,7 @@ func (r *Results) table(w io.Writer) {
 	e := r.Expiry
 	fmt.Fprintf(w, "\n## Expiry\n\n| | leasecluster | etcd |\n|---|---:|---:|\n")
 	fmt.Fprintf(w, "| leases due within one second | %d | %d |\n| spread of due times, ms | %.0f | %.0f |\n", e.LC.Leases, e.Etcd.Leases, e.LC.DueSpreadMs, e.Etcd.DueSpreadMs)
-	fmt.Fprintf(w, "| all revoked after the last due time, ms | %.0f | %.0f |\n| lease-count poll duration (resolution), ms | %.0f | %.0f |\n", e.LC.RevokedAfterMs, e.Etcd.RevokedAfterMs, e.LC.PollResolutionM, e.Etcd.PollResolutionM)
+	fmt.Fprintf(w, "| all revoked after the last due time, ms | %.0f | %.0f |\n| lease-count poll gap (resolution), ms | %.0f | %.0f |\n", e.LC.RevokedAfterMs, e.Etcd.RevokedAfterMs, e.LC.PollResolutionM, e.Etcd.PollResolutionM)
 	fmt.Fprintf(w, "| renewal p50 / p99 during the storm (64 leases every 100 ms), ms | %.2f / %.2f | %.2f / %.2f |\n", e.LC.RenewP50Ms, e.LC.RenewP99Ms, e.Etcd.RenewP50Ms, e.Etcd.RenewP99Ms)
 	if e.LC.Error != "" || e.Etcd.Error != "" {
 		fmt.Fprintf(w, "| error | %s | %s |\n", e.LC.Error, e.Etcd.Error)
