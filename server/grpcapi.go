@@ -90,8 +90,8 @@ func (a *leasesAPI) Revoke(ctx context.Context, r *leasepb.RevokeRequest) (*leas
 // previous one is being confirmed. A batch that is confirmed at once (the
 // renewal lease) with nothing queued before it is answered by the handler
 // itself: 1.5-6% more renewals/s with 64 and 256 leases over 4 streams (A B
-// B A runs against three node processes). The stream ends with UNAVAILABLE (and a
-// hint) when leadership ends or a confirmation fails.
+// B A runs against three node processes). The stream ends with UNAVAILABLE
+// (and a hint) when leadership ends or a confirmation fails.
 func (a *leasesAPI) KeepAlive(stream leasepb.Leases_KeepAliveServer) error {
 	n := a.n
 	term := n.currentTerm()
