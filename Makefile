@@ -1,11 +1,14 @@
-# The test command of the README: vet, the generated code is up to date, and
-# every test with the race detector (fuzz targets run their seed corpora).
+# The test command of the README: vet, the generated code is up to date,
+# every test with the race detector (fuzz targets run their seed corpora),
+# and the benchmark module's own tests (bench/ is a module of its own, so
+# that etcd's dependencies stay out of this one; this also keeps it building).
 .PHONY: test vet proto proto-check build run
 
 GO ?= go
 
 test: vet proto-check
 	$(GO) test -race -count=1 -timeout 20m ./...
+	cd bench && $(GO) test -count=1 -timeout 5m ./...
 
 vet:
 	test -z "$$(gofmt -l $$(git ls-files '*.go' | grep -v '\.pb\.go$$'))" || (gofmt -l . ; echo "gofmt needed"; exit 1)

@@ -99,7 +99,9 @@ func expiry(ctx context.Context, sys system, n int, grantRate float64) (res Expi
 	time.Sleep(max(time.Until(minDue.Add(-time.Second)), 0))
 	pctx, stopProbe := context.WithCancel(ctx)
 	probeRes := make(chan LoadResult, 1)
-	go func() { probeRes <- streamLoad(pctx, sys, li, probes, kaStreams, 100*time.Millisecond, 0, time.Hour) }()
+	go func() {
+		probeRes <- pacedStreamLoad(pctx, sys, li, probes, kaStreams, 100*time.Millisecond, 0, time.Hour)
+	}()
 	time.Sleep(max(time.Until(maxDue), 0))
 	// etcd revokes about 1,000 leases/s: give it half as long again, and
 	// no more, so that the full run keeps to its time.

@@ -24,8 +24,12 @@ type LoadResult struct {
 	Throughput float64 `json:"ops_per_sec"`
 	P50Ms      float64 `json:"p50_ms"`
 	P99Ms      float64 `json:"p99_ms"`
-	Note       string  `json:"note,omitempty"`
-	FirstError string  `json:"first_error,omitempty"`
+	// CPU time over the measured interval of the system's node processes
+	// (all of them) and of the benchmark process (the load generator).
+	ServerCPUSeconds float64 `json:"server_cpu_s,omitempty"`
+	LoadCPUSeconds   float64 `json:"loadgen_cpu_s,omitempty"`
+	Note             string  `json:"note,omitempty"`
+	FirstError       string  `json:"first_error,omitempty"`
 }
 
 // recorder collects latencies from many goroutines; only samples that start
@@ -58,6 +62,31 @@ func (r *recorder) add(start time.Time, d time.Duration, err error) {
 	r.lat = append(r.lat, d)
 	if end := start.Add(d); end.After(r.lastEnd) {
 		r.lastEnd = end
+	}
+}
+
+// fail records an error that belongs to no one operation's start (a broken
+// stream, a stuck one), whenever it happened.
+func (r *recorder) fail(err error) {
+	r.mu.Lock()
+	defer r.mu.Unlock()
+	r.errs++
+	if r.firstErr == nil {
+		r.firstErr = err
+	}
+}
+
+// merge adds o's samples to r's (o is no longer written to).
+func (r *recorder) merge(o *recorder) {
+	r.mu.Lock()
+	defer r.mu.Unlock()
+	r.lat = append(r.lat, o.lat...)
+	r.errs += o.errs
+	if r.firstErr == nil {
+		r.firstErr = o.firstErr
+	}
+	if o.lastEnd.After(r.lastEnd) {
+		r.lastEnd = o.lastEnd
 	}
 }
 

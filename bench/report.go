@@ -238,6 +238,15 @@ func (r *Results) table(w io.Writer) {
 	if len(errs) > 0 {
 		fmt.Fprintf(w, "\n%s\n", strings.Join(errs, "\n"))
 	}
+	fmt.Fprintf(w, "\n## CPU per operation (µs, over the measured interval)\n\n")
+	fmt.Fprintf(w, "Nodes: the CPU time of all of a system's node processes; load generator: the benchmark process's while it drove that system (it shares the 2 cores).\n\n")
+	fmt.Fprintf(w, "| workload | leasecluster nodes | etcd nodes | ratio | load generator, leasecluster | load generator, etcd |\n")
+	fmt.Fprintf(w, "|---|---:|---:|---:|---:|---:|\n")
+	for _, p := range r.Throughput {
+		lc, et := cpuPerOpUs(p.LC.ServerCPUSeconds, p.LC.Ops), cpuPerOpUs(p.Etcd.ServerCPUSeconds, p.Etcd.Ops)
+		fmt.Fprintf(w, "| %s | %.1f | %.1f | %.2f | %.1f | %.1f |\n", p.Workload, lc, et, ratio(lc, et),
+			cpuPerOpUs(p.LC.LoadCPUSeconds, p.LC.Ops), cpuPerOpUs(p.Etcd.LoadCPUSeconds, p.Etcd.Ops))
+	}
 	fo := func(title string, lc, et FailoverResult) {
 		fmt.Fprintf(w, "\n## %s\n\n| | leasecluster | etcd |\n|---|---:|---:|\n", title)
 		row := func(name string, a, b any) { fmt.Fprintf(w, "| %s | %v | %v |\n", name, a, b) }

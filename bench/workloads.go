@@ -2,7 +2,6 @@ package main
 
 import (
 	"context"
-	"errors"
 	"fmt"
 	"io"
 	"net/http"
@@ -106,10 +105,15 @@ func combinePasses(ps []LoadResult) LoadResult {
 		return c
 	}
 	c.Ops, c.Errors, c.Seconds, c.P50Ms, c.P99Ms = 0, 0, 0, 0, 0
+	c.ServerCPUSeconds, c.LoadCPUSeconds = 0, 0
+	cpuMeasured := true
 	for _, p := range ps {
 		c.Ops += p.Ops
 		c.Errors += p.Errors
 		c.Seconds += p.Seconds
+		c.ServerCPUSeconds += p.ServerCPUSeconds
+		c.LoadCPUSeconds += p.LoadCPUSeconds
+		cpuMeasured = cpuMeasured && p.ServerCPUSeconds > 0
 		c.P50Ms += p.P50Ms / float64(len(ps))
 		c.P99Ms += p.P99Ms / float64(len(ps))
 		if c.FirstError == "" {
@@ -118,6 +122,10 @@ func combinePasses(ps []LoadResult) LoadResult {
 	}
 	if c.Seconds > 0 {
 		c.Throughput = float64(c.Ops) / c.Seconds
+	}
+	c.ServerCPUSeconds, c.LoadCPUSeconds = round3(c.ServerCPUSeconds), round3(c.LoadCPUSeconds)
+	if !cpuMeasured {
+		c.ServerCPUSeconds, c.LoadCPUSeconds = 0, 0
 	}
 	c.Note = strings.TrimSpace(fmt.Sprintf("%d passes: %s ops/s %s", len(ps), passRates(ps), c.Note))
 	return c
@@ -151,7 +159,9 @@ func runSuite(ctx context.Context, sys system, set settings, prof profiler, alt 
 			if prof != nil && pass == 0 {
 				stop = prof(name, int((set.Warm + set.Dur).Seconds()))
 			}
+			cpu := startCPUWindow(sys.nodes(), set.Warm, set.Dur)
 			r := f()
+			cpu.record(&r)
 			if stop != nil {
 				stop()
 			}
@@ -214,8 +224,8 @@ func runSuite(ctx context.Context, sys system, set settings, prof profiler, alt 
 	if err != nil {
 		return nil, err
 	}
-	run(wKA64, func() LoadResult { return streamLoad(ctx, sys, li, kept[:64], kaStreams, 0, set.Warm, set.Dur) })
-	run(wKA256, func() LoadResult { return streamLoad(ctx, sys, li, kept[:256], kaStreams, 0, set.Warm, set.Dur) })
+	run(wKA64, func() LoadResult { return streamLoad(ctx, sys, li, kept[:64], kaStreams, set.Warm, set.Dur) })
+	run(wKA256, func() LoadResult { return streamLoad(ctx, sys, li, kept[:256], kaStreams, set.Warm, set.Dur) })
 	fi := (li + 1) % len(sys.nodes())
 	run(wKAFollower, func() LoadResult { return followerLoad(ctx, sys, fi, kept[:64], set) })
 	return out, nil
@@ -229,7 +239,7 @@ func runSuite(ctx context.Context, sys system, set settings, prof profiler, alt 
 func followerLoad(ctx context.Context, sys system, fi int, ids []int64, set settings) LoadResult {
 	lc, ok := sys.(*lcSystem)
 	if !ok || streamWorks(ctx, sys, fi, ids[0]) {
-		r := streamLoad(ctx, sys, fi, ids, kaStreams, 0, set.Warm, set.Dur)
+		r := streamLoad(ctx, sys, fi, ids, kaStreams, set.Warm, set.Dur)
 		r.Note = "gRPC stream to follower"
 		return r
 	}
@@ -254,94 +264,6 @@ func streamWorks(ctx context.Context, sys system, i int, id int64) bool {
 	}
 	_, err = st.recv()
 	return err == nil
-}
-
-// errStreamBroken tells a lease's worker that its stream is gone.
-var errStreamBroken = errors.New("renewal stream broken")
-
-// streamLoad renews every lease in ids from its own goroutine, closed loop
-// (send, wait for that lease's acknowledgement, repeat, pausing interval
-// between renewals if it is non-zero), over `streams` streams to node i.
-// Latency is send to acknowledgement of one renewal.
-func streamLoad(ctx context.Context, sys system, i int, ids []int64, streams int, interval, warm, dur time.Duration) LoadResult {
-	ctx, cancel := context.WithCancel(ctx)
-	defer cancel()
-	start := time.Now()
-	rec := newRecorder(start.Add(warm), start.Add(warm+dur))
-	type stream struct {
-		rs   renewStream
-		mu   sync.Mutex // serialises send
-		acks map[int64]chan error
-		dead chan struct{}
-		err  error
-	}
-	ss := make([]*stream, streams)
-	for k := range ss {
-		rs, err := sys.openStream(ctx, i)
-		if err != nil {
-			return LoadResult{Clients: len(ids), FirstError: err.Error()}
-		}
-		ss[k] = &stream{rs: rs, acks: map[int64]chan error{}, dead: make(chan struct{})}
-	}
-	for j, id := range ids {
-		ss[j%streams].acks[id] = make(chan error, 1)
-	}
-	for _, s := range ss {
-		go func() {
-			for {
-				id, err := s.rs.recv()
-				if ch, ok := s.acks[id]; ok && (err == nil || errors.Is(err, errNotFound) || id != 0) {
-					select {
-					case ch <- err:
-					default:
-					}
-					continue
-				}
-				if err != nil {
-					s.err = err
-					close(s.dead)
-					return
-				}
-			}
-		}()
-	}
-	var wg sync.WaitGroup
-	for j, id := range ids {
-		s := ss[j%streams]
-		ch := s.acks[id]
-		wg.Go(func() {
-			for ctx.Err() == nil && time.Now().Before(rec.to) {
-				t0 := time.Now()
-				s.mu.Lock()
-				err := s.rs.send(id)
-				s.mu.Unlock()
-				if err == nil {
-					select {
-					case err = <-ch:
-					case <-s.dead:
-						err = fmt.Errorf("%w: %v", errStreamBroken, s.err)
-					case <-time.After(opTimeout):
-						err = errors.New("renewal unanswered")
-					case <-ctx.Done():
-						return
-					}
-				}
-				rec.add(t0, time.Since(t0), err)
-				if err != nil && (errors.Is(err, errStreamBroken) || s.err != nil) {
-					return
-				}
-				if interval > 0 {
-					select {
-					case <-time.After(interval - time.Since(t0)):
-					case <-ctx.Done():
-						return
-					}
-				}
-			}
-		})
-	}
-	wg.Wait()
-	return rec.result(len(ids))
 }
 
 // lcProfiler returns a profiler that fetches a CPU profile from the current
