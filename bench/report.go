@@ -239,7 +239,7 @@ func (r *Results) table(w io.Writer) {
 		fmt.Fprintf(w, "\n%s\n", strings.Join(errs, "\n"))
 	}
 	fmt.Fprintf(w, "\n## CPU per operation (µs, over the measured interval)\n\n")
-	fmt.Fprintf(w, "Nodes: the CPU time of all of a system's node processes; load generator: the benchmark process's while it drove that system (it shares the 2 cores).\n\n")
+	fmt.Fprintf(w, "Nodes: the CPU time of all of a system's node processes; load generator: the benchmark process's while it drove that system (it shares the machine's cores with both clusters).\n\n")
 	fmt.Fprintf(w, "| workload | leasecluster nodes | etcd nodes | ratio | load generator, leasecluster | load generator, etcd |\n")
 	fmt.Fprintf(w, "|---|---:|---:|---:|---:|---:|\n")
 	for _, p := range r.Throughput {
