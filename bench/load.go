@@ -53,10 +53,7 @@ func (r *recorder) add(start time.Time, d time.Duration, err error) {
 	r.mu.Lock()
 	defer r.mu.Unlock()
 	if err != nil {
-		r.errs++
-		if r.firstErr == nil {
-			r.firstErr = err
-		}
+		r.failLocked(err)
 		return
 	}
 	r.lat = append(r.lat, d)
@@ -70,6 +67,10 @@ func (r *recorder) add(start time.Time, d time.Duration, err error) {
 func (r *recorder) fail(err error) {
 	r.mu.Lock()
 	defer r.mu.Unlock()
+	r.failLocked(err)
+}
+
+func (r *recorder) failLocked(err error) {
 	r.errs++
 	if r.firstErr == nil {
 		r.firstErr = err
