@@ -130,8 +130,11 @@ func TestCollectAfterLoneProposalGoesAtOnce(t *testing.T) {
 		if len(batch) != 1 || time.Since(start) != time.Millisecond {
 			t.Fatalf("collected %d after %v, want 1 as soon as it came (1ms)", len(batch), time.Since(start))
 		}
-		synctest.Wait()
 		time.Sleep(time.Millisecond)
+		synctest.Wait()
+		if len(group) != 1 {
+			t.Fatalf("the second proposal was not left for the next batch")
+		}
 	})
 }
 
