@@ -40,11 +40,14 @@
 // (ErrLeaseExpired) for the rest of that primary term, so a revoke proposed for
 // an expired lease can never race with an acknowledged renewal.
 //
-// Promote schedules leases in chunks, releasing the lock between them, into
-// heaps allocated at full size before it takes the lock, so that Renew and
-// Lookup are not stalled by a million-lease table; where many
-// leases would expire together it spreads them into later slots that the
-// revoke rate can keep up with. Demote is O(1).
+// Promote itself is O(1) for a large table: a sweep goroutine allocates the
+// heaps at full size with no lock held, then schedules the leases in the
+// order of their addresses in memory, in chunks, letting waiting renewals
+// and replicated changes take the lock every few dozen leases (so do the
+// delivery loop and Checkpoint), so that Renew and Lookup are not stalled by
+// a million-lease table; where many leases would expire together it spreads
+// them into later slots that the revoke rate can keep up with. Demote is
+// O(1).
 //
 // Time comes from Config.Clock (the real clock by default); tests run the
 // lessor inside testing/synctest bubbles so that every timing rule is checked

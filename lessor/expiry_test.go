@@ -603,3 +603,63 @@ func TestDefaultRateDelivers100k(t *testing.T) {
 		t.Logf("100k simultaneous expiries at the default rate: %v of fake time", took)
 	})
 }
+
+// Rule 5: the sweep collects the leases before it schedules them; a lease
+// revoked in between is not scheduled (it would be delivered as expired
+// after its revoke, and the heaps would hold a lease the table does not),
+// and a lease renewed or granted in between keeps the expiry it got.
+func TestSweepSkipsLeasesChangedAfterCollection(t *testing.T) {
+	synctest.Test(t, func(t *testing.T) {
+		le := newTest(t, Config{})
+		le.sweepSize = 16
+		const n = 3000
+		for i := LeaseID(1); i <= n; i++ {
+			mustGrant(t, le, i, 1500)
+		}
+		c := collect(t, le)
+		revoked := map[LeaseID]bool{}
+		var promoted time.Time
+		le.sweepCollected = func() {
+			for i := LeaseID(3); i <= n; i += 3 {
+				if err := le.Revoke(i); err != nil {
+					t.Errorf("Revoke(%d) between collection and scheduling: %v", i, err)
+				}
+				revoked[i] = true
+			}
+			if ttl, err := le.Renew(1); err != nil || ttl != 1500 {
+				t.Errorf("Renew(1) between collection and scheduling = %d, %v", ttl, err)
+			}
+			mustGrant(t, le, n+1, 1500)
+		}
+		le.Promote(time.Second)
+		promoted = time.Now()
+		synctest.Wait()
+		le.mu.RLock()
+		want := n - len(revoked) + 1
+		for _, h := range []*leaseHeap{&le.expHeap, &le.cpHeap} {
+			checkHeap(t, h)
+			for _, it := range h.items {
+				if it.l.revoked {
+					t.Errorf("revoked lease %d is in a heap", it.l.ID)
+				}
+			}
+		}
+		if got := le.expHeap.Len(); got != want {
+			t.Errorf("expiry heap holds %d leases, want %d", got, want)
+		}
+		le.mu.RUnlock()
+		if got, want := expiryOf(le, le.Lookup(1)), promoted.Add(1500*time.Millisecond); !got.Equal(want) {
+			t.Errorf("lease renewed mid-sweep expires at promote%+v, want promote%+v", got.Sub(promoted), want.Sub(promoted))
+		}
+		time.Sleep(5 * time.Second)
+		synctest.Wait()
+		for id := range revoked {
+			if _, ok := c.firstTime(id); ok {
+				t.Fatalf("revoked lease %d delivered as expired", id)
+			}
+		}
+		if c.count() != want {
+			t.Fatalf("%d leases delivered, want %d", c.count(), want)
+		}
+	})
+}

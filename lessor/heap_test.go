@@ -2,18 +2,24 @@ package lessor
 
 import (
 	"math/rand/v2"
+	"slices"
 	"testing"
+	"unsafe"
 )
 
 // checkHeap verifies the heap order and that each lease knows its position.
 func checkHeap(t *testing.T, h *leaseHeap) {
 	t.Helper()
-	for i, l := range h.items {
+	for i, it := range h.items {
+		l := it.l
 		if int(*h.idx(l)) != i {
 			t.Fatalf("item %d: lease says position %d", i, *h.idx(l))
 		}
-		if p := h.items[(i-1)/2]; i > 0 && h.key(p) > h.key(l) {
-			t.Fatalf("item %d: key %d below its parent's %d", i, h.key(l), h.key(p))
+		if it.key != h.key(l) {
+			t.Fatalf("item %d: heap holds key %d, the lease has %d", i, it.key, h.key(l))
+		}
+		if p := h.items[(i-1)/arity]; i > 0 && p.key > it.key {
+			t.Fatalf("item %d: key %d below its parent's %d", i, it.key, p.key)
 		}
 	}
 }
@@ -66,6 +72,30 @@ func TestLeaseHeap(t *testing.T) {
 			if *h.idx(l) != -1 {
 				t.Fatal("a removed lease keeps a position")
 			}
+		}
+	}
+}
+
+// byAddress returns the same leases, each no more than its 64 KiB region
+// out of ascending address order.
+func TestByAddress(t *testing.T) {
+	ls := make([]*Lease, 200_000)
+	for i := range ls {
+		ls[i] = &Lease{ID: LeaseID(i + 1)}
+	}
+	rand.New(rand.NewPCG(3, 4)).Shuffle(len(ls), func(i, j int) { ls[i], ls[j] = ls[j], ls[i] })
+	out := byAddress(slices.Clone(ls))
+	if len(out) != len(ls) {
+		t.Fatalf("got %d leases, want %d", len(out), len(ls))
+	}
+	seen := map[LeaseID]bool{}
+	for i, l := range out {
+		if seen[l.ID] {
+			t.Fatalf("lease %d twice", l.ID)
+		}
+		seen[l.ID] = true
+		if i > 0 && uintptr(unsafe.Pointer(l))+1<<16 <= uintptr(unsafe.Pointer(out[i-1])) {
+			t.Fatalf("lease at %#x after one at %#x: more than a region out of order", uintptr(unsafe.Pointer(l)), uintptr(unsafe.Pointer(out[i-1])))
 		}
 	}
 }

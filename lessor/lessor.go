@@ -3,8 +3,10 @@ package lessor
 import (
 	"errors"
 	"fmt"
+	"runtime"
 	"slices"
 	"sync"
+	"sync/atomic"
 	"time"
 )
 
@@ -221,12 +223,14 @@ type Lease struct {
 	cpAt       int64  // local: when this node applied the checkpoint (ns)
 	cpInflight bool   // local: a checkpoint was yielded and has not applied
 	revoked    bool
+	// Primary scheduling (this field and the ones below), valid only while
+	// epoch == le.epoch. The three flags share a word: 112 bytes in all, a
+	// size class below 128.
+	expired bool // the primary has seen it expire; renewals are refused
 
-	// Primary scheduling, valid only while epoch == le.epoch.
 	epoch    uint64
 	deadline int64 // ns: the honest expiry, without extension or spreading
 	expiry   int64 // ns: when the primary expires it (deadline + extend + spread)
-	expired  bool  // the primary has seen it expire; renewals are refused
 	offerAt  int64 // expiry heap key: expiry, then the next re-offer
 	cpDue    int64 // checkpoint heap key
 	expIdx   int32 // position in the expiry heap, -1 if absent
@@ -246,7 +250,7 @@ func (l *Lease) Remaining() time.Duration {
 	if le == nil { // a FakeLessor's lease
 		return time.Duration(l.ttl) * time.Millisecond
 	}
-	le.mu.RLock()
+	le.rlock()
 	defer le.mu.RUnlock()
 	return le.remainingLocked(l, le.now())
 }
@@ -256,7 +260,7 @@ func (l *Lease) Keys() []string {
 	if l.le == nil {
 		return nil
 	}
-	l.le.mu.RLock()
+	l.le.rlock()
 	defer l.le.mu.RUnlock()
 	return sortedKeys(l.items)
 }
@@ -272,17 +276,29 @@ func sortedKeys(items map[string]struct{}) []string {
 
 // lessor implements Lessor.
 type lessor struct {
-	cfg       Config
-	base      time.Time // origin of the lessor's nanosecond timeline
-	minTTL    int64     // ms
-	maxTTL    int64     // ms
-	expiredC  chan []*Lease
-	cpC       chan []Checkpoint
-	kickC     chan struct{} // wakes the run loop; buffered 1
-	stopC     chan struct{}
-	stopOnce  sync.Once
-	wg        sync.WaitGroup
-	sweepSize int // leases scheduled per lock hold during Promote
+	cfg      Config
+	base     time.Time // origin of the lessor's nanosecond timeline
+	minTTL   int64     // ms
+	maxTTL   int64     // ms
+	expiredC chan []*Lease
+	cpC      chan []Checkpoint
+	kickC    chan struct{} // wakes the run loop; buffered 1
+	stopC    chan struct{}
+	stopOnce sync.Once
+	wg       sync.WaitGroup
+	// sweepSize: tables this small are scheduled inline by Promote; the
+	// sweep (at most yieldEvery) and CopyState handle this many leases per
+	// hold of the lock.
+	sweepSize int
+	// sweepCollected, if set (tests only), runs between the sweep's
+	// collection of the leases and their scheduling.
+	sweepCollected func()
+
+	// waiting counts callers of lock and rlock waiting for mu: delivery
+	// and the application of a checkpoint batch let them in every
+	// yieldEvery leases (yieldLocked); Promote's sweep lets the lock go
+	// that often in any case.
+	waiting atomic.Int32
 
 	mu      sync.RWMutex // guards everything below and the guarded Lease fields
 	leases  map[LeaseID]*Lease
@@ -331,6 +347,40 @@ func newLessor(cfg Config) *lessor {
 // now is the lessor's monotonic time in nanoseconds.
 func (le *lessor) now() int64 { return int64(le.cfg.Clock.Now().Sub(le.base)) }
 
+// lock takes the write lock for a renewal or a replicated change, and
+// rlock the read lock for a lookup: work a client waits for, which long
+// holders of the lock yield to.
+func (le *lessor) lock() {
+	le.waiting.Add(1)
+	le.mu.Lock()
+	le.waiting.Add(-1)
+}
+
+func (le *lessor) rlock() {
+	le.waiting.Add(1)
+	le.mu.RLock()
+	le.waiting.Add(-1)
+}
+
+// yieldEvery is how many leases a long holder of the lock handles between
+// looks at waiting: a few dozen microseconds of work at most.
+const yieldEvery = 64
+
+// yieldLocked lets waiting callers of lock and rlock take the lock, and
+// reports whether the primary term is still epoch afterwards. A long holder
+// calls it every yieldEvery leases. On a busy machine, a renewal that waited
+// for a whole batch of a thousand checkpoints waited up to 30 ms: the holder,
+// descheduled mid-batch, kept the lock.
+func (le *lessor) yieldLocked(epoch uint64) bool {
+	if le.waiting.Load() == 0 {
+		return true
+	}
+	le.mu.Unlock()
+	runtime.Gosched()
+	le.mu.Lock()
+	return le.epoch == epoch
+}
+
 func (le *lessor) kick() {
 	select {
 	case le.kickC <- struct{}{}:
@@ -352,7 +402,7 @@ func (le *lessor) Grant(id LeaseID, ttl int64) (*Lease, error) {
 		return nil, fmt.Errorf("%w: %d ms (allowed 1 to %d)", ErrInvalidTTL, ttl, le.maxTTL)
 	}
 	ttl = max(ttl, le.minTTL)
-	le.mu.Lock()
+	le.lock()
 	defer le.mu.Unlock()
 	if le.leases[id] != nil {
 		return nil, ErrLeaseExists
@@ -366,7 +416,7 @@ func (le *lessor) Grant(id LeaseID, ttl int64) (*Lease, error) {
 }
 
 func (le *lessor) Revoke(id LeaseID) error {
-	le.mu.Lock()
+	le.lock()
 	defer le.mu.Unlock()
 	l := le.leases[id]
 	if l == nil {
@@ -391,7 +441,7 @@ func (le *lessor) Revoke(id LeaseID) error {
 }
 
 func (le *lessor) Attach(id LeaseID, items []LeaseItem) error {
-	le.mu.Lock()
+	le.lock()
 	defer le.mu.Unlock()
 	l := le.leases[id]
 	if l == nil {
@@ -416,13 +466,13 @@ func (le *lessor) Attach(id LeaseID, items []LeaseItem) error {
 }
 
 func (le *lessor) GetLease(item LeaseItem) LeaseID {
-	le.mu.RLock()
+	le.rlock()
 	defer le.mu.RUnlock()
 	return le.holders[item.Key]
 }
 
 func (le *lessor) Detach(id LeaseID, items []LeaseItem) error {
-	le.mu.Lock()
+	le.lock()
 	defer le.mu.Unlock()
 	l := le.leases[id]
 	if l == nil {
@@ -445,7 +495,7 @@ func (le *lessor) Detach(id LeaseID, items []LeaseItem) error {
 }
 
 func (le *lessor) Lookup(id LeaseID) *Lease {
-	le.mu.RLock()
+	le.rlock()
 	defer le.mu.RUnlock()
 	return le.leases[id]
 }

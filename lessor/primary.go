@@ -1,9 +1,6 @@
 package lessor
 
-import (
-	"runtime"
-	"time"
-)
+import "time"
 
 func (le *lessor) IsPrimary() bool {
 	le.mu.RLock()
@@ -11,42 +8,19 @@ func (le *lessor) IsPrimary() bool {
 	return le.primary
 }
 
-// Promote starts a primary term. Leases are scheduled by a sweep that holds
-// the lock for at most sweepSize leases at a time; a lease renewed or granted
-// before the sweep reaches it is already scheduled and is skipped.
+// Promote starts a primary term. A large table's leases are scheduled by a
+// sweep (sweep.go) that lets the lock go every few dozen leases; a lease
+// renewed or granted before the sweep reaches it is already scheduled and is
+// skipped. Promote itself does O(1) work for a large table: its caller holds
+// up everything that waits for the new term until it returns.
 func (le *lessor) Promote(extend time.Duration) {
-	// The heaps are allocated at their full size before the lock is taken:
-	// grown by append during the sweep, each doubling of a million-entry
-	// heap allocated megabytes under the lock, and an allocation that large
-	// during a GC cycle makes its goroutine do as much marking work first,
-	// which stalled renewals for up to 100 ms.
-	le.mu.RLock()
-	n := len(le.leases)
-	le.mu.RUnlock()
-	exp, cp := make([]*Lease, 0, n+n/8), make([]*Lease, 0, n+n/8)
 	le.mu.Lock()
 	le.primary = true
 	le.extend = int64(max(extend, 0))
 	le.promAt = le.now()
 	epoch := le.newEpochLocked()
-	le.expHeap.items, le.cpHeap.items = exp, cp
-	small := len(le.leases) <= le.sweepSize
-	if small {
-		le.sweepLocked(epoch)
-	}
+	le.scheduleAllLocked(epoch)
 	le.mu.Unlock()
-	if !small {
-		le.wg.Add(1)
-		go func() {
-			defer le.wg.Done()
-			le.mu.Lock()
-			le.sweepLocked(epoch)
-			le.mu.Unlock()
-			// The run loop may have gone to sleep (up to maxWait) on the
-			// half-swept heaps: wake it for what the sweep scheduled.
-			le.kick()
-		}()
-	}
 	le.kick()
 }
 
@@ -78,46 +52,6 @@ func (le *lessor) newEpochLocked() uint64 {
 		}
 		return le.epoch
 	}
-}
-
-// sweepLocked schedules every lease not yet scheduled in epoch. It releases
-// the lock every sweepSize leases and gives up when the epoch moves on.
-// Ranging over the map across those releases is safe: the map is only
-// changed under the lock, and a lease added meanwhile is already scheduled.
-func (le *lessor) sweepLocked(epoch uint64) {
-	sp := newSpreader(le.cfg.RevokeRate, le.cfg.BatchSize)
-	n := 0
-	for _, l := range le.leases {
-		if le.epoch != epoch {
-			return
-		}
-		if l.epoch != epoch && !l.revoked {
-			le.promoteLeaseLocked(l, sp)
-		}
-		if n++; n%le.sweepSize == 0 {
-			le.mu.Unlock()
-			runtime.Gosched()
-			le.mu.Lock()
-		}
-	}
-}
-
-// promoteLeaseLocked gives l its first expiry of this primary term.
-func (le *lessor) promoteLeaseLocked(l *Lease, sp *spreader) {
-	now := le.now()
-	l.epoch, l.expIdx, l.cpIdx, l.expired = le.epoch, -1, -1, false
-	if l.remaining > 0 {
-		l.deadline = l.cpAt + l.remaining*int64(time.Millisecond)
-	} else {
-		l.deadline = le.promAt + l.ttl*int64(time.Millisecond)
-		// Checkpoint it once, so that the next primary does not start its
-		// TTL over again (rule 3). The checkpoint bucket paces these.
-		l.cpDue = le.promAt
-		le.cpHeap.push(l)
-	}
-	l.expiry = sp.place(l.deadline+le.extend, now)
-	l.offerAt = l.expiry
-	le.expHeap.push(l)
 }
 
 // renewLocked restarts l's TTL on a primary at now.
@@ -158,7 +92,7 @@ func (le *lessor) expiredLocked(l *Lease, now int64) bool {
 }
 
 func (le *lessor) Renew(id LeaseID) (int64, error) {
-	le.mu.Lock()
+	le.lock()
 	defer le.mu.Unlock()
 	return le.renewIDLocked(id, le.now())
 }
@@ -173,7 +107,7 @@ const renewAllChunk = 256
 func (le *lessor) RenewAll(rs []Renewal) {
 	for len(rs) > 0 {
 		n := min(len(rs), renewAllChunk)
-		le.mu.Lock()
+		le.lock()
 		now := le.now()
 		for i := range rs[:n] {
 			rs[i].TTL, rs[i].Err = le.renewIDLocked(rs[i].ID, now)
@@ -235,10 +169,17 @@ func (le *lessor) remainingLocked(l *Lease, now int64) time.Duration {
 // Checkpoint applies replicated checkpoints. Checkpoints for unknown leases
 // are ignored: the lease was revoked after the checkpoint was proposed.
 func (le *lessor) Checkpoint(cps []Checkpoint) {
-	le.mu.Lock()
+	le.lock()
 	defer le.mu.Unlock()
 	now := le.now()
-	for _, cp := range cps {
+	for i, cp := range cps {
+		// Yielding is safe here: replicated changes are applied one at a
+		// time, and each checkpoint stands alone (a renewal in between sees
+		// this checkpoint applied or not yet). A changed term does not
+		// matter: the replicated fields are set all the same.
+		if i%yieldEvery == yieldEvery-1 {
+			le.yieldLocked(le.epoch)
+		}
 		l := le.leases[cp.ID]
 		if l == nil {
 			continue
@@ -288,10 +229,13 @@ func (le *lessor) deliver() time.Duration {
 	if !le.primary {
 		return time.Hour
 	}
-	now := le.now()
+	epoch, now := le.epoch, le.now()
 	next := now + int64(maxWait)
-	next = min(next, le.deliverExpired(now))
-	next = min(next, le.deliverCheckpoints(now))
+	next = min(next, le.deliverExpired(epoch, now))
+	if le.epoch != epoch {
+		return time.Millisecond // the term changed while yielding
+	}
+	next = min(next, le.deliverCheckpoints(epoch, now))
 	return time.Duration(max(next-now, int64(time.Millisecond)))
 }
 
@@ -303,7 +247,12 @@ func (le *lessor) retryWait(now int64) int64 {
 	return now + max(int64(le.cfg.BatchSize)*1e9/int64(le.cfg.RevokeRate), int64(time.Millisecond))
 }
 
-func (le *lessor) deliverExpired(now int64) int64 {
+// deliverExpired and deliverCheckpoints each deliver up to a batch of what
+// is due at now, yielding the lock to waiting renewals as they go (a batch
+// of a thousand moves as many leases through a heap of up to millions). If
+// the term changes meanwhile, the batch being built is dropped, as
+// newEpochLocked drops delivered ones.
+func (le *lessor) deliverExpired(epoch uint64, now int64) int64 {
 	h, retry := &le.expHeap, int64(le.cfg.RetryInterval)
 	for h.Len() > 0 && h.top().offerAt <= now {
 		if len(le.expiredC) == cap(le.expiredC) {
@@ -320,6 +269,9 @@ func (le *lessor) deliverExpired(now int64) int64 {
 			l.offerAt = now + retry // offered again until revoked
 			h.fix(l)
 			batch = append(batch, l)
+			if len(batch)%yieldEvery == 0 && !le.yieldLocked(epoch) {
+				return now
+			}
 		}
 		le.expBkt.tokens += float64(n - len(batch))
 		le.expiredC <- batch
@@ -330,7 +282,7 @@ func (le *lessor) deliverExpired(now int64) int64 {
 	return now + int64(maxWait)
 }
 
-func (le *lessor) deliverCheckpoints(now int64) int64 {
+func (le *lessor) deliverCheckpoints(epoch uint64, now int64) int64 {
 	h, retry := &le.cpHeap, int64(le.cfg.RetryInterval)
 	for h.Len() > 0 && h.top().cpDue <= now {
 		if len(le.cpC) == cap(le.cpC) {
@@ -341,7 +293,10 @@ func (le *lessor) deliverCheckpoints(now int64) int64 {
 			return le.retryWait(now)
 		}
 		batch := make([]Checkpoint, 0, min(n, h.Len()))
-		for len(batch) < n && h.Len() > 0 && h.top().cpDue <= now {
+		for k := 1; len(batch) < n && h.Len() > 0 && h.top().cpDue <= now; k++ {
+			if k%yieldEvery == 0 && !le.yieldLocked(epoch) {
+				return now
+			}
 			l := h.top()
 			if l.expired || l.remaining > 0 {
 				h.remove(l) // expiry will take it, or it has its checkpoint

@@ -84,7 +84,7 @@ func (le *lessor) Recover(leases []LeaseState, rd RangeDeleter) error {
 	epoch := le.newEpochLocked()
 	if primary {
 		le.promAt = now
-		le.sweepLocked(epoch)
+		le.scheduleAllLocked(epoch)
 	}
 	le.mu.Unlock()
 	le.kick()
