@@ -450,12 +450,8 @@ func TestPromoteSweepSchedulesEveryLease(t *testing.T) {
 // what they scheduled.
 func TestRenewDuringSweep(t *testing.T) {
 	synctest.Test(t, func(t *testing.T) {
-		le := newTest(t, Config{})
-		le.sweepSize = 16
 		const n = 50_000
-		for i := LeaseID(1); i <= n; i++ {
-			mustGrant(t, le, i, 10_000)
-		}
+		le := sweepTest(t, 16, n, 10_000)
 		time.Sleep(time.Second)
 		const extend = 3 * time.Second
 		le.Promote(extend)
@@ -496,12 +492,8 @@ func TestRenewDuringSweep(t *testing.T) {
 // regained) leaves every lease scheduled once in the new term.
 func TestPromoteTwiceDuringSweep(t *testing.T) {
 	synctest.Test(t, func(t *testing.T) {
-		le := newTest(t, Config{})
-		le.sweepSize = 8
 		const n = 5000
-		for i := LeaseID(1); i <= n; i++ {
-			mustGrant(t, le, i, 1500)
-		}
+		le := sweepTest(t, 8, n, 1500)
 		c := collect(t, le)
 		le.Promote(time.Second)
 		le.Demote()
@@ -610,12 +602,8 @@ func TestDefaultRateDelivers100k(t *testing.T) {
 // and a lease renewed or granted in between keeps the expiry it got.
 func TestSweepSkipsLeasesChangedAfterCollection(t *testing.T) {
 	synctest.Test(t, func(t *testing.T) {
-		le := newTest(t, Config{})
-		le.sweepSize = 16
 		const n = 3000
-		for i := LeaseID(1); i <= n; i++ {
-			mustGrant(t, le, i, 1500)
-		}
+		le := sweepTest(t, 16, n, 1500)
 		c := collect(t, le)
 		revoked := map[LeaseID]bool{}
 		var promoted time.Time

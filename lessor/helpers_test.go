@@ -20,6 +20,19 @@ func newTest(t testing.TB, cfg Config) *lessor {
 	return le
 }
 
+// sweepTest returns a lessor (newTest, default Config) holding leases 1..n
+// of ttl ms, whose Promote schedules them in a background sweep that
+// handles sweepSize leases per hold of the lock.
+func sweepTest(t testing.TB, sweepSize, n int, ttl int64) *lessor {
+	t.Helper()
+	le := newTest(t, Config{})
+	le.sweepSize = sweepSize
+	for i := LeaseID(1); i <= LeaseID(n); i++ {
+		mustGrant(t, le, i, ttl)
+	}
+	return le
+}
+
 func mustGrant(t testing.TB, le Lessor, id LeaseID, ttl int64) *Lease {
 	t.Helper()
 	l, err := le.Grant(id, ttl)
