@@ -290,9 +290,9 @@ type lessor struct {
 	// sweep (at most yieldEvery) and CopyState handle this many leases per
 	// hold of the lock.
 	sweepSize int
-	// sweepCollected, if set (tests only), runs between the sweep's
-	// collection of the leases and their scheduling.
-	sweepCollected func()
+	// sweepHook, if set (tests only), runs in the sweep goroutine at each
+	// sweepStage.
+	sweepHook func(sweepStage)
 
 	// waiting counts callers of lock and rlock waiting for mu: delivery
 	// and the application of a checkpoint batch let them in every

@@ -54,6 +54,7 @@ func (le *lessor) sweep(epoch uint64, sizeHint int) {
 	// caller holds the server's term lock, so not there either: a 36 MB
 	// allocation there started a GC cycle and held new KeepAlive streams up
 	// for 230 ms of mark assist.
+	le.atStage(sweepStarting)
 	size := sizeHint + sizeHint/8
 	exp, cp := make([]heapItem, 0, size), make([]heapItem, 0, size)
 	ls := make([]*Lease, 0, size)
@@ -76,9 +77,7 @@ func (le *lessor) sweep(epoch uint64, sizeHint int) {
 		}
 	}
 	le.mu.Unlock()
-	if le.sweepCollected != nil {
-		le.sweepCollected()
-	}
+	le.atStage(sweepCollected)
 	ls = byAddress(ls)
 	sp := le.newSpreader()
 	le.mu.Lock()
@@ -98,6 +97,20 @@ func (le *lessor) sweep(epoch uint64, sizeHint int) {
 			}
 			now = le.now()
 		}
+	}
+}
+
+// sweepStage names the points of a sweep where tests can step in.
+type sweepStage int
+
+const (
+	sweepStarting  sweepStage = iota // before it allocates
+	sweepCollected                   // between collecting the leases and scheduling them
+)
+
+func (le *lessor) atStage(s sweepStage) {
+	if le.sweepHook != nil {
+		le.sweepHook(s)
 	}
 }
 
