@@ -7,8 +7,8 @@ package lessor
 // than leases scattered over a table of a million: there, nearly every
 // comparison was a cache miss. What is left is one miss per level moved (the
 // position written into the lease moved past), and four children per node
-// halve the levels of a binary heap. Whoever
-// changes a lease's key must fix it.
+// halve the levels of a binary heap. Whoever changes a lease's key must fix
+// it.
 type leaseHeap struct {
 	items []heapItem
 	key   func(*Lease) int64
