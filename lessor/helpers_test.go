@@ -33,6 +33,13 @@ func sweepTest(t testing.TB, sweepSize, n int, ttl int64) *lessor {
 	return le
 }
 
+// expHeapLen is the number of leases in the primary's expiry heap.
+func expHeapLen(le *lessor) int {
+	le.mu.RLock()
+	defer le.mu.RUnlock()
+	return le.expHeap.Len()
+}
+
 func mustGrant(t testing.TB, le Lessor, id LeaseID, ttl int64) *Lease {
 	t.Helper()
 	l, err := le.Grant(id, ttl)

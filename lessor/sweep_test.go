@@ -21,11 +21,8 @@ func TestPromoteSweepSchedulesEveryLease(t *testing.T) {
 		promoted := time.Now()
 		le.Promote(200 * time.Millisecond)
 		synctest.Wait()
-		le.mu.RLock()
-		inHeap := le.expHeap.Len()
-		le.mu.RUnlock()
-		if inHeap != n {
-			t.Fatalf("expiry heap holds %d leases after the sweep, want %d", inHeap, n)
+		if expHeapLen(le) != n {
+			t.Fatalf("expiry heap holds %d leases after the sweep, want %d", expHeapLen(le), n)
 		}
 		time.Sleep(5 * time.Second)
 		synctest.Wait()
@@ -97,11 +94,8 @@ func TestPromoteTwiceDuringSweep(t *testing.T) {
 		le.Promote(2 * time.Second)
 		promoted := time.Now()
 		synctest.Wait()
-		le.mu.RLock()
-		inHeap := le.expHeap.Len()
-		le.mu.RUnlock()
-		if inHeap != n {
-			t.Fatalf("expiry heap holds %d, want %d", inHeap, n)
+		if expHeapLen(le) != n {
+			t.Fatalf("expiry heap holds %d, want %d", expHeapLen(le), n)
 		}
 		time.Sleep(10 * time.Second)
 		synctest.Wait()
