@@ -3,7 +3,6 @@ package lessor
 import (
 	"errors"
 	"fmt"
-	"runtime"
 	"slices"
 	"sync"
 	"sync/atomic"
@@ -375,10 +374,7 @@ func (le *lessor) yieldLocked(epoch uint64) bool {
 	if le.waiting.Load() == 0 {
 		return true
 	}
-	le.mu.Unlock()
-	runtime.Gosched()
-	le.mu.Lock()
-	return le.epoch == epoch
+	return le.pauseLocked(epoch)
 }
 
 func (le *lessor) kick() {
