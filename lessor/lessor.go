@@ -292,6 +292,9 @@ type lessor struct {
 	// sweepHook, if set (tests only), runs in the sweep goroutine at each
 	// sweepStage.
 	sweepHook func(sweepStage)
+	// yieldHook, if set (tests only, under mu), runs in pauseLocked while
+	// the lock is let go.
+	yieldHook func()
 
 	// waiting counts callers of lock and rlock waiting for mu: delivery
 	// and the application of a checkpoint batch let them in every

@@ -121,7 +121,11 @@ const collectChunk = 1024
 // pauseLocked lets the lock go, yields the processor, takes the lock again
 // and reports whether the primary term is still epoch.
 func (le *lessor) pauseLocked(epoch uint64) bool {
+	hook := le.yieldHook
 	le.mu.Unlock()
+	if hook != nil {
+		hook()
+	}
 	runtime.Gosched()
 	le.mu.Lock()
 	return le.epoch == epoch
