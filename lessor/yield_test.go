@@ -31,37 +31,50 @@ func setYieldHook(le *lessor, f func()) {
 	le.mu.Unlock()
 }
 
-// renewInYield is a yield hook body: it checks that the lock is free and
-// renews id, as a waiting renewal would. It reports whether it renewed.
-func renewInYield(t *testing.T, le *lessor, id LeaseID) bool {
-	if !le.mu.TryLock() {
-		t.Error("the lock is held during a yield")
-		return false
+// yieldCount counts the yields a hook from renewing runs in, and the
+// renewals made in them.
+type yieldCount struct{ yields, renewed int }
+
+// renewing returns a yield hook that checks that the lock is free and
+// renews id, as a waiting renewal would.
+func (c *yieldCount) renewing(t *testing.T, le *lessor, id LeaseID) func() {
+	return func() {
+		c.yields++
+		if !le.mu.TryLock() {
+			t.Error("the lock is held during a yield")
+			return
+		}
+		le.mu.Unlock()
+		if _, err := le.Renew(id); err != nil {
+			t.Errorf("Renew(%d) during a yield = %v", id, err)
+			return
+		}
+		c.renewed++
 	}
-	le.mu.Unlock()
-	if _, err := le.Renew(id); err != nil {
-		t.Errorf("Renew(%d) during a yield = %v", id, err)
-		return false
-	}
-	return true
+}
+
+// expiryTest is yieldTest with every lease's TTL/2 checkpoint applied, so
+// that their expiry is all that falls due next, and a collector of what
+// is delivered.
+func expiryTest(t *testing.T, n int, ttl int64) (*lessor, *collector) {
+	t.Helper()
+	le := yieldTest(t, n, ttl)
+	time.Sleep(time.Duration(ttl) / 2 * time.Millisecond)
+	synctest.Wait()
+	le.Checkpoint(flatten(drainCheckpoints(le)))
+	return le, collect(t, le)
 }
 
 func TestCheckpointYieldsToWaiters(t *testing.T) {
 	synctest.Test(t, func(t *testing.T) {
 		const n, ttl = 1000, 2000
 		le := yieldTest(t, n, ttl)
-		yields, renewed := 0, 0
-		inYield := func() {
-			yields++
-			if renewInYield(t, le, n+1) {
-				renewed++
-			}
-		}
+		var delivery, application yieldCount
 
 		// Delivery: the checkpoints fall due together at TTL/2 while a
 		// caller waits for the lock.
 		le.waiting.Add(1)
-		setYieldHook(le, inYield)
+		setYieldHook(le, delivery.renewing(t, le, n+1))
 		time.Sleep(ttl / 2 * time.Millisecond)
 		synctest.Wait()
 		le.waiting.Add(-1)
@@ -74,25 +87,23 @@ func TestCheckpointYieldsToWaiters(t *testing.T) {
 		for _, b := range bs {
 			want += len(b) / yieldEvery
 		}
-		if want == 0 || yields != want || renewed != want {
+		if want == 0 || delivery.yields != want || delivery.renewed != want {
 			t.Fatalf("delivery of %d checkpoints in %d batches with a waiter: %d yields, %d renewals in them, want %d each",
-				n, len(bs), yields, renewed, want)
+				n, len(bs), delivery.yields, delivery.renewed, want)
 		}
 
 		// Application, first with nobody waiting, then with a waiter.
-		yields, renewed = 0, 0
-		setYieldHook(le, func() { yields++ })
+		setYieldHook(le, application.renewing(t, le, n+1))
 		le.Checkpoint(cps[:n/2])
-		if yields != 0 {
-			t.Fatalf("a checkpoint batch with nobody waiting let the lock go %d times", yields)
+		if application.yields != 0 {
+			t.Fatalf("a checkpoint batch with nobody waiting let the lock go %d times", application.yields)
 		}
-
 		le.waiting.Add(1)
-		setYieldHook(le, inYield)
 		le.Checkpoint(cps[n/2:])
 		le.waiting.Add(-1)
-		if want := (n / 2) / yieldEvery; yields != want || renewed != want {
-			t.Fatalf("%d checkpoints with a waiter: %d yields, %d renewals in them, want %d each", n/2, yields, renewed, want)
+		if want := (n / 2) / yieldEvery; application.yields != want || application.renewed != want {
+			t.Fatalf("%d checkpoints with a waiter: %d yields, %d renewals in them, want %d each",
+				n/2, application.yields, application.renewed, want)
 		}
 
 		le.mu.RLock()
@@ -108,20 +119,10 @@ func TestCheckpointYieldsToWaiters(t *testing.T) {
 func TestDeliveryYieldsToWaiters(t *testing.T) {
 	synctest.Test(t, func(t *testing.T) {
 		const n, ttl = 1000, 2000
-		le := yieldTest(t, n, ttl)
-		time.Sleep(ttl / 2 * time.Millisecond)
-		synctest.Wait()
-		le.Checkpoint(flatten(drainCheckpoints(le))) // none is offered again
-		c := collect(t, le)
-
-		yields, renewed := 0, 0
+		le, c := expiryTest(t, n, ttl)
+		var yc yieldCount
 		le.waiting.Add(1)
-		setYieldHook(le, func() {
-			yields++
-			if renewInYield(t, le, n+1) {
-				renewed++
-			}
-		})
+		setYieldHook(le, yc.renewing(t, le, n+1))
 		time.Sleep(ttl/2*time.Millisecond + 10*time.Millisecond) // all fall due
 		synctest.Wait()
 		le.waiting.Add(-1)
@@ -133,9 +134,9 @@ func TestDeliveryYieldsToWaiters(t *testing.T) {
 		for _, b := range c.allBatches() {
 			want += len(b) / yieldEvery
 		}
-		if want == 0 || yields != want || renewed != want {
+		if want == 0 || yc.yields != want || yc.renewed != want {
 			t.Fatalf("delivery of %d leases in %d batches with a waiter: %d yields, %d renewals in them, want %d each",
-				n, len(c.allBatches()), yields, renewed, want)
+				n, len(c.allBatches()), yc.yields, yc.renewed, want)
 		}
 		if _, err := le.Renew(1); err == nil {
 			t.Fatal("a delivered lease was renewed")
@@ -148,12 +149,7 @@ func TestDeliveryYieldsToWaiters(t *testing.T) {
 func TestDeliveryDropsBatchWhenTermEndsInYield(t *testing.T) {
 	synctest.Test(t, func(t *testing.T) {
 		const n, ttl = 1000, 2000
-		le := yieldTest(t, n, ttl)
-		time.Sleep(ttl / 2 * time.Millisecond)
-		synctest.Wait()
-		le.Checkpoint(flatten(drainCheckpoints(le)))
-		c := collect(t, le)
-
+		le, c := expiryTest(t, n, ttl)
 		demoted := false
 		le.waiting.Add(1)
 		setYieldHook(le, func() {
