@@ -20,21 +20,9 @@ func TestPromoteSweepSchedulesEveryLease(t *testing.T) {
 		c := collect(t, le)
 		promoted := time.Now()
 		le.Promote(200 * time.Millisecond)
-		synctest.Wait()
-		if expHeapLen(le) != n {
-			t.Fatalf("expiry heap holds %d leases after the sweep, want %d", expHeapLen(le), n)
-		}
-		time.Sleep(5 * time.Second)
-		synctest.Wait()
-		if c.count() != n {
-			t.Fatalf("%d of %d leases delivered", c.count(), n)
-		}
-		for i := LeaseID(1); i <= n; i++ {
-			at, _ := c.firstTime(i)
-			if want := promoted.Add(ms(1500+int64(i%13)) + 200*time.Millisecond); at.Before(want) {
-				t.Fatalf("lease %d delivered before promote + extend + TTL", i)
-			}
-		}
+		checkSweptThenDelivered(t, le, c, n, 5*time.Second, func(i LeaseID) time.Time {
+			return promoted.Add(ms(1500+int64(i%13)) + 200*time.Millisecond) // TTL + extend
+		})
 	})
 }
 
@@ -93,20 +81,9 @@ func TestPromoteTwiceDuringSweep(t *testing.T) {
 		le.Promote(time.Second)
 		le.Promote(2 * time.Second)
 		promoted := time.Now()
-		synctest.Wait()
-		if expHeapLen(le) != n {
-			t.Fatalf("expiry heap holds %d, want %d", expHeapLen(le), n)
-		}
-		time.Sleep(10 * time.Second)
-		synctest.Wait()
-		if c.count() != n {
-			t.Fatalf("%d of %d delivered", c.count(), n)
-		}
-		for i := LeaseID(1); i <= n; i++ {
-			if at, _ := c.firstTime(i); at.Before(promoted.Add(3500 * time.Millisecond)) {
-				t.Fatalf("lease %d delivered %v after the last Promote, before TTL + extend", i, at.Sub(promoted))
-			}
-		}
+		checkSweptThenDelivered(t, le, c, n, 10*time.Second, func(LeaseID) time.Time {
+			return promoted.Add(3500 * time.Millisecond) // TTL + the last extend
+		})
 	})
 }
 
@@ -221,5 +198,27 @@ func TestPromoteAllocatesNothingForALargeTable(t *testing.T) {
 	runtime.ReadMemStats(&after)
 	if got := after.TotalAlloc - before.TotalAlloc; got > 64<<10 {
 		t.Fatalf("Promote of 200,000 leases allocated %d bytes; want the heaps allocated by the sweep", got)
+	}
+}
+
+// checkSweptThenDelivered waits for a Promote's sweep and checks that it
+// scheduled each of leases 1..n once; then, after wait, that every one was
+// delivered, none before notBefore(id).
+func checkSweptThenDelivered(t *testing.T, le *lessor, c *collector, n int, wait time.Duration, notBefore func(LeaseID) time.Time) {
+	t.Helper()
+	synctest.Wait()
+	if got := expHeapLen(le); got != n {
+		t.Fatalf("expiry heap holds %d leases after the sweep, want %d", got, n)
+	}
+	time.Sleep(wait)
+	synctest.Wait()
+	if c.count() != n {
+		t.Fatalf("%d of %d leases delivered", c.count(), n)
+	}
+	for i := LeaseID(1); i <= LeaseID(n); i++ {
+		at, _ := c.firstTime(i)
+		if want := notBefore(i); at.Before(want) {
+			t.Fatalf("lease %d delivered %v before its TTL and extension ran out", i, want.Sub(at))
+		}
 	}
 }
