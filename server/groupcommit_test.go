@@ -7,8 +7,8 @@ import (
 )
 
 // The committer lingers for the callers it has just answered: proposals
-// that arrive before the deadline join the batch, and it goes as soon as the
-// expected number is there.
+// that arrive before the linger ends join the batch, and it goes as soon as
+// the expected number is there.
 func TestGatherWaitsForExpectedCallers(t *testing.T) {
 	synctest.Test(t, func(t *testing.T) {
 		group := make(chan *proposal, maxGroup)
@@ -19,7 +19,7 @@ func TestGatherWaitsForExpectedCallers(t *testing.T) {
 				group <- &proposal{done: make(chan struct{})}
 			}()
 		}
-		batch, stopped := gather(group, []*proposal{{}}, 4, start.Add(time.Millisecond), nil)
+		batch, stopped := gather(group, []*proposal{{}}, 4, time.Millisecond, nil)
 		if stopped || len(batch) != 4 {
 			t.Fatalf("gathered %d proposals (stopped %v), want 4", len(batch), stopped)
 		}
@@ -29,9 +29,9 @@ func TestGatherWaitsForExpectedCallers(t *testing.T) {
 	})
 }
 
-// A caller that does not come back before the deadline does not hold the
-// batch up any longer; it joins the next one.
-func TestGatherStopsAtDeadline(t *testing.T) {
+// Once half of the expected callers are back, one that does not come back
+// before the linger ends does not hold the batch up; it joins the next one.
+func TestGatherStopsAtLingerEnd(t *testing.T) {
 	synctest.Test(t, func(t *testing.T) {
 		group := make(chan *proposal, maxGroup)
 		start := time.Now()
@@ -41,9 +41,9 @@ func TestGatherStopsAtDeadline(t *testing.T) {
 			time.Sleep(2 * time.Millisecond)
 			group <- &proposal{}
 		}()
-		batch, _ := gather(group, []*proposal{{}}, 3, start.Add(time.Millisecond), nil)
+		batch, _ := gather(group, []*proposal{{}}, 3, time.Millisecond, nil)
 		if len(batch) != 2 || time.Since(start) != time.Millisecond {
-			t.Fatalf("gathered %d proposals after %v, want 2 after the 1ms deadline", len(batch), time.Since(start))
+			t.Fatalf("gathered %d proposals after %v, want 2 when the 1ms linger ended", len(batch), time.Since(start))
 		}
 		time.Sleep(2 * time.Millisecond)
 		synctest.Wait()
@@ -54,7 +54,7 @@ func TestGatherStopsAtDeadline(t *testing.T) {
 }
 
 // Proposals already waiting are taken without any wait, abandoned ones are
-// skipped, and a deadline already past never waits.
+// skipped, and no linger means no wait.
 func TestGatherTakesWaitingWithoutWaiting(t *testing.T) {
 	synctest.Test(t, func(t *testing.T) {
 		group := make(chan *proposal, maxGroup)
@@ -64,13 +64,59 @@ func TestGatherTakesWaitingWithoutWaiting(t *testing.T) {
 		group <- abandoned
 		group <- &proposal{}
 		start := time.Now()
-		batch, _ := gather(group, nil, 2, start.Add(time.Millisecond), nil)
+		batch, _ := gather(group, nil, 2, time.Millisecond, nil)
 		if len(batch) != 2 || time.Since(start) != 0 {
 			t.Fatalf("gathered %d after %v, want the 2 live proposals at once", len(batch), time.Since(start))
 		}
-		batch, _ = gather(group, batch, 5, start.Add(-time.Millisecond), nil)
+		batch, _ = gather(group, batch, 5, 0, nil)
 		if len(batch) != 2 || time.Since(start) != 0 {
-			t.Fatalf("a past deadline waited (%v)", time.Since(start))
+			t.Fatalf("no linger waited (%v)", time.Since(start))
+		}
+	})
+}
+
+// If the linger ends with fewer than half of the expected callers back, the
+// first one was early: the committer waits on for the others rather than
+// send it alone and make them wait a whole commit.
+func TestGatherWaitsOnWhenFewAreBack(t *testing.T) {
+	synctest.Test(t, func(t *testing.T) {
+		group := make(chan *proposal, maxGroup)
+		start := time.Now()
+		go func() {
+			time.Sleep(2500 * time.Microsecond) // after the linger, within the extension
+			for range 7 {
+				group <- &proposal{}
+			}
+		}()
+		batch, _ := gather(group, []*proposal{{}}, 8, time.Millisecond, nil)
+		if len(batch) != 8 || time.Since(start) != 2500*time.Microsecond {
+			t.Fatalf("gathered %d after %v, want all 8 when they came back (2.5ms)", len(batch), time.Since(start))
+		}
+	})
+}
+
+// Waiting on is bounded: lingerExtension lingers after the first, the
+// committer goes with whoever is back.
+func TestGatherWaitOnIsBounded(t *testing.T) {
+	synctest.Test(t, func(t *testing.T) {
+		group := make(chan *proposal, maxGroup)
+		start := time.Now()
+		go func() {
+			time.Sleep(2 * time.Millisecond)
+			group <- &proposal{}
+			time.Sleep(10 * time.Millisecond)
+			for range 6 {
+				group <- &proposal{}
+			}
+		}()
+		batch, _ := gather(group, []*proposal{{}}, 8, time.Millisecond, nil)
+		if want := (1 + lingerExtension) * time.Millisecond; len(batch) != 2 || time.Since(start) != want {
+			t.Fatalf("gathered %d after %v, want 2 after %v", len(batch), time.Since(start), want)
+		}
+		time.Sleep(10 * time.Millisecond)
+		synctest.Wait()
+		if len(group) != 6 {
+			t.Fatalf("%d late proposals left for the next batch, want 6", len(group))
 		}
 	})
 }
@@ -84,7 +130,7 @@ func TestGatherStops(t *testing.T) {
 			time.Sleep(100 * time.Microsecond)
 			close(stop)
 		}()
-		batch, stopped := gather(group, []*proposal{{}}, 3, time.Now().Add(time.Second), stop)
+		batch, stopped := gather(group, []*proposal{{}}, 3, time.Second, stop)
 		if !stopped || len(batch) != 1 {
 			t.Fatalf("stopped %v with %d proposals, want stopped with 1", stopped, len(batch))
 		}
