@@ -6,51 +6,67 @@ import (
 	"time"
 )
 
-// The committer lingers for the callers it has just answered: proposals
-// that arrive before the linger ends join the batch, and it goes as soon as
-// the expected number is there.
-func TestGatherWaitsForExpectedCallers(t *testing.T) {
-	synctest.Test(t, func(t *testing.T) {
-		group := make(chan *proposal, maxGroup)
-		start := time.Now()
-		for i := range 3 {
-			go func() {
-				time.Sleep(time.Duration(i+1) * 100 * time.Microsecond)
-				group <- &proposal{done: make(chan struct{})}
-			}()
-		}
-		batch, stopped := gather(group, []*proposal{{}}, 4, time.Millisecond, nil)
-		if stopped || len(batch) != 4 {
-			t.Fatalf("gathered %d proposals (stopped %v), want 4", len(batch), stopped)
-		}
-		if waited := time.Since(start); waited != 300*time.Microsecond {
-			t.Fatalf("went after %v, want as soon as the third caller came back (300us)", waited)
-		}
-	})
+// wave is n proposals arriving after a pause.
+type wave struct {
+	after time.Duration
+	n     int
 }
 
-// Once half of the expected callers are back, one that does not come back
-// before the linger ends does not hold the batch up; it joins the next one.
-func TestGatherStopsAtLingerEnd(t *testing.T) {
-	synctest.Test(t, func(t *testing.T) {
-		group := make(chan *proposal, maxGroup)
-		start := time.Now()
-		go func() {
-			time.Sleep(200 * time.Microsecond)
-			group <- &proposal{}
-			time.Sleep(2 * time.Millisecond)
-			group <- &proposal{}
-		}()
-		batch, _ := gather(group, []*proposal{{}}, 3, time.Millisecond, nil)
-		if len(batch) != 2 || time.Since(start) != time.Millisecond {
-			t.Fatalf("gathered %d proposals after %v, want 2 when the 1ms linger ended", len(batch), time.Since(start))
+// arrive sends the waves of proposals to group, in order, from a new
+// goroutine.
+func arrive(group chan<- *proposal, waves ...wave) {
+	go func() {
+		for _, w := range waves {
+			time.Sleep(w.after)
+			for range w.n {
+				group <- &proposal{}
+			}
 		}
-		time.Sleep(2 * time.Millisecond)
-		synctest.Wait()
-		if len(group) != 1 {
-			t.Fatalf("the late proposal was not left for the next batch")
-		}
-	})
+	}()
+}
+
+// The committer lingers for the callers it has just answered (one proposal
+// is in hand, linger 1ms): proposals that arrive before the linger ends join
+// the batch, and it goes as soon as the expected number is there. Once half
+// are back, a late caller does not hold the batch up; if fewer than half are
+// back when the linger ends, the first was early and it waits on for the
+// others, up to lingerExtension lingers more. Late callers are left for the
+// next batch.
+func TestGatherLingers(t *testing.T) {
+	const us = time.Microsecond
+	for _, c := range []struct {
+		name      string
+		waves     []wave
+		expect    int
+		wantBatch int
+		wantAfter time.Duration
+	}{
+		{"all back within the linger", []wave{{100 * us, 1}, {100 * us, 1}, {100 * us, 1}}, 4, 4, 300 * us},
+		{"half back: goes when the linger ends", []wave{{200 * us, 1}, {2000 * us, 1}}, 3, 2, 1000 * us},
+		{"few back: waits on for the rest", []wave{{2500 * us, 7}}, 8, 8, 2500 * us},
+		{"few back: waits on at most 4 lingers more", []wave{{2000 * us, 1}, {10000 * us, 6}}, 8, 2, (1 + lingerExtension) * time.Millisecond},
+	} {
+		t.Run(c.name, func(t *testing.T) {
+			synctest.Test(t, func(t *testing.T) {
+				group := make(chan *proposal, maxGroup)
+				start := time.Now()
+				arrive(group, c.waves...)
+				batch, stopped := gather(group, []*proposal{{}}, c.expect, time.Millisecond, nil)
+				if stopped || len(batch) != c.wantBatch || time.Since(start) != c.wantAfter {
+					t.Fatalf("gathered %d after %v (stopped %v), want %d after %v", len(batch), time.Since(start), stopped, c.wantBatch, c.wantAfter)
+				}
+				sent := 1
+				for _, w := range c.waves {
+					sent += w.n
+				}
+				time.Sleep(time.Minute)
+				synctest.Wait()
+				if len(group) != sent-len(batch) {
+					t.Fatalf("%d proposals left for the next batch, want %d", len(group), sent-len(batch))
+				}
+			})
+		})
+	}
 }
 
 // Proposals already waiting are taken without any wait, abandoned ones are
@@ -71,52 +87,6 @@ func TestGatherTakesWaitingWithoutWaiting(t *testing.T) {
 		batch, _ = gather(group, batch, 5, 0, nil)
 		if len(batch) != 2 || time.Since(start) != 0 {
 			t.Fatalf("no linger waited (%v)", time.Since(start))
-		}
-	})
-}
-
-// If the linger ends with fewer than half of the expected callers back, the
-// first one was early: the committer waits on for the others rather than
-// send it alone and make them wait a whole commit.
-func TestGatherWaitsOnWhenFewAreBack(t *testing.T) {
-	synctest.Test(t, func(t *testing.T) {
-		group := make(chan *proposal, maxGroup)
-		start := time.Now()
-		go func() {
-			time.Sleep(2500 * time.Microsecond) // after the linger, within the extension
-			for range 7 {
-				group <- &proposal{}
-			}
-		}()
-		batch, _ := gather(group, []*proposal{{}}, 8, time.Millisecond, nil)
-		if len(batch) != 8 || time.Since(start) != 2500*time.Microsecond {
-			t.Fatalf("gathered %d after %v, want all 8 when they came back (2.5ms)", len(batch), time.Since(start))
-		}
-	})
-}
-
-// Waiting on is bounded: lingerExtension lingers after the first, the
-// committer goes with whoever is back.
-func TestGatherWaitOnIsBounded(t *testing.T) {
-	synctest.Test(t, func(t *testing.T) {
-		group := make(chan *proposal, maxGroup)
-		start := time.Now()
-		go func() {
-			time.Sleep(2 * time.Millisecond)
-			group <- &proposal{}
-			time.Sleep(10 * time.Millisecond)
-			for range 6 {
-				group <- &proposal{}
-			}
-		}()
-		batch, _ := gather(group, []*proposal{{}}, 8, time.Millisecond, nil)
-		if want := (1 + lingerExtension) * time.Millisecond; len(batch) != 2 || time.Since(start) != want {
-			t.Fatalf("gathered %d after %v, want 2 after %v", len(batch), time.Since(start), want)
-		}
-		time.Sleep(10 * time.Millisecond)
-		synctest.Wait()
-		if len(group) != 6 {
-			t.Fatalf("%d late proposals left for the next batch, want 6", len(group))
 		}
 	})
 }
@@ -143,14 +113,8 @@ func TestCollectLingersFromFirstArrival(t *testing.T) {
 	synctest.Test(t, func(t *testing.T) {
 		group := make(chan *proposal, maxGroup)
 		start := time.Now()
-		go func() {
-			time.Sleep(3 * time.Millisecond) // longer than the linger
-			group <- &proposal{}
-			for range 3 {
-				time.Sleep(100 * time.Microsecond)
-				group <- &proposal{}
-			}
-		}()
+		// The first comes back later than the linger; its fellows follow.
+		arrive(group, wave{3 * time.Millisecond, 1}, wave{100 * time.Microsecond, 1}, wave{100 * time.Microsecond, 1}, wave{100 * time.Microsecond, 1})
 		batch, stopped := collect(group, nil, 4, 4, time.Millisecond, nil)
 		if stopped || len(batch) != 4 {
 			t.Fatalf("collected %d proposals (stopped %v), want all 4 callers in one batch", len(batch), stopped)
@@ -165,12 +129,7 @@ func TestCollectLingersFromFirstArrival(t *testing.T) {
 func TestCollectAfterLoneProposalGoesAtOnce(t *testing.T) {
 	synctest.Test(t, func(t *testing.T) {
 		group := make(chan *proposal, maxGroup)
-		go func() {
-			time.Sleep(time.Millisecond)
-			group <- &proposal{}
-			time.Sleep(100 * time.Microsecond)
-			group <- &proposal{}
-		}()
+		arrive(group, wave{time.Millisecond, 1}, wave{100 * time.Microsecond, 1})
 		start := time.Now()
 		batch, _ := collect(group, nil, 1, 2, time.Millisecond, nil)
 		if len(batch) != 1 || time.Since(start) != time.Millisecond {
