@@ -161,7 +161,7 @@ func run(ctx context.Context, set settings, keep bool, outDir string) error {
 		return err
 	}
 	// Each system is run only if selected; an unselected one's figures stay
-	// zero and its targets read as missed (a partial run says so).
+	// zero, and the targets that need it read "not run".
 	each := func(f func(s system, lc bool)) {
 		if cl.lc != nil {
 			f(cl.lc, true)

@@ -56,13 +56,40 @@ func pairOf(w string, lc, et LoadResult) Pair {
 	return Pair{Workload: w, LC: lc, Etcd: et, Thr: ratio(lc.Throughput, et.Throughput), P50: ratio(lc.P50Ms, et.P50Ms), P99: ratio(lc.P99Ms, et.P99Ms)}
 }
 
-// Target is one of the issue's targets, met or missed.
+// Target is one of the issue's targets: met, missed, or not run (a partial
+// run left out the phase or a system it needs; then Met is false too).
 type Target struct {
 	Name     string `json:"name"`
 	Want     string `json:"want"`
 	Got      string `json:"got"`
 	Met      bool   `json:"met"`
+	NotRun   bool   `json:"not_run,omitempty"`
 	Workload string `json:"workload,omitempty"` // throughput workload whose profile explains a miss
+}
+
+// status is the target's verdict as the table prints it.
+func (t Target) status() string {
+	switch {
+	case t.NotRun:
+		return "not run"
+	case t.Met:
+		return "met"
+	}
+	return "MISSED"
+}
+
+// phaseRan reports whether the run included phase. The memory phase also
+// runs for the scale phase, which needs its filled table.
+func (r *Results) phaseRan(phase string) bool {
+	ph := r.Settings.Phases
+	return ph.has(phase) || phase == phaseMemory && ph.has(phaseScale)
+}
+
+// ran reports whether the run measured phase on leasecluster and, if
+// withEtcd, on etcd too.
+func (r *Results) ran(phase string, withEtcd bool) bool {
+	sy := r.Settings.Systems
+	return r.phaseRan(phase) && sy.has(sysLC) && (!withEtcd || sy.has(sysEtcd))
 }
 
 func (r *Results) pair(w string) Pair {
@@ -74,10 +101,19 @@ func (r *Results) pair(w string) Pair {
 	return Pair{}
 }
 
-// evaluate checks every target.
+// evaluate checks every target. A target whose phase, or a system it
+// compares, was left out of the run is marked not run rather than judged on
+// zeros.
 func (r *Results) evaluate() {
+	// phase and withEtcd say what the next target needs; every add below a
+	// section's header uses that section's.
+	phase, withEtcd := phaseThroughput, true
 	add := func(name, want, got string, met bool, workload string) {
-		r.Targets = append(r.Targets, Target{Name: name, Want: want, Got: got, Met: met, Workload: workload})
+		t := Target{Name: name, Want: want, Got: got, Met: met, Workload: workload}
+		if !r.ran(phase, withEtcd) {
+			t.Met, t.NotRun, t.Got = false, true, "-"
+		}
+		r.Targets = append(r.Targets, t)
 	}
 	thr := func(w string, min float64) {
 		p := r.pair(w)
@@ -94,6 +130,7 @@ func (r *Results) evaluate() {
 	thr(wKAFollower, 3)
 	thr(wTTL64, 1)
 
+	phase, withEtcd = phaseFailover, true
 	f := r.Failover
 	// A system on which some leases were never renewed again has no "all
 	// renewed" time (its field stays 0): it never caught up, so it is the
@@ -112,28 +149,32 @@ func (r *Results) evaluate() {
 	add("failover: renewals resume", "all leases renewed no later than on etcd",
 		fmt.Sprintf("%s vs %s (first renewal %.0f vs %.0f ms)", resumed(f.LC), resumed(f.Etcd), f.LC.ResumeFirstMs, f.Etcd.ResumeFirstMs),
 		f.LC.Error == "" && f.Etcd.Error == "" && f.LC.NotResumed == 0 && (f.Etcd.NotResumed > 0 || f.LC.ResumeAllMs <= f.Etcd.ResumeAllMs), "")
+	withEtcd = false // the rest are leasecluster's own figures
 	add("failover: no lease lost", "0 of 1,000", fmt.Sprintf("%d (etcd %d)", f.LC.Lost, f.Etcd.Lost), f.LC.Error == "" && f.LC.Lost == 0, "")
 	add("failover: idle lease keeps its remaining TTL", "jump within the extension (0 to 1 s, +-250 ms measurement)",
 		fmt.Sprintf("%+.0f ms (etcd %+.0f ms)", f.LC.IdleJumpMs, f.Etcd.IdleJumpMs),
 		f.LC.IdleBeforeMs > 0 && f.LC.IdleJumpMs >= -250 && f.LC.IdleJumpMs <= 1250, "")
 
+	phase, withEtcd = phaseExpiry, false
 	e := r.Expiry
-	add(fmt.Sprintf("expiry: %d simultaneous expiries", e.LC.Leases), "all revoked within 2 s of due",
+	add(fmt.Sprintf("expiry: %d simultaneous expiries", r.Settings.ExpiryLeases), "all revoked within 2 s of due",
 		fmt.Sprintf("%s (etcd %s); renewal p99 during the storm %.1f ms (etcd %.1f ms)", revoked(e.LC), revoked(e.Etcd), e.LC.RenewP99Ms, e.Etcd.RenewP99Ms),
 		e.LC.Error == "" && e.LC.RevokedAfterMs <= 2000, "")
 
+	phase, withEtcd = phaseMemory, true
 	m := r.Memory
 	mr := ratio(m.LC.PerHundredKMiB, m.Etcd.PerHundredKMiB)
 	add("memory: leader RSS growth per lease", "<= 0.5x etcd",
 		fmt.Sprintf("%.2fx (%.1f vs %.1f MiB per 100k)", mr, m.LC.PerHundredKMiB, m.Etcd.PerHundredKMiB),
 		m.LC.Error == "" && m.Etcd.Error == "" && mr <= 0.5, "")
 
+	phase, withEtcd = phaseScale, false
 	s := r.Scale.LC
-	add(fmt.Sprintf("scale (%d leases): no kept-alive lease lost", s.BackgroundLeases), "0 of 1,000",
+	add(fmt.Sprintf("scale (%d leases): no kept-alive lease lost", r.Settings.ScaleLeases), "0 of 1,000",
 		fmt.Sprintf("%d (etcd %d)", s.Lost, r.Scale.Etcd.Lost), s.Error == "" && s.Lost == 0, "")
-	add(fmt.Sprintf("scale (%d leases): renewals resume", s.BackgroundLeases), "<= 2 s",
+	add(fmt.Sprintf("scale (%d leases): renewals resume", r.Settings.ScaleLeases), "<= 2 s",
 		fmt.Sprintf("%.0f ms for all (etcd %.0f ms)", s.ResumeAllMs, r.Scale.Etcd.ResumeAllMs), s.Error == "" && s.NotResumed == 0 && s.ResumeAllMs <= 2000, "")
-	add(fmt.Sprintf("scale (%d leases): longest renewal stall during Promote", s.BackgroundLeases), "<= 50 ms",
+	add(fmt.Sprintf("scale (%d leases): longest renewal stall during Promote", r.Settings.ScaleLeases), "<= 50 ms",
 		fmt.Sprintf("%.1f ms (etcd %.1f ms)", s.ProbeMaxStallMs, r.Scale.Etcd.ProbeMaxStallMs), s.Error == "" && s.ProbeFirstOKMs > 0 && s.ProbeMaxStallMs <= 50, "")
 }
 
@@ -208,15 +249,33 @@ func gitCommit(root string) string {
 	return c
 }
 
-func metStr(b bool) string {
-	if b {
-		return "met"
+// table renders the results as Markdown (also the stdout table): a section
+// for each phase the run included, then the targets.
+func (r *Results) table(w io.Writer) {
+	if r.phaseRan(phaseThroughput) {
+		r.throughputTables(w)
 	}
-	return "MISSED"
+	if r.phaseRan(phaseFailover) {
+		failoverTable(w, "Failover (SIGKILL of the leader)", r.Failover.LC, r.Failover.Etcd)
+	}
+	if r.phaseRan(phaseExpiry) {
+		r.expiryTable(w)
+	}
+	if r.phaseRan(phaseMemory) {
+		r.memoryTable(w)
+	}
+	if r.phaseRan(phaseScale) {
+		failoverTable(w, fmt.Sprintf("Failover with %d leases in the cluster", r.Settings.ScaleLeases), r.Scale.LC, r.Scale.Etcd)
+	}
+	fmt.Fprintf(w, "\n## Targets\n\n| target | want | got | |\n|---|---|---|---|\n")
+	for _, t := range r.Targets {
+		fmt.Fprintf(w, "| %s | %s | %s | %s |\n", t.Name, t.Want, t.Got, t.status())
+	}
 }
 
-// table renders the results as Markdown (also the stdout table).
-func (r *Results) table(w io.Writer) {
+// throughputTables renders the throughput workloads: rates and latencies,
+// then CPU per operation.
+func (r *Results) throughputTables(w io.Writer) {
 	fmt.Fprintf(w, "## Throughput and latency (ratio = leasecluster / etcd)\n\n")
 	fmt.Fprintf(w, "| workload | leasecluster ops/s | p50 ms | p99 ms | etcd ops/s | p50 ms | p99 ms | ratio ops/s | ratio p50 | ratio p99 |\n")
 	fmt.Fprintf(w, "|---|---:|---:|---:|---:|---:|---:|---:|---:|---:|\n")
@@ -247,33 +306,38 @@ func (r *Results) table(w io.Writer) {
 		fmt.Fprintf(w, "| %s | %.1f | %.1f | %.2f | %.1f | %.1f |\n", p.Workload, lc, et, ratio(lc, et),
 			cpuPerOpUs(p.LC.LoadCPUSeconds, p.LC.Ops), cpuPerOpUs(p.Etcd.LoadCPUSeconds, p.Etcd.Ops))
 	}
-	fo := func(title string, lc, et FailoverResult) {
-		fmt.Fprintf(w, "\n## %s\n\n| | leasecluster | etcd |\n|---|---:|---:|\n", title)
-		row := func(name string, a, b any) { fmt.Fprintf(w, "| %s | %v | %v |\n", name, a, b) }
-		row("kept-alive leases (TTL 3 s, renewed every TTL/3)", lc.KeptAlive, et.KeptAlive)
-		row("other leases in the cluster", lc.BackgroundLeases, et.BackgroundLeases)
-		row("killed leader", lc.KilledNode, et.KilledNode)
-		f0 := func(v float64) string { return fmt.Sprintf("%.0f", v) }
-		row("first renewal after kill, ms", f0(lc.ResumeFirstMs), f0(et.ResumeFirstMs))
-		row("every lease renewed again, ms", f0(lc.ResumeAllMs), f0(et.ResumeAllMs))
-		row("longest gap between renewals of one lease, ms", f0(lc.MaxGapMs), f0(et.MaxGapMs))
-		row("leases not renewed again", lc.NotResumed, et.NotResumed)
-		row("leases lost", lc.Lost, et.Lost)
-		if lc.IdleTTLSec > 0 {
-			row("idle lease: TTL s / unrenewed for s", fmt.Sprintf("%.0f / %.1f", lc.IdleTTLSec, lc.IdleForSec), fmt.Sprintf("%.0f / %.1f", et.IdleTTLSec, et.IdleForSec))
-			row("idle lease remaining before / after kill, ms", fmt.Sprintf("%.0f / %.0f", lc.IdleBeforeMs, lc.IdleAfterMs), fmt.Sprintf("%.0f / %.0f", et.IdleBeforeMs, et.IdleAfterMs))
-			row("idle lease remaining-TTL jump, ms (0 = kept, about the idle time = reset)", f0(lc.IdleJumpMs), f0(et.IdleJumpMs))
-		}
-		if lc.ProbeFirstOKMs != 0 || et.ProbeFirstOKMs != 0 {
-			row("probe (renewal every 5 ms to the leader): first ack after kill, ms", f0(lc.ProbeFirstOKMs), f0(et.ProbeFirstOKMs))
-			row("probe: longest renewal latency in the 10 s after kill, ms", fmt.Sprintf("%.1f", lc.ProbeMaxStallMs), fmt.Sprintf("%.1f", et.ProbeMaxStallMs))
-		}
-		if lc.Error != "" || et.Error != "" {
-			row("error", lc.Error, et.Error)
-		}
-	}
-	fo("Failover (SIGKILL of the leader)", r.Failover.LC, r.Failover.Etcd)
+}
 
+// failoverTable renders one failover (or the scale phase's worst) for both
+// systems.
+func failoverTable(w io.Writer, title string, lc, et FailoverResult) {
+	fmt.Fprintf(w, "\n## %s\n\n| | leasecluster | etcd |\n|---|---:|---:|\n", title)
+	row := func(name string, a, b any) { fmt.Fprintf(w, "| %s | %v | %v |\n", name, a, b) }
+	row("kept-alive leases (TTL 3 s, renewed every TTL/3)", lc.KeptAlive, et.KeptAlive)
+	row("other leases in the cluster", lc.BackgroundLeases, et.BackgroundLeases)
+	row("killed leader", lc.KilledNode, et.KilledNode)
+	f0 := func(v float64) string { return fmt.Sprintf("%.0f", v) }
+	row("first renewal after kill, ms", f0(lc.ResumeFirstMs), f0(et.ResumeFirstMs))
+	row("every lease renewed again, ms", f0(lc.ResumeAllMs), f0(et.ResumeAllMs))
+	row("longest gap between renewals of one lease, ms", f0(lc.MaxGapMs), f0(et.MaxGapMs))
+	row("leases not renewed again", lc.NotResumed, et.NotResumed)
+	row("leases lost", lc.Lost, et.Lost)
+	if lc.IdleTTLSec > 0 {
+		row("idle lease: TTL s / unrenewed for s", fmt.Sprintf("%.0f / %.1f", lc.IdleTTLSec, lc.IdleForSec), fmt.Sprintf("%.0f / %.1f", et.IdleTTLSec, et.IdleForSec))
+		row("idle lease remaining before / after kill, ms", fmt.Sprintf("%.0f / %.0f", lc.IdleBeforeMs, lc.IdleAfterMs), fmt.Sprintf("%.0f / %.0f", et.IdleBeforeMs, et.IdleAfterMs))
+		row("idle lease remaining-TTL jump, ms (0 = kept, about the idle time = reset)", f0(lc.IdleJumpMs), f0(et.IdleJumpMs))
+	}
+	if lc.ProbeFirstOKMs != 0 || et.ProbeFirstOKMs != 0 {
+		row("probe (renewal every 5 ms to the leader): first ack after kill, ms", f0(lc.ProbeFirstOKMs), f0(et.ProbeFirstOKMs))
+		row("probe: longest renewal latency in the 10 s after kill, ms", fmt.Sprintf("%.1f", lc.ProbeMaxStallMs), fmt.Sprintf("%.1f", et.ProbeMaxStallMs))
+	}
+	if lc.Error != "" || et.Error != "" {
+		row("error", lc.Error, et.Error)
+	}
+}
+
+// expiryTable renders the expiry storm on both systems.
+func (r *Results) expiryTable(w io.Writer) {
 	e := r.Expiry
 	fmt.Fprintf(w, "\n## Expiry\n\n| | leasecluster | etcd |\n|---|---:|---:|\n")
 	fmt.Fprintf(w, "| leases due within one second | %d | %d |\n| spread of due times, ms | %.0f | %.0f |\n", e.LC.Leases, e.Etcd.Leases, e.LC.DueSpreadMs, e.Etcd.DueSpreadMs)
@@ -282,18 +346,14 @@ func (r *Results) table(w io.Writer) {
 	if e.LC.Error != "" || e.Etcd.Error != "" {
 		fmt.Fprintf(w, "| error | %s | %s |\n", e.LC.Error, e.Etcd.Error)
 	}
+}
 
+// memoryTable renders the leader's RSS growth as the table filled.
+func (r *Results) memoryTable(w io.Writer) {
 	m := r.Memory
 	fmt.Fprintf(w, "\n## Leader memory\n\n| | leasecluster | etcd |\n|---|---:|---:|\n")
 	fmt.Fprintf(w, "| leases granted | %d | %d |\n| leader VmRSS before / after, MiB | %.0f / %.0f | %.0f / %.0f |\n", m.LC.Leases, m.Etcd.Leases, m.LC.RSSBeforeMiB, m.LC.RSSAfterMiB, m.Etcd.RSSBeforeMiB, m.Etcd.RSSAfterMiB)
 	fmt.Fprintf(w, "| growth per 100,000 leases, MiB | %.1f | %.1f |\n| grants/s (%d concurrent) | %.0f | %.0f |\n", m.LC.PerHundredKMiB, m.Etcd.PerHundredKMiB, r.Settings.FillClients, m.LC.GrantsPerSecond, m.Etcd.GrantsPerSecond)
-
-	fo(fmt.Sprintf("Failover with %d leases in the cluster", r.Scale.LC.BackgroundLeases), r.Scale.LC, r.Scale.Etcd)
-
-	fmt.Fprintf(w, "\n## Targets\n\n| target | want | got | |\n|---|---|---|---|\n")
-	for _, t := range r.Targets {
-		fmt.Fprintf(w, "| %s | %s | %s | %s |\n", t.Name, t.Want, t.Got, metStr(t.Met))
-	}
 }
 
 // write prints the table and stores results/<date>.json and results/latest.md.
