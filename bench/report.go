@@ -108,6 +108,13 @@ func (r *Results) evaluate() {
 	// phase and withEtcd say what the next target needs; every add below a
 	// section's header uses that section's.
 	phase, withEtcd := phaseThroughput, true
+	// etcd formats etcd's figure for beside leasecluster's, if etcd ran.
+	etcd := func(format string, v any) string {
+		if !r.Settings.Systems.has(sysEtcd) {
+			return ""
+		}
+		return " (etcd " + fmt.Sprintf(format, v) + ")"
+	}
 	add := func(name, want, got string, met bool, workload string) {
 		t := Target{Name: name, Want: want, Got: got, Met: met, Workload: workload}
 		if !r.ran(phase, withEtcd) {
@@ -150,15 +157,15 @@ func (r *Results) evaluate() {
 		fmt.Sprintf("%s vs %s (first renewal %.0f vs %.0f ms)", resumed(f.LC), resumed(f.Etcd), f.LC.ResumeFirstMs, f.Etcd.ResumeFirstMs),
 		f.LC.Error == "" && f.Etcd.Error == "" && f.LC.NotResumed == 0 && (f.Etcd.NotResumed > 0 || f.LC.ResumeAllMs <= f.Etcd.ResumeAllMs), "")
 	withEtcd = false // the rest are leasecluster's own figures
-	add("failover: no lease lost", "0 of 1,000", fmt.Sprintf("%d (etcd %d)", f.LC.Lost, f.Etcd.Lost), f.LC.Error == "" && f.LC.Lost == 0, "")
+	add("failover: no lease lost", "0 of 1,000", fmt.Sprintf("%d", f.LC.Lost)+etcd("%d", f.Etcd.Lost), f.LC.Error == "" && f.LC.Lost == 0, "")
 	add("failover: idle lease keeps its remaining TTL", "jump within the extension (0 to 1 s, +-250 ms measurement)",
-		fmt.Sprintf("%+.0f ms (etcd %+.0f ms)", f.LC.IdleJumpMs, f.Etcd.IdleJumpMs),
+		fmt.Sprintf("%+.0f ms", f.LC.IdleJumpMs)+etcd("%+.0f ms", f.Etcd.IdleJumpMs),
 		f.LC.IdleBeforeMs > 0 && f.LC.IdleJumpMs >= -250 && f.LC.IdleJumpMs <= 1250, "")
 
 	phase, withEtcd = phaseExpiry, false
 	e := r.Expiry
 	add(fmt.Sprintf("expiry: %d simultaneous expiries", r.Settings.ExpiryLeases), "all revoked within 2 s of due",
-		fmt.Sprintf("%s (etcd %s); renewal p99 during the storm %.1f ms (etcd %.1f ms)", revoked(e.LC), revoked(e.Etcd), e.LC.RenewP99Ms, e.Etcd.RenewP99Ms),
+		revoked(e.LC)+etcd("%s", revoked(e.Etcd))+fmt.Sprintf("; renewal p99 during the storm %.1f ms", e.LC.RenewP99Ms)+etcd("%.1f ms", e.Etcd.RenewP99Ms),
 		e.LC.Error == "" && e.LC.RevokedAfterMs <= 2000, "")
 
 	phase, withEtcd = phaseMemory, true
@@ -171,11 +178,11 @@ func (r *Results) evaluate() {
 	phase, withEtcd = phaseScale, false
 	s := r.Scale.LC
 	add(fmt.Sprintf("scale (%d leases): no kept-alive lease lost", r.Settings.ScaleLeases), "0 of 1,000",
-		fmt.Sprintf("%d (etcd %d)", s.Lost, r.Scale.Etcd.Lost), s.Error == "" && s.Lost == 0, "")
+		fmt.Sprintf("%d", s.Lost)+etcd("%d", r.Scale.Etcd.Lost), s.Error == "" && s.Lost == 0, "")
 	add(fmt.Sprintf("scale (%d leases): renewals resume", r.Settings.ScaleLeases), "<= 2 s",
-		fmt.Sprintf("%.0f ms for all (etcd %.0f ms)", s.ResumeAllMs, r.Scale.Etcd.ResumeAllMs), s.Error == "" && s.NotResumed == 0 && s.ResumeAllMs <= 2000, "")
+		fmt.Sprintf("%.0f ms for all", s.ResumeAllMs)+etcd("%.0f ms", r.Scale.Etcd.ResumeAllMs), s.Error == "" && s.NotResumed == 0 && s.ResumeAllMs <= 2000, "")
 	add(fmt.Sprintf("scale (%d leases): longest renewal stall during Promote", r.Settings.ScaleLeases), "<= 50 ms",
-		fmt.Sprintf("%.1f ms (etcd %.1f ms)", s.ProbeMaxStallMs, r.Scale.Etcd.ProbeMaxStallMs), s.Error == "" && s.ProbeFirstOKMs > 0 && s.ProbeMaxStallMs <= 50, "")
+		fmt.Sprintf("%.1f ms", s.ProbeMaxStallMs)+etcd("%.1f ms", r.Scale.Etcd.ProbeMaxStallMs), s.Error == "" && s.ProbeFirstOKMs > 0 && s.ProbeMaxStallMs <= 50, "")
 }
 
 // revoked describes when an expiry run had every lease revoked.
