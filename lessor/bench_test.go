@@ -212,6 +212,27 @@ func BenchmarkState1M(b *testing.B) {
 	b.ReportMetric(float64(maxStall.Load()), "max-renew-stall-ns")
 }
 
+// BenchmarkLeases1M lists a million leases (what GET /v1/leases and the
+// Leases RPC cost) while renewals run, and reports the longest renewal.
+func BenchmarkLeases1M(b *testing.B) {
+	const n = 1_000_000
+	le := newTest(b, Config{})
+	grantN(b, le, n, 600_000)
+	le.Promote(time.Second)
+	runtime.GC()
+	var maxStall, renews atomic.Int64
+	stop := renewAtRandom(le, n, 1, &maxStall, &renews)
+	b.ResetTimer()
+	for i := 0; i < b.N; i++ {
+		if got := len(le.Leases()); got != n {
+			b.Fatalf("Leases returned %d leases, want %d", got, n)
+		}
+	}
+	b.StopTimer()
+	stop()
+	b.ReportMetric(float64(maxStall.Load()), "max-renew-stall-ns")
+}
+
 // renewAtRandom renews random leases among 1..n in a loop until stop is
 // called, noting the longest renewal in maxStall and counting renewals.
 func renewAtRandom(le *lessor, n int, seed uint64, maxStall, renews *atomic.Int64) (stop func()) {
