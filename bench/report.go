@@ -85,11 +85,17 @@ func (r *Results) phaseRan(phase string) bool {
 	return ph.has(phase) || phase == phaseMemory && ph.has(phaseScale)
 }
 
-// ran reports whether the run measured phase on leasecluster and, if
-// withEtcd, on etcd too.
-func (r *Results) ran(phase string, withEtcd bool) bool {
+// need is what a target's figures come from: a phase, run on leasecluster
+// and, for a comparison, on etcd too.
+type need struct {
+	phase string
+	etcd  bool
+}
+
+// ran reports whether the run measured what n needs.
+func (r *Results) ran(n need) bool {
 	sy := r.Settings.Systems
-	return r.phaseRan(phase) && sy.has(sysLC) && (!withEtcd || sy.has(sysEtcd))
+	return r.phaseRan(n.phase) && sy.has(sysLC) && (!n.etcd || sy.has(sysEtcd))
 }
 
 func (r *Results) pair(w string) Pair {
@@ -105,9 +111,14 @@ func (r *Results) pair(w string) Pair {
 // compares, was left out of the run is marked not run rather than judged on
 // zeros.
 func (r *Results) evaluate() {
-	// phase and withEtcd say what the next target needs; every add below a
-	// section's header uses that section's.
-	phase, withEtcd := phaseThroughput, true
+	var (
+		throughput  = need{phaseThroughput, true}
+		failoverCmp = need{phaseFailover, true}
+		failoverLC  = need{phaseFailover, false}
+		expiryLC    = need{phaseExpiry, false}
+		memoryCmp   = need{phaseMemory, true}
+		scaleLC     = need{phaseScale, false}
+	)
 	// etcd formats etcd's figure for beside leasecluster's, if etcd ran.
 	etcd := func(format string, v any) string {
 		if !r.Settings.Systems.has(sysEtcd) {
@@ -115,21 +126,21 @@ func (r *Results) evaluate() {
 		}
 		return " (etcd " + fmt.Sprintf(format, v) + ")"
 	}
-	add := func(name, want, got string, met bool, workload string) {
+	add := func(n need, name, want, got string, met bool, workload string) {
 		t := Target{Name: name, Want: want, Got: got, Met: met, Workload: workload}
-		if !r.ran(phase, withEtcd) {
+		if !r.ran(n) {
 			t.Met, t.NotRun, t.Got = false, true, "-"
 		}
 		r.Targets = append(r.Targets, t)
 	}
 	thr := func(w string, min float64) {
 		p := r.pair(w)
-		add(w+" throughput", fmt.Sprintf(">= %.1fx etcd", min),
+		add(throughput, w+" throughput", fmt.Sprintf(">= %.1fx etcd", min),
 			fmt.Sprintf("%.2fx (%.0f vs %.0f ops/s)", p.Thr, p.LC.Throughput, p.Etcd.Throughput), p.Thr >= min && p.LC.Errors == 0, w)
 	}
 	thr(wGrant64, 2)
 	p := r.pair(wGrant1)
-	add("grant c=1 p50 latency", "<= 0.75x etcd", fmt.Sprintf("%.2fx (%.2f vs %.2f ms)", p.P50, p.LC.P50Ms, p.Etcd.P50Ms),
+	add(throughput, "grant c=1 p50 latency", "<= 0.75x etcd", fmt.Sprintf("%.2fx (%.2f vs %.2f ms)", p.P50, p.LC.P50Ms, p.Etcd.P50Ms),
 		p.P50 > 0 && p.P50 <= 0.75, wGrant1)
 	thr(wRevoke64, 5)
 	thr(wKA64, 1.5)
@@ -137,7 +148,6 @@ func (r *Results) evaluate() {
 	thr(wKAFollower, 3)
 	thr(wTTL64, 1)
 
-	phase, withEtcd = phaseFailover, true
 	f := r.Failover
 	// A system on which some leases were never renewed again has no "all
 	// renewed" time (its field stays 0): it never caught up, so it is the
@@ -153,35 +163,31 @@ func (r *Results) evaluate() {
 		}
 		return fmt.Sprintf("%.0f ms", x.ResumeAllMs)
 	}
-	add("failover: renewals resume", "all leases renewed no later than on etcd",
+	add(failoverCmp, "failover: renewals resume", "all leases renewed no later than on etcd",
 		fmt.Sprintf("%s vs %s (first renewal %.0f vs %.0f ms)", resumed(f.LC), resumed(f.Etcd), f.LC.ResumeFirstMs, f.Etcd.ResumeFirstMs),
 		f.LC.Error == "" && f.Etcd.Error == "" && f.LC.NotResumed == 0 && (f.Etcd.NotResumed > 0 || f.LC.ResumeAllMs <= f.Etcd.ResumeAllMs), "")
-	withEtcd = false // the rest are leasecluster's own figures
-	add("failover: no lease lost", "0 of 1,000", fmt.Sprintf("%d", f.LC.Lost)+etcd("%d", f.Etcd.Lost), f.LC.Error == "" && f.LC.Lost == 0, "")
-	add("failover: idle lease keeps its remaining TTL", "jump within the extension (0 to 1 s, +-250 ms measurement)",
+	add(failoverLC, "failover: no lease lost", "0 of 1,000", fmt.Sprintf("%d", f.LC.Lost)+etcd("%d", f.Etcd.Lost), f.LC.Error == "" && f.LC.Lost == 0, "")
+	add(failoverLC, "failover: idle lease keeps its remaining TTL", "jump within the extension (0 to 1 s, +-250 ms measurement)",
 		fmt.Sprintf("%+.0f ms", f.LC.IdleJumpMs)+etcd("%+.0f ms", f.Etcd.IdleJumpMs),
 		f.LC.IdleBeforeMs > 0 && f.LC.IdleJumpMs >= -250 && f.LC.IdleJumpMs <= 1250, "")
 
-	phase, withEtcd = phaseExpiry, false
 	e := r.Expiry
-	add(fmt.Sprintf("expiry: %d simultaneous expiries", r.Settings.ExpiryLeases), "all revoked within 2 s of due",
+	add(expiryLC, fmt.Sprintf("expiry: %d simultaneous expiries", r.Settings.ExpiryLeases), "all revoked within 2 s of due",
 		revoked(e.LC)+etcd("%s", revoked(e.Etcd))+fmt.Sprintf("; renewal p99 during the storm %.1f ms", e.LC.RenewP99Ms)+etcd("%.1f ms", e.Etcd.RenewP99Ms),
 		e.LC.Error == "" && e.LC.RevokedAfterMs <= 2000, "")
 
-	phase, withEtcd = phaseMemory, true
 	m := r.Memory
 	mr := ratio(m.LC.PerHundredKMiB, m.Etcd.PerHundredKMiB)
-	add("memory: leader RSS growth per lease", "<= 0.5x etcd",
+	add(memoryCmp, "memory: leader RSS growth per lease", "<= 0.5x etcd",
 		fmt.Sprintf("%.2fx (%.1f vs %.1f MiB per 100k)", mr, m.LC.PerHundredKMiB, m.Etcd.PerHundredKMiB),
 		m.LC.Error == "" && m.Etcd.Error == "" && mr <= 0.5, "")
 
-	phase, withEtcd = phaseScale, false
 	s := r.Scale.LC
-	add(fmt.Sprintf("scale (%d leases): no kept-alive lease lost", r.Settings.ScaleLeases), "0 of 1,000",
+	add(scaleLC, fmt.Sprintf("scale (%d leases): no kept-alive lease lost", r.Settings.ScaleLeases), "0 of 1,000",
 		fmt.Sprintf("%d", s.Lost)+etcd("%d", r.Scale.Etcd.Lost), s.Error == "" && s.Lost == 0, "")
-	add(fmt.Sprintf("scale (%d leases): renewals resume", r.Settings.ScaleLeases), "<= 2 s",
+	add(scaleLC, fmt.Sprintf("scale (%d leases): renewals resume", r.Settings.ScaleLeases), "<= 2 s",
 		fmt.Sprintf("%.0f ms for all", s.ResumeAllMs)+etcd("%.0f ms", r.Scale.Etcd.ResumeAllMs), s.Error == "" && s.NotResumed == 0 && s.ResumeAllMs <= 2000, "")
-	add(fmt.Sprintf("scale (%d leases): longest renewal stall during Promote", r.Settings.ScaleLeases), "<= 50 ms",
+	add(scaleLC, fmt.Sprintf("scale (%d leases): longest renewal stall during Promote", r.Settings.ScaleLeases), "<= 50 ms",
 		fmt.Sprintf("%.1f ms", s.ProbeMaxStallMs)+etcd("%.1f ms", r.Scale.Etcd.ProbeMaxStallMs), s.Error == "" && s.ProbeFirstOKMs > 0 && s.ProbeMaxStallMs <= 50, "")
 }
 
