@@ -1,8 +1,16 @@
 package server
 
 import (
+	"context"
 	"errors"
 	"fmt"
+
+	"google.golang.org/grpc/codes"
+	"google.golang.org/grpc/status"
+
+	"github.com/leasecluster/leasecluster/fsm"
+	"github.com/leasecluster/leasecluster/leasepb"
+	"github.com/leasecluster/leasecluster/lessor"
 )
 
 var (
@@ -32,3 +40,43 @@ func (e *NotLeaderError) Error() string {
 }
 
 func (e *NotLeaderError) Is(target error) bool { return target == ErrNotLeader }
+
+// toStatus maps the node's errors to gRPC status codes, in one place.
+// UNAVAILABLE means "ask the leader in the hint, or retry": for mutations it
+// may also mean "outcome unknown", which is why every mutation carries a
+// request ID that makes the retry safe.
+func toStatus(err error) error {
+	if err == nil {
+		return nil
+	}
+	var nl *NotLeaderError
+	code := codes.Unknown
+	switch {
+	case errors.As(err, &nl):
+		st := status.New(codes.Unavailable, err.Error())
+		if d, derr := st.WithDetails(&leasepb.LeaderHint{Id: nl.LeaderID, Address: nl.LeaderAddr}); derr == nil {
+			st = d
+		}
+		return st.Err()
+	case errors.Is(err, ErrOutcomeUnknown), errors.Is(err, ErrStopped), errors.Is(err, lessor.ErrResetRequired):
+		code = codes.Unavailable
+	case errors.Is(err, lessor.ErrLeaseNotFound), errors.Is(err, lessor.ErrLeaseExpired), errors.Is(err, lessor.ErrItemNotFound):
+		code = codes.NotFound
+	case errors.Is(err, lessor.ErrLeaseExists):
+		code = codes.AlreadyExists
+	case errors.Is(err, lessor.ErrItemHeld):
+		code = codes.FailedPrecondition
+	case errors.Is(err, ErrInvalidArgument), errors.Is(err, lessor.ErrInvalidTTL), errors.Is(err, lessor.ErrInvalidID),
+		errors.Is(err, lessor.ErrInvalidItem), errors.Is(err, fsm.ErrKeyInvalid), errors.Is(err, fsm.ErrValueTooLarge),
+		errors.Is(err, fsm.ErrValueInvalid), errors.Is(err, fsm.ErrNoLeases), errors.Is(err, fsm.ErrDuplicateLease),
+		errors.Is(err, fsm.ErrRequestIDReused):
+		code = codes.InvalidArgument
+	case errors.Is(err, fsm.ErrUnsupportedVersion):
+		code = codes.FailedPrecondition
+	case errors.Is(err, context.DeadlineExceeded):
+		code = codes.DeadlineExceeded
+	case errors.Is(err, context.Canceled):
+		code = codes.Canceled
+	}
+	return status.Error(code, err.Error())
+}
