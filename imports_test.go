@@ -6,9 +6,10 @@ import (
 	"testing"
 )
 
-// The import rules of ARCHITECTURE.md that matter: the lease table uses only
-// the standard library, the client library never imports raft (clients must
-// not drag in the server), and nothing imports the command.
+// The import rules of ARCHITECTURE.md that matter: the lease table and the
+// request limits use only the standard library, the client library never
+// imports raft (clients must not drag in the server), and nothing imports
+// the command.
 func TestImportRules(t *testing.T) {
 	deps := func(pkg string) []string {
 		out, err := exec.Command("go", "list", "-deps", "-f", "{{if not .Standard}}{{.ImportPath}}{{end}}", pkg).Output()
@@ -18,8 +19,10 @@ func TestImportRules(t *testing.T) {
 		return strings.Fields(string(out))
 	}
 	mod := "github.com/leasecluster/leasecluster/"
-	if d := deps(mod + "lessor"); len(d) != 1 {
-		t.Errorf("lessor must import only the standard library, imports %v", d[:len(d)-1])
+	for _, pkg := range []string{"lessor", "limits"} {
+		if d := deps(mod + pkg); len(d) != 1 {
+			t.Errorf("%s must import only the standard library, imports %v", pkg, d[:len(d)-1])
+		}
 	}
 	for _, pkg := range []string{"client", "client/clienttest", "lessor", "leasepb", "snapshot"} {
 		for _, d := range deps(mod + pkg) {
