@@ -3,12 +3,12 @@ package fsm
 import (
 	"errors"
 	"fmt"
-	"unicode/utf8"
 
 	"google.golang.org/protobuf/proto"
 
 	"github.com/leasecluster/leasecluster/leasepb"
 	"github.com/leasecluster/leasecluster/lessor"
+	"github.com/leasecluster/leasecluster/limits"
 )
 
 // CommandVersion is the command format version this build writes for single
@@ -19,20 +19,16 @@ const (
 	BatchVersion   = 2
 )
 
-// Limits on items (ARCHITECTURE.md, HTTP/JSON API).
-const (
-	MaxKeyLen   = 1024     // bytes
-	MaxValueLen = 64 << 10 // bytes
-)
-
 // Errors. Apply returns them (wrapped with details) in Result.Err, and the
 // encoders return them before anything is proposed. Lessor sentinels
 // (lessor.ErrLeaseNotFound, lessor.ErrItemHeld, lessor.ErrInvalidID, ...) are
-// returned as they are, so errors.Is works for both.
+// returned as they are, so errors.Is works for both. The item limits are
+// those of package limits, and so are their errors: ErrKeyInvalid is
+// limits.ErrKeyInvalid, and so on.
 var (
-	ErrKeyInvalid         = errors.New("fsm: item key must be 1 to 1024 bytes of valid UTF-8")
-	ErrValueTooLarge      = errors.New("fsm: item value exceeds 64 KiB")
-	ErrValueInvalid       = errors.New("fsm: item value is not valid UTF-8")
+	ErrKeyInvalid         = limits.ErrKeyInvalid
+	ErrValueTooLarge      = limits.ErrValueTooLarge
+	ErrValueInvalid       = limits.ErrValueInvalid
 	ErrUnsupportedVersion = errors.New("fsm: unsupported command version")
 	ErrUndecodable        = errors.New("fsm: log entry cannot be decoded")
 	ErrNoLeases           = errors.New("fsm: command names no leases")
@@ -199,7 +195,9 @@ func validate(cmd *leasepb.Command) error {
 		if err := checkID(b.Grant.GetId()); err != nil {
 			return err
 		}
-		if ttl := b.Grant.GetTtlMs(); ttl <= 0 {
+		// Only the floor of the request limit is checked here: the
+		// ceiling is the lessor's maximum, checked on apply.
+		if ttl := b.Grant.GetTtlMs(); ttl < limits.MinTTLMs {
 			return fmt.Errorf("%w: %d ms", lessor.ErrInvalidTTL, ttl)
 		}
 	case *leasepb.Command_Revoke:
@@ -208,15 +206,15 @@ func validate(cmd *leasepb.Command) error {
 		if err := checkID(b.Attach.GetLeaseId()); err != nil {
 			return err
 		}
-		if err := checkKey(b.Attach.GetKey()); err != nil {
+		if err := limits.CheckKey(b.Attach.GetKey()); err != nil {
 			return err
 		}
-		return checkValue(b.Attach.GetValue())
+		return limits.CheckValue(b.Attach.GetValue())
 	case *leasepb.Command_Detach:
 		if err := checkID(b.Detach.GetLeaseId()); err != nil {
 			return err
 		}
-		return checkKey(b.Detach.GetKey())
+		return limits.CheckKey(b.Detach.GetKey())
 	case *leasepb.Command_Checkpoint:
 		cps := b.Checkpoint.GetCheckpoints()
 		// Repeats are allowed: checkpoints apply in order, and a renewal
@@ -245,7 +243,7 @@ func validate(cmd *leasepb.Command) error {
 }
 
 func checkID(id int64) error {
-	if id <= int64(lessor.NoLease) {
+	if limits.CheckLeaseID(id) != nil {
 		return fmt.Errorf("%w: %d", lessor.ErrInvalidID, id)
 	}
 	return nil
@@ -268,25 +266,6 @@ func checkIDs[T any](list []T, distinct bool, id func(int) int64) error {
 			return fmt.Errorf("%w: %d", ErrDuplicateLease, v)
 		}
 		seen[v] = struct{}{}
-	}
-	return nil
-}
-
-func checkKey(key string) error {
-	if len(key) == 0 || len(key) > MaxKeyLen || !utf8.ValidString(key) {
-		return fmt.Errorf("%w (got %d bytes)", ErrKeyInvalid, len(key))
-	}
-	return nil
-}
-
-func checkValue(v string) error {
-	if len(v) > MaxValueLen {
-		return fmt.Errorf("%w (got %d bytes)", ErrValueTooLarge, len(v))
-	}
-	// proto3 strings must be UTF-8; catching it here gives a clear error
-	// instead of a marshalling failure.
-	if !utf8.ValidString(v) {
-		return ErrValueInvalid
 	}
 	return nil
 }

@@ -10,6 +10,7 @@ import (
 
 	"github.com/leasecluster/leasecluster/leasepb"
 	"github.com/leasecluster/leasecluster/lessor"
+	"github.com/leasecluster/leasecluster/limits"
 )
 
 func TestNewValidates(t *testing.T) {
@@ -138,8 +139,8 @@ func TestItemLimits(t *testing.T) {
 	n := newNode(t, 0)
 	m := must(t)
 	n.ok(m(EncodeGrant(0, 1, 5000)))
-	long := strings.Repeat("k", MaxKeyLen)
-	big := strings.Repeat("v", MaxValueLen)
+	long := strings.Repeat("k", limits.MaxKeyBytes)
+	big := strings.Repeat("v", limits.MaxValueBytes)
 	n.ok(m(EncodeAttach(0, 1, long, big)))
 	n.ok(m(EncodeAttach(0, 1, "a/b/ключ", "")))
 	for name, c := range map[string]struct {

@@ -13,6 +13,7 @@ import (
 	"github.com/hashicorp/raft"
 
 	"github.com/leasecluster/leasecluster/lessor"
+	"github.com/leasecluster/leasecluster/limits"
 	"github.com/leasecluster/leasecluster/snapshot"
 )
 
@@ -283,7 +284,7 @@ func TestRestoreCorruptKeepsState(t *testing.T) {
 	// An intact snapshot holding what no command could create is refused
 	// by the FSM's own checks.
 	var buf bytes.Buffer
-	long := string(bytes.Repeat([]byte("k"), MaxKeyLen+1))
+	long := string(bytes.Repeat([]byte("k"), limits.MaxKeyBytes+1))
 	err := snapshot.Write(&buf, &snapshot.Snapshot{
 		Index:  9,
 		Leases: []lessor.LeaseState{{ID: 1, TTL: 5000, Keys: []string{long}}},

@@ -13,6 +13,7 @@ import (
 	"github.com/hashicorp/raft"
 
 	"github.com/leasecluster/leasecluster/lessor"
+	"github.com/leasecluster/leasecluster/limits"
 	"github.com/leasecluster/leasecluster/snapshot"
 )
 
@@ -83,10 +84,10 @@ func (f *FSM) Restore(rc io.ReadCloser) error {
 	for _, it := range s.Items {
 		// Snapshot validation knows nothing of item limits; a snapshot
 		// holding what no command could have created is not ours.
-		if err := checkKey(it.Key); err != nil {
+		if err := limits.CheckKey(it.Key); err != nil {
 			return fmt.Errorf("fsm: restore: item %q: %w", it.Key, err)
 		}
-		if err := checkValue(it.Value); err != nil {
+		if err := limits.CheckValue(it.Value); err != nil {
 			return fmt.Errorf("fsm: restore: item %q: %w", it.Key, err)
 		}
 	}
