@@ -1,4 +1,4 @@
-package leasecluster_test
+package server
 
 import (
 	"context"
@@ -10,7 +10,6 @@ import (
 
 	"github.com/leasecluster/leasecluster/leasepb"
 	"github.com/leasecluster/leasecluster/lessor"
-	"github.com/leasecluster/leasecluster/server"
 )
 
 // Benchmarks of the replicated paths on an in-process three-node cluster
@@ -34,7 +33,7 @@ func reportCPU(b *testing.B, start time.Duration) {
 	b.ReportMetric(float64(cpuTime(b)-start)/float64(b.N), "cpu-ns/op")
 }
 
-func benchCluster(b *testing.B) *server.Node {
+func benchCluster(b *testing.B) *Node {
 	c := newTestCluster(b, 3, nil)
 	_, ld := c.leader()
 	return ld
@@ -45,7 +44,7 @@ func BenchmarkClusterGrant(b *testing.B) {
 	ctx := context.Background()
 	b.ResetTimer()
 	for b.Loop() {
-		if _, _, err := ld.Grant(ctx, 0, 60_000, 0); err != nil {
+		if _, _, err := ld.ops.grant(ctx, 0, 60_000, 0); err != nil {
 			b.Fatal(err)
 		}
 	}
@@ -58,7 +57,7 @@ func BenchmarkClusterGrantParallel64(b *testing.B) {
 	b.ResetTimer()
 	b.RunParallel(func(pb *testing.PB) {
 		for pb.Next() {
-			if _, _, err := ld.Grant(ctx, 0, 60_000, 0); err != nil {
+			if _, _, err := ld.ops.grant(ctx, 0, 60_000, 0); err != nil {
 				b.Error(err)
 				return
 			}
@@ -71,7 +70,7 @@ func BenchmarkClusterRenew(b *testing.B) {
 	ctx := context.Background()
 	ids := make([]lessor.LeaseID, 64)
 	for i := range ids {
-		id, _, err := ld.Grant(ctx, 0, 60_000, 0)
+		id, _, err := ld.ops.grant(ctx, 0, 60_000, 0)
 		if err != nil {
 			b.Fatal(err)
 		}
@@ -83,7 +82,7 @@ func BenchmarkClusterRenew(b *testing.B) {
 	b.RunParallel(func(pb *testing.PB) {
 		for pb.Next() {
 			id := ids[next.Add(1)%int64(len(ids))]
-			if _, err := ld.Renew(ctx, id); err != nil {
+			if _, err := renewOne(ctx, ld, id); err != nil {
 				b.Error(err)
 				return
 			}
@@ -96,12 +95,12 @@ func BenchmarkClusterRenew(b *testing.B) {
 func BenchmarkClusterRenewSerial(b *testing.B) {
 	ld := benchCluster(b)
 	ctx := context.Background()
-	id, _, err := ld.Grant(ctx, 0, 60_000, 0)
+	id, _, err := ld.ops.grant(ctx, 0, 60_000, 0)
 	if err != nil {
 		b.Fatal(err)
 	}
 	for b.Loop() {
-		if _, err := ld.Renew(ctx, id); err != nil {
+		if _, err := renewOne(ctx, ld, id); err != nil {
 			b.Fatal(err)
 		}
 	}
@@ -129,7 +128,7 @@ func BenchmarkClusterKeepAliveStream(b *testing.B) {
 		}
 		var ids []lessor.LeaseID
 		for range perStream {
-			id, _, err := ld.Grant(ctx, 0, 60_000, 0)
+			id, _, err := ld.ops.grant(ctx, 0, 60_000, 0)
 			if err != nil {
 				b.Fatal(err)
 			}

@@ -1,4 +1,4 @@
-package leasecluster_test
+package server
 
 import (
 	"context"
@@ -19,7 +19,7 @@ func TestClusterGroupCommit(t *testing.T) {
 	_, ld := c.leader()
 	ctx := ctxT(t)
 	const workers, each = 64, 8
-	before := ld.Status().LastIndex
+	before := ld.info.status(true).LastIndex
 
 	var (
 		mu      sync.Mutex
@@ -32,19 +32,19 @@ func TestClusterGroupCommit(t *testing.T) {
 		wg.Go(func() {
 			for i := range each {
 				reqID := uint64(w*each + i + 1)
-				id, _, err := ld.Grant(ctx, 0, 60_000, reqID)
+				id, _, err := ld.ops.grant(ctx, 0, 60_000, reqID)
 				if err != nil {
 					errs <- err
 					return
 				}
 				// A retry of the same request: the same lease, not a new one.
-				again, _, err := ld.Grant(ctx, 0, 60_000, reqID)
+				again, _, err := ld.ops.grant(ctx, 0, 60_000, reqID)
 				if err != nil || again != id {
 					errs <- errors.Join(err, errors.New("retry of a grant answered with another lease"))
 					return
 				}
 				if i%2 == 1 {
-					if err := ld.Revoke(ctx, id, 0); err != nil {
+					if err := ld.ops.revoke(ctx, id, 0); err != nil {
 						errs <- err
 						return
 					}
@@ -68,7 +68,7 @@ func TestClusterGroupCommit(t *testing.T) {
 	}
 	commands := uint64(workers * each * 2) // grants and their retries ...
 	commands += uint64(len(revoked))       // ... and the revokes
-	entries := ld.Status().LastIndex - before
+	entries := ld.info.status(true).LastIndex - before
 	// 64 callers in a closed loop: the committer lingers for those it has
 	// just answered, so entries carry tens of commands (18 each before it
 	// lingered, about 60 with it); a quarter of that is a safe floor.
@@ -83,7 +83,7 @@ func TestClusterGroupCommit(t *testing.T) {
 			for _, r := range revoked {
 				gone = gone || r == id
 			}
-			if _, err := n.TimeToLive(ctx, id, false, true); (err == nil) == gone {
+			if _, err := n.reader.timeToLive(ctx, id, false, true); (err == nil) == gone {
 				t.Fatalf("%s: lease %d revoked=%v, TimeToLive: %v", n.Name(), id, gone, err)
 			}
 		}
@@ -94,25 +94,25 @@ func TestClusterGroupCommit(t *testing.T) {
 func TestClusterGroupCommitEndedContext(t *testing.T) {
 	c := newTestCluster(t, 3, nil)
 	_, ld := c.leader()
-	id, _, err := ld.Grant(ctxT(t), 0, 60_000, 0)
+	id, _, err := ld.ops.grant(ctxT(t), 0, 60_000, 0)
 	if err != nil {
 		t.Fatal(err)
 	}
-	before := ld.Status().LastIndex
+	before := ld.info.status(true).LastIndex
 	ctx, cancel := context.WithCancel(context.Background())
 	cancel()
 	for range 100 {
-		if _, _, err := ld.Grant(ctx, 0, 60_000, 0); !errors.Is(err, context.Canceled) {
+		if _, _, err := ld.ops.grant(ctx, 0, 60_000, 0); !errors.Is(err, context.Canceled) {
 			t.Fatalf("grant with an ended context: %v", err)
 		}
-		if err := ld.Revoke(ctx, id, 0); !errors.Is(err, context.Canceled) {
+		if err := ld.ops.revoke(ctx, id, 0); !errors.Is(err, context.Canceled) {
 			t.Fatalf("revoke with an ended context: %v", err)
 		}
 	}
-	if after := ld.Status().LastIndex; after != before {
+	if after := ld.info.status(true).LastIndex; after != before {
 		t.Fatalf("log grew from %d to %d for commands whose callers had given up", before, after)
 	}
-	if _, err := ld.TimeToLive(ctxT(t), id, false, false); err != nil {
+	if _, err := ld.reader.timeToLive(ctxT(t), id, false, false); err != nil {
 		t.Fatalf("lease revoked by a call with an ended context: %v", err)
 	}
 }
@@ -131,7 +131,7 @@ func TestClusterGroupCommitCallerGivesUp(t *testing.T) {
 				ctx, cancel = context.WithTimeout(ctx, time.Duration(i)*50*time.Microsecond)
 				defer cancel()
 			}
-			_, _, err := ld.Grant(ctx, 0, 60_000, 0)
+			_, _, err := ld.ops.grant(ctx, 0, 60_000, 0)
 			if i%2 == 1 && err != nil {
 				t.Errorf("grant %d beside abandoned ones: %v", i, err)
 			}
@@ -141,7 +141,7 @@ func TestClusterGroupCommitCallerGivesUp(t *testing.T) {
 		})
 	}
 	wg.Wait()
-	if _, _, err := ld.Grant(ctxT(t), 0, 60_000, 0); err != nil {
+	if _, _, err := ld.ops.grant(ctxT(t), 0, 60_000, 0); err != nil {
 		t.Fatal(err)
 	}
 	c.converge()

@@ -1,4 +1,4 @@
-package leasecluster_test
+package server
 
 import (
 	"bufio"
@@ -11,12 +11,11 @@ import (
 
 	"github.com/leasecluster/leasecluster/leasepb"
 	"github.com/leasecluster/leasecluster/lessor"
-	"github.com/leasecluster/leasecluster/server"
 )
 
 // renewConfirmations scrapes a node's /metrics for the renewal batches
 // confirmed by raft's quorum contacts and by quorum rounds.
-func renewConfirmations(t *testing.T, n *server.Node) (byLease, byRound float64) {
+func renewConfirmations(t *testing.T, n *Node) (byLease, byRound float64) {
 	t.Helper()
 	resp, err := http.Get("http://" + n.HTTPAddr() + "/metrics")
 	if err != nil {
@@ -61,7 +60,7 @@ func renewOverStream(st leasepb.Leases_KeepAliveClient, id lessor.LeaseID) bool 
 // LeaderLeaseTimeout (set to its longest here).
 func TestClusterRenewLeaseBound(t *testing.T) {
 	const renewLease = 80 * time.Millisecond
-	c := newTestCluster(t, 3, func(cfg *server.Config) {
+	c := newTestCluster(t, 3, func(cfg *Config) {
 		cfg.RenewLease = renewLease
 		cfg.LeaderLeaseTimeout = testElection
 		cfg.HTTPAddr = "127.0.0.1:0"
@@ -76,7 +75,7 @@ func TestClusterRenewLeaseBound(t *testing.T) {
 	}
 
 	for i := range 200 {
-		if _, err := ld.Renew(ctx, unary); err != nil {
+		if _, err := renewOne(ctx, ld, unary); err != nil {
 			t.Fatalf("renewal %d with a healthy quorum: %v", i, err)
 		}
 	}
@@ -117,7 +116,7 @@ func TestClusterRenewLeaseBound(t *testing.T) {
 	for time.Since(cutOff) < 2*time.Second && ld.IsLeader() {
 		start := time.Now()
 		rctx, cancel := context.WithTimeout(ctx, 20*time.Millisecond)
-		_, err := ld.Renew(rctx, unary)
+		_, err := renewOne(rctx, ld, unary)
 		cancel()
 		if err == nil {
 			lastOK, acked = start, acked+1

@@ -1,4 +1,4 @@
-package leasecluster_test
+package server
 
 import (
 	"context"
@@ -11,7 +11,6 @@ import (
 	"time"
 
 	"github.com/leasecluster/leasecluster/lessor"
-	"github.com/leasecluster/leasecluster/server"
 )
 
 // minTTL is the smallest TTL the test clusters accept (1.5 x election).
@@ -24,52 +23,52 @@ func TestClusterLeaseLifecycle(t *testing.T) {
 	_, ld := c.leader()
 	ctx := ctxT(t)
 
-	id, ttl, err := ld.Grant(ctx, 0, 5000, 11)
+	id, ttl, err := ld.ops.grant(ctx, 0, 5000, 11)
 	if err != nil || id == lessor.NoLease || ttl != 5000 {
 		t.Fatalf("grant: id %d ttl %d err %v", id, ttl, err)
 	}
-	it, err := ld.Attach(ctx, id, "svc/a", "v1", 12)
+	it, err := ld.ops.attach(ctx, id, "svc/a", "v1", 12)
 	if err != nil || it.Revision == 0 || it.LeaseID != id {
 		t.Fatalf("attach: %+v %v", it, err)
 	}
 	c.converge()
 	for _, n := range c.running() {
-		got, err := n.Get(ctx, "svc/a", true)
+		got, err := n.reader.get(ctx, "svc/a", true)
 		if err != nil || got != it {
 			t.Fatalf("%s: item %+v err %v, want %+v", n.Name(), got, err, it)
 		}
-		info, err := n.TimeToLive(ctx, id, true, true)
+		info, err := n.reader.timeToLive(ctx, id, true, true)
 		if err != nil || info.GrantedTTL != 5000 || len(info.Keys) != 1 || info.Keys[0] != "svc/a" {
 			t.Fatalf("%s: ttl %+v err %v", n.Name(), info, err)
 		}
 	}
 
-	if err := ld.Revoke(ctx, id, 13); err != nil {
+	if err := ld.ops.revoke(ctx, id, 13); err != nil {
 		t.Fatal(err)
 	}
 	c.converge()
 	for _, n := range c.running() {
-		if _, err := n.Get(ctx, "svc/a", true); !errors.Is(err, lessor.ErrItemNotFound) {
+		if _, err := n.reader.get(ctx, "svc/a", true); !errors.Is(err, lessor.ErrItemNotFound) {
 			t.Fatalf("%s: item after revoke: %v", n.Name(), err)
 		}
-		if _, err := n.TimeToLive(ctx, id, false, true); !errors.Is(err, lessor.ErrLeaseNotFound) {
+		if _, err := n.reader.timeToLive(ctx, id, false, true); !errors.Is(err, lessor.ErrLeaseNotFound) {
 			t.Fatalf("%s: lease after revoke: %v", n.Name(), err)
 		}
 	}
 
 	// Expiry: present at every look before sent + TTL, gone everywhere soon after.
 	sent := time.Now()
-	id2, ttl2, err := ld.Grant(ctx, 0, 1, 14) // raised to the minimum
+	id2, ttl2, err := ld.ops.grant(ctx, 0, 1, 14) // raised to the minimum
 	if err != nil || ttl2 != minTTL.Milliseconds() {
 		t.Fatalf("grant short: ttl %d err %v", ttl2, err)
 	}
-	if _, err := ld.Attach(ctx, id2, "svc/b", "", 15); err != nil {
+	if _, err := ld.ops.attach(ctx, id2, "svc/b", "", 15); err != nil {
 		t.Fatal(err)
 	}
 	var goneAt time.Time
 	for goneAt.IsZero() {
 		look := time.Now()
-		_, err := ld.Get(ctx, "svc/b", false)
+		_, err := ld.reader.get(ctx, "svc/b", false)
 		switch {
 		case errors.Is(err, lessor.ErrItemNotFound):
 			if look.Before(sent.Add(minTTL)) {
@@ -86,7 +85,7 @@ func TestClusterLeaseLifecycle(t *testing.T) {
 	t.Logf("lease with TTL %v expired %v after the grant was sent", minTTL, goneAt.Sub(sent))
 	c.converge()
 	for _, n := range c.running() {
-		if _, err := n.Get(ctx, "svc/b", true); !errors.Is(err, lessor.ErrItemNotFound) {
+		if _, err := n.reader.get(ctx, "svc/b", true); !errors.Is(err, lessor.ErrItemNotFound) {
 			t.Fatalf("%s: expired item still present: %v", n.Name(), err)
 		}
 	}
@@ -98,50 +97,50 @@ func TestClusterAttachExclusivityAndFencing(t *testing.T) {
 	c := newTestCluster(t, 3, nil)
 	_, ld := c.leader()
 	ctx := ctxT(t)
-	a, _, err := ld.Grant(ctx, 101, 10000, 0)
+	a, _, err := ld.ops.grant(ctx, 101, 10000, 0)
 	if err != nil {
 		t.Fatal(err)
 	}
-	b, _, err := ld.Grant(ctx, 102, 10000, 0)
+	b, _, err := ld.ops.grant(ctx, 102, 10000, 0)
 	if err != nil {
 		t.Fatal(err)
 	}
-	if _, _, err := ld.Grant(ctx, 101, 10000, 0); !errors.Is(err, lessor.ErrLeaseExists) {
+	if _, _, err := ld.ops.grant(ctx, 101, 10000, 0); !errors.Is(err, lessor.ErrLeaseExists) {
 		t.Fatalf("duplicate grant: %v", err)
 	}
-	first, err := ld.Attach(ctx, a, "lock", "holder-a", 0)
+	first, err := ld.ops.attach(ctx, a, "lock", "holder-a", 0)
 	if err != nil {
 		t.Fatal(err)
 	}
-	if _, err := ld.Attach(ctx, b, "lock", "holder-b", 0); !errors.Is(err, lessor.ErrItemHeld) {
+	if _, err := ld.ops.attach(ctx, b, "lock", "holder-b", 0); !errors.Is(err, lessor.ErrItemHeld) {
 		t.Fatalf("attach held item: %v", err)
 	}
-	again, err := ld.Attach(ctx, a, "lock", "holder-a2", 0)
+	again, err := ld.ops.attach(ctx, a, "lock", "holder-a2", 0)
 	if err != nil || again.Revision != first.Revision || again.Value != "holder-a2" {
 		t.Fatalf("re-attach: %+v %v (first %+v)", again, err, first)
 	}
-	if err := ld.Detach(ctx, b, "lock", 0); !errors.Is(err, lessor.ErrItemHeld) {
+	if err := ld.ops.detach(ctx, b, "lock", 0); !errors.Is(err, lessor.ErrItemHeld) {
 		t.Fatalf("detach by another lease: %v", err)
 	}
-	if err := ld.Revoke(ctx, a, 0); err != nil {
+	if err := ld.ops.revoke(ctx, a, 0); err != nil {
 		t.Fatal(err)
 	}
-	second, err := ld.Attach(ctx, b, "lock", "holder-b", 0)
+	second, err := ld.ops.attach(ctx, b, "lock", "holder-b", 0)
 	if err != nil || second.Revision <= first.Revision {
 		t.Fatalf("attach after revoke: %+v %v (first revision %d)", second, err, first.Revision)
 	}
-	if _, err := ld.Attach(ctx, b, "", "x", 0); err == nil {
+	if _, err := ld.ops.attach(ctx, b, "", "x", 0); err == nil {
 		t.Fatal("empty key accepted")
 	}
-	if _, _, err := ld.Grant(ctx, 0, -5, 0); !errors.Is(err, server.ErrInvalidArgument) {
+	if _, _, err := ld.ops.grant(ctx, 0, -5, 0); !errors.Is(err, ErrInvalidArgument) {
 		t.Fatalf("negative TTL: %v", err)
 	}
 	c.converge()
 }
 
-// renewer keeps leases alive through whichever node leads, as a client
+// testRenewer keeps leases alive through whichever node leads, as a client
 // would, and records when each lease was last acknowledged (by send time).
-type renewer struct {
+type testRenewer struct {
 	c        *testCluster
 	ids      []lessor.LeaseID
 	every    time.Duration
@@ -152,13 +151,13 @@ type renewer struct {
 	resumed  chan time.Time
 }
 
-func (r *renewer) run(ctx context.Context) {
-	out := make([]server.RenewResult, 0, len(r.ids))
+func (r *testRenewer) run(ctx context.Context) {
+	out := make([]RenewResult, 0, len(r.ids))
 	next := time.Now()
 	for ctx.Err() == nil {
 		time.Sleep(time.Until(next))
 		sent := time.Now()
-		var ld *server.Node
+		var ld *Node
 		for _, n := range r.c.running() {
 			if n != nil && n.IsLeader() {
 				ld = n
@@ -169,7 +168,7 @@ func (r *renewer) run(ctx context.Context) {
 			continue
 		}
 		rctx, cancel := context.WithTimeout(ctx, time.Second)
-		res, err := ld.RenewBatch(rctx, r.ids, out[:0])
+		res, err := ld.renewer.renew(rctx, r.ids, out[:0])
 		cancel()
 		if err != nil {
 			next = time.Now().Add(20 * time.Millisecond)
@@ -204,7 +203,7 @@ func TestClusterLeaderKillKeepsRenewedLeases(t *testing.T) {
 	ctx := ctxT(t)
 	ids := grantMany(t, ld, leases, ttl)
 
-	r := &renewer{c: c, ids: ids, every: ttl / 3, lastSent: map[lessor.LeaseID]time.Time{}, resumed: make(chan time.Time, 1)}
+	r := &testRenewer{c: c, ids: ids, every: ttl / 3, lastSent: map[lessor.LeaseID]time.Time{}, resumed: make(chan time.Time, 1)}
 	rctx, stop := context.WithCancel(context.Background())
 	done := make(chan struct{})
 	go func() { defer close(done); r.run(rctx) }()
@@ -221,7 +220,7 @@ func TestClusterLeaderKillKeepsRenewedLeases(t *testing.T) {
 	t.Logf("renewals resumed %v after the leader was killed", resumed)
 
 	for _, id := range ids {
-		info, err := ld.TimeToLive(ctx, id, false, false)
+		info, err := ld.reader.timeToLive(ctx, id, false, false)
 		if err != nil {
 			t.Fatalf("lease %d after failover: %v", id, err)
 		}
@@ -246,7 +245,7 @@ func TestClusterRepeatedFailoverBoundedExpiry(t *testing.T) {
 	_, ld := c.leader()
 	ctx := ctxT(t)
 	sent := time.Now()
-	id, _, err := ld.Grant(ctx, 0, ttl.Milliseconds(), 0)
+	id, _, err := ld.ops.grant(ctx, 0, ttl.Milliseconds(), 0)
 	if err != nil {
 		t.Fatal(err)
 	}
@@ -261,7 +260,7 @@ func TestClusterRepeatedFailoverBoundedExpiry(t *testing.T) {
 				if n == nil {
 					continue
 				}
-				_, err := n.TimeToLive(sctx, id, false, true)
+				_, err := n.reader.timeToLive(sctx, id, false, true)
 				switch {
 				case err == nil:
 					seen[n.Name()] = true
@@ -302,7 +301,7 @@ func TestClusterRepeatedFailoverBoundedExpiry(t *testing.T) {
 // TestClusterRestartCatchesUp: a stopped node restarts from its data dir and
 // catches up, from the log and, once the others have compacted, from a snapshot.
 func TestClusterRestartCatchesUp(t *testing.T) {
-	c := newTestCluster(t, 3, func(cfg *server.Config) {
+	c := newTestCluster(t, 3, func(cfg *Config) {
 		cfg.SnapshotThreshold = 64
 		cfg.TrailingLogs = 16
 		cfg.SnapshotInterval = 200 * time.Millisecond
@@ -323,7 +322,7 @@ func TestClusterRestartCatchesUp(t *testing.T) {
 	// commit), and it is entries that the snapshot threshold counts.
 	c.kill(f)
 	for range 200 {
-		if _, _, err := ld.Grant(ctxT(t), 0, 60_000, 0); err != nil {
+		if _, _, err := ld.ops.grant(ctxT(t), 0, 60_000, 0); err != nil {
 			t.Fatal(err)
 		}
 	}
@@ -342,10 +341,10 @@ func TestClusterRestartCatchesUp(t *testing.T) {
 	if !installed {
 		t.Fatalf("restarted follower caught up without installing a snapshot (had %v)", before)
 	}
-	if c.node(f).Status().StateHash != hash {
+	if c.node(f).info.status(true).StateHash != hash {
 		t.Fatal("restarted follower differs")
 	}
-	info, err := c.node(f).Leases(ctxT(t), true)
+	info, err := c.node(f).reader.leases(ctxT(t), true)
 	if err != nil || len(info) != 230 {
 		t.Fatalf("restarted follower has %d leases (%v), want 230", len(info), err)
 	}
@@ -370,7 +369,7 @@ func snapshotNames(dir string) map[string]bool {
 	return names
 }
 
-func grantMany(t *testing.T, ld *server.Node, n int, ttl time.Duration) []lessor.LeaseID {
+func grantMany(t *testing.T, ld *Node, n int, ttl time.Duration) []lessor.LeaseID {
 	t.Helper()
 	ids := make([]lessor.LeaseID, n)
 	var wg sync.WaitGroup
@@ -382,7 +381,7 @@ func grantMany(t *testing.T, ld *server.Node, n int, ttl time.Duration) []lessor
 		go func() {
 			defer wg.Done()
 			defer func() { <-sem }()
-			id, _, err := ld.Grant(context.Background(), 0, ttl.Milliseconds(), 0)
+			id, _, err := ld.ops.grant(context.Background(), 0, ttl.Milliseconds(), 0)
 			ids[i] = id
 			if err != nil {
 				errs <- err
@@ -397,7 +396,7 @@ func grantMany(t *testing.T, ld *server.Node, n int, ttl time.Duration) []lessor
 	return ids
 }
 
-func waitRounds(t *testing.T, r *renewer, n int64) {
+func waitRounds(t *testing.T, r *testRenewer, n int64) {
 	t.Helper()
 	if err := eventually(15*time.Second, func() error {
 		if r.rounds.Load() < n {

@@ -85,6 +85,9 @@ type Config struct {
 	// Clock is the lessor's time source; nil means the real clock. The chaos
 	// build injects a skewed clock through it.
 	Clock lessor.Clock
+	// Faults are fault-injection points; nil (the default) injects nothing.
+	// Only the chaos build and tests set them.
+	Faults *Faults
 }
 
 // withDefaults fills zero fields.

@@ -55,28 +55,35 @@ func (lc *leaderConn) close() {
 	}
 }
 
-// forwardKeepAlive proxies a KeepAlive stream that reached this follower to
-// the leader. The leader confirms its leadership for every batch as usual
+// forwarder passes KeepAlive streams that reach this follower to the leader.
+type forwarder struct {
+	rs   *raftStack
+	name string // this node's
+	conn leaderConn
+}
+
+// keepAlive proxies a KeepAlive stream that reached this follower to the
+// leader. The leader confirms its leadership for every batch as usual
 // (rule 2 counts from the client's send time, which precedes both hops); when
 // the leader ends its side (it lost leadership, or failed), the same status,
 // hint included, ends this one.
-func (n *Node) forwardKeepAlive(stream leasepb.Leases_KeepAliveServer) error {
+func (f *forwarder) keepAlive(stream leasepb.Leases_KeepAliveServer) error {
 	if md, ok := metadata.FromIncomingContext(stream.Context()); ok && len(md.Get(forwardedKey)) > 0 {
-		return toStatus(n.notLeader())
+		return toStatus(f.rs.notLeader())
 	}
-	addr, id := n.raft.LeaderWithID()
-	if addr == "" || string(id) == n.cfg.Name {
-		return toStatus(n.notLeader())
+	addr, id := f.rs.raft.LeaderWithID()
+	if addr == "" || string(id) == f.name {
+		return toStatus(f.rs.notLeader())
 	}
-	cc, err := n.fwd.get(string(addr))
+	cc, err := f.conn.get(string(addr))
 	if err != nil {
-		return toStatus(n.notLeader())
+		return toStatus(f.rs.notLeader())
 	}
-	ctx, cancel := context.WithCancel(metadata.AppendToOutgoingContext(stream.Context(), forwardedKey, n.cfg.Name))
+	ctx, cancel := context.WithCancel(metadata.AppendToOutgoingContext(stream.Context(), forwardedKey, f.name))
 	defer cancel()
 	up, err := leasepb.NewLeasesClient(cc).KeepAlive(ctx)
 	if err != nil {
-		return toStatus(n.notLeader())
+		return toStatus(f.rs.notLeader())
 	}
 	errc := make(chan error, 2)
 	go func() { // leader -> client

@@ -1,7 +1,6 @@
 package server
 
 import (
-	"context"
 	"fmt"
 	"sync/atomic"
 	"time"
@@ -35,36 +34,26 @@ const maxGroup = 256
 
 // maxInflight bounds the batch entries proposed and not yet applied. One:
 // everything that arrives while an entry commits waits for the next, bigger,
-// one. Measured with 64 closed-loop clients against three node processes
-// (grants/s and node CPU per grant, runs in the order A B B A): two in
-// flight 5,100-5,400/s at 228-242 us, one 5,600-6,400/s at 180-194 us, four
-// 2,800-3,200/s at 342-355 us. Two entries proposed back to back mostly went
-// to raft's log in one write anyway, so the second bought no overlap.
+// one. Two entries proposed back to back mostly went to raft's log in one
+// write anyway, so a second in flight bought no overlap and cost throughput
+// (measured: bench/results/design-measurements.md, server).
 const maxInflight = 1
 
 // lingerFraction sets the linger for returning callers, counted from the
 // first one back: the last entry's commit time divided by this (longer only
-// when fewer than half are back by then, see lingerExtension).
-// With 4 (against one in flight and no linger): 6,300-7,600 grants/s at
-// 143-179 us of node CPU each, against 5,800-6,300/s at 178-194 us; 2 and 8
-// gained less. Counting from the first caller back instead of from the
-// freed slot (A B B A, 64 clients): 6,200-6,900/s at 164-173 us against
-// 5,400-6,100/s at 173-200 us; 16 clients 3,500-3,600/s against
-// 2,550-2,900/s. A lone proposal, or one after a lone proposal, never
-// lingers.
+// when fewer than half are back by then, see lingerExtension). Counting from
+// the first caller back rather than from the freed slot matters on a loaded
+// machine, where the callers' round trip alone outlasts a linger counted
+// from the commit. A lone proposal, or one after a lone proposal, never
+// lingers, so single-client latency pays nothing.
 const lingerFraction = 4
 
 // lingerExtension bounds how long the committer waits on, in lingers after
 // the first, when a linger ends with fewer than half of the expected
 // callers back. The first caller back is then an early one (the others'
 // answers and requests queue behind other processes on a loaded machine),
-// and going without the rest would cost them a whole commit: counted over
-// 500 entries of 64 closed-loop clients, 172 held all 64 and about 100
-// held one to five, in runs of 64, 1, 63, 2 and so on. Waiting on for all
-// of them, up to 4 more lingers: 290-327 entries of 64 and none to three of
-// one to five; A B B A, two rounds: 5,136 / 5,056 / 4,643 / 5,233 grants/s
-// without, 5,831 / 5,988 / 5,186 / 5,773 with (node CPU per grant 223 ->
-// 190 us). 8 lingers did no better than 4.
+// and going without the rest would cost them a whole commit: entry sizes
+// otherwise alternate (64, 1, 63, 2, ...). 8 lingers did no better than 4.
 const lingerExtension = 4
 
 // proposal is one command waiting for the group committer.
@@ -88,53 +77,16 @@ type committing struct {
 	batch []*proposal
 }
 
-// proposeGrouped is propose for commands that may share a log entry
-// (grants and client revokes).
-func (n *Node) proposeGrouped(ctx context.Context, data []byte) (*fsm.Result, error) {
-	if !n.leading.Load() {
-		return nil, n.notLeader()
-	}
-	if err := ctx.Err(); err != nil {
-		return nil, err // not proposed: a select below could otherwise enqueue it
-	}
-	p := &proposal{data: data, done: make(chan struct{})}
-	select {
-	case n.group <- p:
-	case <-ctx.Done():
-		return nil, ctx.Err()
-	case <-n.stopC:
-		return nil, ErrStopped
-	}
-	select {
-	case <-p.done:
-		if p.err != nil {
-			return nil, p.err
-		}
-		return p.res, p.res.Err
-	case <-ctx.Done():
-		if p.state.CompareAndSwap(proposalWaiting, proposalAbandoned) {
-			return nil, ctx.Err()
-		}
-		return nil, fmt.Errorf("%w: %w", ErrOutcomeUnknown, ctx.Err())
-	case <-n.stopC:
-		if p.state.CompareAndSwap(proposalWaiting, proposalAbandoned) {
-			return nil, ErrStopped
-		}
-		return nil, fmt.Errorf("%w: %w", ErrOutcomeUnknown, ErrStopped)
-	}
-}
-
-// groupCommitLoop is the committer: it runs for the node's life. A second
-// goroutine waits for the batches in the order raft took them (raft applies
-// entries in log order) and answers their proposals.
-func (n *Node) groupCommitLoop() {
-	defer n.loops.Done()
+// commitLoop is the group committer: it runs for the node's life, until stop
+// closes. A second goroutine waits for the batches in the order raft took
+// them (raft applies entries in log order) and answers their proposals.
+func (p *proposer) commitLoop() {
 	taken := make(chan committing, 64)
 	answered := make(chan struct{})
 	go func() {
 		defer close(answered)
 		for c := range taken {
-			n.answer(c)
+			p.answer(c)
 		}
 	}()
 	defer func() {
@@ -150,45 +102,45 @@ func (n *Node) groupCommitLoop() {
 	for {
 		batch, datas = batch[:0], datas[:0]
 		// A slot first, then the proposals: until a slot frees they wait
-		// in n.group, where their callers may still take them back.
+		// in p.group, where their callers may still take them back.
 		select {
-		case n.groupSlots <- struct{}{}:
-		case <-n.stopC:
+		case p.slots <- struct{}{}:
+		case <-p.stop:
 			return
 		}
 		// The slot frees when the last entry has been applied, as its
 		// callers are answered: expect them back, beside those waiting.
 		slotAt := time.Now()
-		expect := min(maxGroup, len(n.group)+prevSize)
+		expect := min(maxGroup, len(p.group)+prevSize)
 		linger := slotAt.Sub(prevPropose) / lingerFraction
-		batch, stopped := collect(n.group, batch, prevSize, expect, linger, n.stopC)
+		batch, stopped := collect(p.group, batch, prevSize, expect, linger, p.stop)
 		if stopped {
 			fail(batch, ErrStopped) // never proposed
 			return
 		}
 		if len(batch) == 0 {
-			<-n.groupSlots
+			<-p.slots
 			continue
 		}
 		data := batch[0].data
 		if len(batch) > 1 {
-			for _, p := range batch {
-				datas = append(datas, p.data)
+			for _, pr := range batch {
+				datas = append(datas, pr.data)
 			}
 			var err error
 			if data, err = fsm.EncodeBatch(datas); err != nil {
 				fail(batch, err)
-				<-n.groupSlots
+				<-p.slots
 				continue
 			}
-			n.metrics.groupedCommands.Add(float64(len(batch)))
+			p.metrics.groupedCommands.Add(float64(len(batch)))
 		}
-		n.metrics.groupEntries.Inc()
+		p.metrics.groupEntries.Inc()
 		prevSize, prevPropose = len(batch), time.Now()
-		f := n.raft.Apply(data, n.cfg.ApplyTimeout)
+		f := p.rs.raft.Apply(data, p.applyTimeout)
 		select {
 		case taken <- committing{f: f, batch: append([]*proposal(nil), batch...)}:
-		case <-n.stopC:
+		case <-p.stop:
 			// The answering goroutine drains what it has; these callers
 			// see stopC.
 			return
@@ -270,11 +222,11 @@ func appendTaken(batch []*proposal, p *proposal) []*proposal {
 }
 
 // answer waits for a batch to be applied and answers each of its proposals.
-func (n *Node) answer(c committing) {
+func (p *proposer) answer(c committing) {
 	err := c.f.Error()
-	<-n.groupSlots
+	<-p.slots
 	if err != nil {
-		fail(c.batch, n.raftErr(err))
+		fail(c.batch, p.rs.err(err))
 		return
 	}
 	res, ok := c.f.Response().(*fsm.Result)
@@ -287,9 +239,9 @@ func (n *Node) answer(c committing) {
 	case res.Err != nil || len(res.Batch) != len(c.batch):
 		fail(c.batch, fmt.Errorf("server: batch of %d applied as %d results: %v", len(c.batch), len(res.Batch), res.Err))
 	default:
-		for i, p := range c.batch {
-			p.res = res.Batch[i]
-			close(p.done)
+		for i, pr := range c.batch {
+			pr.res = res.Batch[i]
+			close(pr.done)
 		}
 	}
 }

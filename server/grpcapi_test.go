@@ -1,4 +1,4 @@
-package leasecluster_test
+package server
 
 import (
 	"errors"
@@ -139,7 +139,7 @@ func TestStatusStateHashOnlyOnRequest(t *testing.T) {
 	if err != nil {
 		t.Fatal(err)
 	}
-	if want := ld.StateHash(); hashed.GetStateHash() != want || want == "" {
+	if want := ld.fsm.StateHash(); hashed.GetStateHash() != want || want == "" {
 		t.Fatalf("Status with state_hash = %q, want the node's %q", hashed.GetStateHash(), want)
 	}
 }

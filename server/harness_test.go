@@ -1,4 +1,4 @@
-package leasecluster_test
+package server
 
 import (
 	"context"
@@ -12,7 +12,7 @@ import (
 
 	"github.com/hashicorp/go-hclog"
 
-	"github.com/leasecluster/leasecluster/server"
+	"github.com/leasecluster/leasecluster/lessor"
 )
 
 // Timings of the test clusters: fast elections on loopback, still safe
@@ -26,30 +26,30 @@ const (
 // temp dirs and real gRPC on loopback.
 type testCluster struct {
 	t    testing.TB
-	cfgs []server.Config
+	cfgs []Config
 
-	mu    sync.Mutex     // guards nodes: background renewers read it while tests kill nodes
-	nodes []*server.Node // nil while a node is stopped
+	mu    sync.Mutex // guards nodes: background renewers read it while tests kill nodes
+	nodes []*Node    // nil while a node is stopped
 }
 
 // running returns the running nodes (a copy; stopped ones are nil).
-func (c *testCluster) running() []*server.Node {
+func (c *testCluster) running() []*Node {
 	c.mu.Lock()
 	defer c.mu.Unlock()
 	return slices.Clone(c.nodes)
 }
 
 // node returns node i, or nil while it is stopped.
-func (c *testCluster) node(i int) *server.Node {
+func (c *testCluster) node(i int) *Node {
 	c.mu.Lock()
 	defer c.mu.Unlock()
 	return c.nodes[i]
 }
 
-func newTestCluster(t testing.TB, size int, tweak func(*server.Config)) *testCluster {
+func newTestCluster(t testing.TB, size int, tweak func(*Config)) *testCluster {
 	t.Helper()
 	c := &testCluster{t: t}
-	var peers []server.Peer
+	var peers []Peer
 	var listeners []net.Listener
 	for i := range size {
 		lis, err := net.Listen("tcp", "127.0.0.1:0")
@@ -57,10 +57,10 @@ func newTestCluster(t testing.TB, size int, tweak func(*server.Config)) *testClu
 			t.Fatal(err)
 		}
 		listeners = append(listeners, lis)
-		peers = append(peers, server.Peer{Name: fmt.Sprintf("n%d", i+1), Address: lis.Addr().String()})
+		peers = append(peers, Peer{Name: fmt.Sprintf("n%d", i+1), Address: lis.Addr().String()})
 	}
 	for i := range size {
-		cfg := server.Config{
+		cfg := Config{
 			Name:             peers[i].Name,
 			DataDir:          t.TempDir(),
 			GRPCAddr:         peers[i].Address,
@@ -75,7 +75,7 @@ func newTestCluster(t testing.TB, size int, tweak func(*server.Config)) *testClu
 			tweak(&cfg)
 		}
 		c.cfgs = append(c.cfgs, cfg)
-		n, err := server.NewWithListener(cfg, listeners[i])
+		n, err := NewWithListener(cfg, listeners[i])
 		if err != nil {
 			t.Fatal(err)
 		}
@@ -102,7 +102,7 @@ func (c *testCluster) stopAll() {
 	}
 }
 
-func (c *testCluster) setNode(i int, n *server.Node) {
+func (c *testCluster) setNode(i int, n *Node) {
 	c.mu.Lock()
 	defer c.mu.Unlock()
 	c.nodes[i] = n
@@ -126,7 +126,7 @@ func (c *testCluster) restart(i int) {
 	if err != nil {
 		c.t.Fatal(err)
 	}
-	n, err := server.NewWithListener(c.cfgs[i], lis)
+	n, err := NewWithListener(c.cfgs[i], lis)
 	if err != nil {
 		c.t.Fatal(err)
 	}
@@ -134,7 +134,7 @@ func (c *testCluster) restart(i int) {
 }
 
 // leader waits for exactly one serving leader among the running nodes.
-func (c *testCluster) leader() (int, *server.Node) {
+func (c *testCluster) leader() (int, *Node) {
 	c.t.Helper()
 	var idx int
 	err := eventually(15*time.Second, func() error {
@@ -171,7 +171,7 @@ func (c *testCluster) converge() string {
 			if n == nil {
 				continue
 			}
-			s := n.Status()
+			s := n.info.status(true)
 			if hash == "" {
 				hash, index = s.StateHash, s.AppliedIndex
 				continue
@@ -208,3 +208,13 @@ func ctxT(t *testing.T) context.Context {
 
 // testLogLevel is the nodes' log level in tests (logs show only on failure).
 var testLogLevel = hclog.Warn
+
+// renewOne renews one lease through the renewer, as a KeepAlive stream's
+// batch of one would be, and returns its TTL.
+func renewOne(ctx context.Context, n *Node, id lessor.LeaseID) (int64, error) {
+	res, err := n.renewer.renew(ctx, []lessor.LeaseID{id}, nil)
+	if err != nil {
+		return 0, err
+	}
+	return res[0].TTL, res[0].Err
+}

@@ -29,12 +29,12 @@ type httpServer struct {
 type localNode struct{ n *Node }
 
 func (l localNode) Status(context.Context) (*leasepb.StatusResponse, error) {
-	s := l.n.status() // HTTP does not show the state hash: skip computing it
+	s := l.n.info.status(false) // HTTP does not show the state hash: skip computing it
 	return &leasepb.StatusResponse{Name: s.Name, Role: s.Role, Leader: s.Leader, LeaderAddress: s.LeaderAddr,
 		Term: s.Term, AppliedIndex: s.AppliedIndex, CommitIndex: s.CommitIndex, LastIndex: s.LastIndex}, nil
 }
 
-func (l localNode) Ready() error { return l.n.Ready() }
+func (l localNode) Ready() error { return l.n.info.ready() }
 
 func startHTTP(n *Node) (*httpServer, error) {
 	lis, err := net.Listen("tcp", n.cfg.HTTPAddr)
@@ -51,8 +51,8 @@ func startHTTP(n *Node) (*httpServer, error) {
 		Local:   localNode{n},
 		Metrics: promhttp.HandlerFor(n.metrics.registry, promhttp.HandlerOpts{}),
 	})
-	if chaosBuild {
-		h = chaosHTTP(n, h)
+	if n.cfg.Faults != nil && n.cfg.Faults.HTTP != nil {
+		h = n.cfg.Faults.HTTP(h, n)
 	}
 	if n.cfg.Pprof {
 		mux := http.NewServeMux()

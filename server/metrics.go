@@ -41,9 +41,9 @@ func newMetrics(n *Node) *metrics {
 	m.registry.MustRegister(m.leader, m.grants, m.renewals, m.expired, m.checkpoints, confirmations, m.groupEntries, m.groupedCommands,
 		collectors.NewGoCollector(), collectors.NewProcessCollector(collectors.ProcessCollectorOpts{}),
 		prometheus.NewGaugeFunc(prometheus.GaugeOpts{Name: "leasecluster_applied_index", Help: "Index of the last applied Raft entry."},
-			func() float64 { return float64(n.raft.AppliedIndex()) }),
+			func() float64 { return float64(n.rs.raft.AppliedIndex()) }),
 		prometheus.NewGaugeFunc(prometheus.GaugeOpts{Name: "leasecluster_term", Help: "Current Raft term."},
-			func() float64 { return float64(n.raft.CurrentTerm()) }),
+			func() float64 { return float64(n.rs.raft.CurrentTerm()) }),
 	)
 	return m
 }

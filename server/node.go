@@ -1,8 +1,11 @@
 // Package server is one leasecluster node: Raft (raft-boltdb v2 behind a
 // LogCache, a FileSnapshotStore, the gRPC transport), the FSM wrapping the
-// lessor, the leadership loop that Promotes and Demotes the lessor, the
-// leader-only expiry and checkpoint loops, renewals verified against a quorum,
-// linearizable reads, and the gRPC and HTTP servers. See DESIGN.md.
+// lessor, and the jobs built on them, each a type of its own: leadership
+// (terms, Promote and Demote, the leader-only loops), the proposer (the one
+// path into raft.Apply, with group commit), the renewer (renewals and their
+// leadership confirmation), the reader (linearizable reads), leaseOps (the
+// mutations) and clusterInfo (status and members); the gRPC and HTTP
+// adapters are thin. See ARCHITECTURE.md ("server/ by job") and DESIGN.md.
 package server
 
 import (
@@ -11,15 +14,11 @@ import (
 	"fmt"
 	"net"
 	"os"
-	"path/filepath"
 	"sync"
-	"sync/atomic"
 	"time"
 
 	"github.com/hashicorp/go-hclog"
 	"github.com/hashicorp/raft"
-	raftboltdb "github.com/hashicorp/raft-boltdb/v2"
-	"go.etcd.io/bbolt"
 	"google.golang.org/grpc"
 	"google.golang.org/grpc/health"
 	healthpb "google.golang.org/grpc/health/grpc_health_v1"
@@ -30,44 +29,35 @@ import (
 	"github.com/leasecluster/leasecluster/transport"
 )
 
-// Node is one member of a leasecluster.
+// Node is one member of a leasecluster. It assembles the parts, starts and
+// stops them in order, and otherwise leaves the work to its jobs.
 type Node struct {
-	cfg        Config
-	log        hclog.Logger
-	lessor     lessor.Lessor
-	fsm        *fsm.FSM
-	applied    *appliedFSM
-	raft       *raft.Raft
-	trans      *transport.Transport
-	bolt       *raftboltdb.BoltStore
-	grpc       *grpc.Server
-	health     *health.Server
-	lis        net.Listener
-	http       *httpServer
-	notifyCh   chan bool
-	verifier   verifier
-	renew      renewLease // lets renewals skip the verifier while raft's contacts are fresh
-	metrics    *metrics
-	fwd        leaderConn     // to the leader, for KeepAlive streams that reach a follower
-	group      chan *proposal // to the group committer (groupcommit.go)
-	groupSlots chan struct{}  // one per batch entry in flight
+	cfg     Config
+	log     hclog.Logger
+	lessor  lessor.Lessor
+	fsm     *fsm.FSM
+	applied *appliedFSM
+	rs      raftStack
+	grpc    *grpc.Server
+	health  *health.Server
+	lis     net.Listener
+	http    *httpServer
+	metrics *metrics
 
-	leading atomic.Bool // promoted: serving renewals, proposals and reads
-	termMu  sync.Mutex  // orders Promote/Demote with leading and term
-	term    *leaderTerm // guarded by termMu; nil when not leading
+	lead     *leadership
+	loops    *leaderLoops
+	proposer *proposer
+	renewer  *renewer
+	reader   *reader
+	ops      *leaseOps
+	info     *clusterInfo
+	fwd      *forwarder
 
 	stopC     chan struct{}
 	serving   sync.WaitGroup // the gRPC serve goroutine
-	loops     sync.WaitGroup // the leadership loop and, through it, every term
+	running   sync.WaitGroup // the leadership loop (and through it every term) and the committer
 	closeOnce sync.Once
 	closeErr  error
-}
-
-// leaderTerm is one stretch of leadership; its context ends when it does.
-type leaderTerm struct {
-	ctx    context.Context
-	cancel context.CancelFunc
-	wg     sync.WaitGroup
 }
 
 // New starts a node: it opens (or bootstraps) the Raft state in cfg.DataDir
@@ -88,10 +78,10 @@ func newNode(cfg Config, lis net.Listener) (n *Node, err error) {
 		return nil, err
 	}
 	cfg = cfg.withDefaults()
-	if chaosBuild {
-		cfg = chaosConfigure(cfg)
+	if cfg.Faults != nil && cfg.Faults.Extend > 0 {
+		cfg.Extend = cfg.Faults.Extend // a broken variant: after validation on purpose
 	}
-	n = &Node{cfg: cfg, log: cfg.Logger, stopC: make(chan struct{}), notifyCh: make(chan bool, 1), group: make(chan *proposal, maxGroup), groupSlots: make(chan struct{}, maxInflight)}
+	n = &Node{cfg: cfg, log: cfg.Logger, stopC: make(chan struct{})}
 	var closers []func()
 	defer func() {
 		if err != nil {
@@ -114,29 +104,13 @@ func newNode(cfg Config, lis net.Listener) (n *Node, err error) {
 		return nil, err
 	}
 	n.applied = newAppliedFSM(n.fsm)
-
-	n.bolt, err = raftboltdb.New(raftboltdb.Options{
-		Path: filepath.Join(cfg.DataDir, "raft.db"),
-		// The freelist grows as raft compacts its log; writing it on every
-		// commit costs I/O on the hot path. bbolt rebuilds it on open
-		// instead (Consul runs raft-boltdb the same way).
-		BoltOptions: &bbolt.Options{Timeout: time.Second, NoFreelistSync: true, FreelistType: bbolt.FreelistMapType},
-	})
-	if err != nil {
-		return nil, fmt.Errorf("server: open raft log: %w", err)
-	}
-	closers = append(closers, func() { n.bolt.Close() })
-	logs, err := raft.NewLogCache(1024, n.bolt)
-	if err != nil {
+	if err := n.rs.openStores(cfg); err != nil {
+		if n.rs.bolt != nil {
+			n.rs.bolt.Close()
+		}
 		return nil, err
 	}
-	if chaosBuild {
-		logs, _ = raft.NewLogCache(1024, chaosLogStore(n.bolt))
-	}
-	snaps, err := raft.NewFileSnapshotStoreWithLogger(cfg.DataDir, 2, n.log.Named("snapshot"))
-	if err != nil {
-		return nil, fmt.Errorf("server: snapshot store: %w", err)
-	}
+	closers = append(closers, func() { n.rs.bolt.Close() })
 
 	if lis == nil {
 		if lis, err = net.Listen("tcp", cfg.GRPCAddr); err != nil {
@@ -145,64 +119,43 @@ func newNode(cfg Config, lis net.Listener) (n *Node, err error) {
 	}
 	n.lis = lis
 	closers = append(closers, func() { lis.Close() })
-	n.trans, err = transport.New(transport.Config{LocalAddr: raft.ServerAddress(cfg.AdvertiseAddr), Logger: n.log.Named("transport")})
+	n.rs.trans, err = transport.New(transport.Config{LocalAddr: raft.ServerAddress(cfg.AdvertiseAddr), Logger: n.log.Named("transport")})
 	if err != nil {
 		return nil, err
 	}
-	closers = append(closers, func() { n.trans.Close() })
+	closers = append(closers, func() { n.rs.trans.Close() })
 	n.grpc = grpc.NewServer(
 		grpc.KeepaliveEnforcementPolicy(keepalive.EnforcementPolicy{MinTime: 5 * time.Second, PermitWithoutStream: true}),
 		grpc.KeepaliveParams(keepalive.ServerParameters{Time: 30 * time.Second, Timeout: 10 * time.Second}),
 		grpc.MaxRecvMsgSize(64<<20),
 	)
-	n.trans.Register(n.grpc)
+	n.rs.trans.Register(n.grpc)
 	n.health = health.NewServer()
 	healthpb.RegisterHealthServer(n.grpc, n.health)
 	registerAPI(n.grpc, n)
 	n.metrics = newMetrics(n)
 
-	rc := raft.DefaultConfig()
-	rc.LocalID = raft.ServerID(cfg.Name)
-	rc.HeartbeatTimeout = cfg.HeartbeatTimeout
-	rc.ElectionTimeout = cfg.ElectionTimeout
-	rc.LeaderLeaseTimeout = cfg.LeaderLeaseTimeout
-	rc.CommitTimeout = min(rc.CommitTimeout, cfg.HeartbeatTimeout/10)
-	rc.SnapshotThreshold = cfg.SnapshotThreshold
-	rc.SnapshotInterval = cfg.SnapshotInterval
-	rc.TrailingLogs = cfg.TrailingLogs
-	rc.NotifyCh = n.notifyCh
-	// BatchApplyCh stays off: with a buffered apply channel, a Barrier or
-	// Apply queued as raft shuts down is never answered (those futures do
-	// not watch raft's shutdown), and a waiter hangs for good. Unbuffered,
-	// a future is either taken by raft's loop, which always answers it, or
-	// refused with ErrRaftShutdown; the leader loop still group-commits every
-	// proposer that is waiting.
-	rc.BatchApplyCh = false
-	rc.MaxAppendEntries = 512
-	rc.Logger = n.log.Named("raft")
-	n.raft, err = raft.NewRaft(rc, n.applied, logs, n.bolt, snaps, n.trans)
+	notify := make(chan bool, 1)
+	rc := raftConfig(cfg, notify)
+	n.rs.raft, err = raft.NewRaft(rc, n.applied, n.rs.logs, n.rs.bolt, n.rs.snaps, n.rs.trans)
 	if err != nil {
 		return nil, fmt.Errorf("server: start raft: %w", err)
 	}
-	closers = append(closers, func() { n.raft.Shutdown().Error() })
-	n.verifier.check = func() error { return n.raft.VerifyLeader().Error() }
-	n.verifier.stopped = n.stopC
-	n.renew = renewLease{dur: cfg.RenewLease, self: rc.LocalID, raft: n.raft, contact: n.trans.LastContact}
-	if err := n.bootstrap(logs, snaps); err != nil {
+	closers = append(closers, func() { n.rs.raft.Shutdown().Error() })
+	n.assemble(notify, rc.LocalID)
+	if err := n.rs.bootstrap(cfg); err != nil {
 		return nil, err
 	}
 
 	n.serving.Add(1)
-	n.loops.Add(1)
 	go func() {
 		defer n.serving.Done()
 		if err := n.grpc.Serve(lis); err != nil && !errors.Is(err, grpc.ErrServerStopped) {
 			n.log.Error("grpc server stopped", "error", err)
 		}
 	}()
-	go n.leadershipLoop()
-	n.loops.Add(1)
-	go n.groupCommitLoop()
+	n.running.Go(func() { n.lead.run(n.stopC) })
+	n.running.Go(n.proposer.commitLoop)
 	n.health.SetServingStatus("", healthpb.HealthCheckResponse_SERVING)
 	if cfg.HTTPAddr != "" {
 		if n.http, err = startHTTP(n); err != nil {
@@ -214,33 +167,24 @@ func newNode(cfg Config, lis net.Listener) (n *Node, err error) {
 	return n, nil
 }
 
-// bootstrap starts a new cluster from cfg.InitialCluster when the data dir
-// holds no Raft state; afterwards the flag is ignored.
-func (n *Node) bootstrap(logs raft.LogStore, snaps raft.SnapshotStore) error {
-	existing, err := raft.HasExistingState(logs, n.bolt, snaps)
-	if err != nil {
-		return fmt.Errorf("server: inspect raft state: %w", err)
-	}
-	if existing || len(n.cfg.InitialCluster) == 0 {
-		return nil
-	}
-	var conf raft.Configuration
-	member := false
-	for _, p := range n.cfg.InitialCluster {
-		addr := p.Address
-		if p.Name == n.cfg.Name {
-			member, addr = true, n.cfg.AdvertiseAddr
-		}
-		conf.Servers = append(conf.Servers, raft.Server{Suffrage: raft.Voter, ID: raft.ServerID(p.Name), Address: raft.ServerAddress(addr)})
-	}
-	if !member {
-		return fmt.Errorf("server: node %q is not in the initial cluster", n.cfg.Name)
-	}
-	n.log.Info("bootstrapping a new cluster", "members", len(conf.Servers))
-	if err := n.raft.BootstrapCluster(conf).Error(); err != nil && !errors.Is(err, raft.ErrCantBootstrap) {
-		return fmt.Errorf("server: bootstrap: %w", err)
-	}
-	return nil
+// assemble builds the jobs on the raft stack, the lessor and the FSM.
+func (n *Node) assemble(notify chan bool, self raft.ServerID) {
+	cfg, rs := n.cfg, &n.rs
+	n.lead = &leadership{rs: rs, lessor: n.lessor, log: n.log, metrics: n.metrics, notify: notify,
+		extend: cfg.Extend, barrier: cfg.ApplyTimeout,
+		onStepDown: func() { n.health.SetServingStatus("", healthpb.HealthCheckResponse_SERVING) }}
+	leading := n.lead.isLeading
+	n.proposer = newProposer(rs, leading, cfg.ApplyTimeout, n.metrics, n.stopC)
+	n.loops = &leaderLoops{lessor: n.lessor, proposer: n.proposer, log: n.log, metrics: n.metrics, faults: cfg.Faults}
+	n.lead.duringTerm = n.loops.run
+	v := &verifier{check: func() error { return rs.raft.VerifyLeader().Error() }, stopped: n.stopC}
+	n.renewer = &renewer{rs: rs, lessor: n.lessor, proposer: n.proposer, leading: leading, verifier: v,
+		lease:   renewLease{dur: cfg.RenewLease, self: self, raft: rs.raft, contact: rs.trans.LastContact},
+		metrics: n.metrics, faults: cfg.Faults}
+	n.reader = &reader{rs: rs, leading: leading, verifier: v, applied: n.applied, lessor: n.lessor, fsm: n.fsm}
+	n.ops = &leaseOps{proposer: n.proposer, lessor: n.lessor, minTTL: cfg.MinTTL, maxTTL: cfg.MaxTTL, metrics: n.metrics, faults: cfg.Faults}
+	n.info = &clusterInfo{rs: rs, name: cfg.Name, leading: leading, fsm: n.fsm}
+	n.fwd = &forwarder{rs: rs, name: cfg.Name}
 }
 
 // fatal stops the process: the FSM met an entry it cannot decode, and going
@@ -264,12 +208,18 @@ func (n *Node) HTTPAddr() string {
 // Name is the node's name.
 func (n *Node) Name() string { return n.cfg.Name }
 
+// IsLeader reports whether this node leads and serves as leader.
+func (n *Node) IsLeader() bool { return n.lead.isLeading() }
+
+// TransferLeadership hands leadership to another voter, for maintenance.
+func (n *Node) TransferLeadership() error { return n.info.transferLeadership() }
+
 // Close stops the node gracefully: a leader first hands leadership to a
 // follower, so clients see a short failover instead of an election timeout.
 func (n *Node) Close(ctx context.Context) error {
 	n.closeOnce.Do(func() {
-		if n.raft.State() == raft.Leader {
-			f := n.raft.LeadershipTransfer()
+		if n.rs.raft.State() == raft.Leader {
+			f := n.rs.raft.LeadershipTransfer()
 			done := make(chan error, 1)
 			go func() { done <- f.Error() }()
 			select {
@@ -301,9 +251,9 @@ func (n *Node) shutdown(ctx context.Context, graceful bool) error {
 	if n.http != nil {
 		n.http.stop(ctx, graceful)
 	}
-	n.loops.Wait()
-	err := n.raft.Shutdown().Error()
-	n.trans.Close()
+	n.running.Wait()
+	err := n.rs.raft.Shutdown().Error()
+	n.rs.trans.Close()
 	if graceful {
 		stopped := make(chan struct{})
 		go func() { n.grpc.GracefulStop(); close(stopped) }()
@@ -316,9 +266,9 @@ func (n *Node) shutdown(ctx context.Context, graceful bool) error {
 		n.grpc.Stop()
 	}
 	n.serving.Wait()
-	n.fwd.close()
+	n.fwd.conn.close()
 	n.lessor.Stop()
-	if cerr := n.bolt.Close(); err == nil {
+	if cerr := n.rs.bolt.Close(); err == nil {
 		err = cerr
 	}
 	n.log.Info("node stopped")

@@ -47,6 +47,7 @@ func (f *nodeFlags) apply(cfg *server.Config) {
 	cfg.SnapshotThreshold = f.snapshotThreshold
 	cfg.Pprof = f.pprof
 	cfg.Logger = hclog.New(&hclog.LoggerOptions{Name: cfg.Name, Level: hclog.LevelFromString(f.logLevel), Output: os.Stderr})
+	installFaults(cfg)
 }
 
 func newServeCmd() *cobra.Command {
