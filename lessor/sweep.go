@@ -39,22 +39,22 @@ func (le *lessor) newSpreader() *spreader { return newSpreader(le.cfg.RevokeRate
 //
 // It collects the leases, puts them in the order of their addresses in
 // memory, and schedules them in that order. In the map's order each lease
-// was a cache miss at a random address (a third of the sweep's time at a
-// million leases); in address order, leases allocated one after another
-// are read one after another. All along it lets the lock go and yields the
-// processor every few dozen leases: on two cores, with the garbage
-// collector marking a large heap on one, a sweep that ran a millisecond
-// between yields kept the renewals waiting for the lock or a processor
-// (5 to 60 ms each in a scale run).
+// was a cache miss at a random address; in address order, leases allocated
+// one after another are read one after another. All along it lets the lock
+// go and yields the processor every few dozen leases: on two cores, with
+// the garbage collector marking a large heap on one, a sweep that ran a
+// millisecond between yields kept the renewals waiting for the lock or a
+// processor (measured: bench/results/design-measurements.md, "lessor:
+// promote sweep").
 func (le *lessor) sweep(epoch uint64, sizeHint int) {
 	// The heaps' arrays are allocated at their full size here, with no
 	// lock held, and adopted below: grown by append under the lock, each
 	// doubling of a million-entry heap allocated megabytes there, and an
 	// allocation that large during a GC cycle makes its goroutine do as much
-	// marking work first, which stalled renewals for up to 100 ms. Promote's
-	// caller holds the server's term lock, so not there either: a 36 MB
-	// allocation there started a GC cycle and held new KeepAlive streams up
-	// for 230 ms of mark assist.
+	// marking work first, which stalled renewals. Promote's caller holds the
+	// server's term lock, so not there either: a large allocation there
+	// started a GC cycle and held new KeepAlive streams up for its mark
+	// assist (figures: bench/results/design-measurements.md).
 	le.atStage(sweepStarting)
 	size := sizeHint + sizeHint/8
 	exp, cp := make([]heapItem, 0, size), make([]heapItem, 0, size)
@@ -133,7 +133,8 @@ func (le *lessor) pauseLocked(epoch uint64) bool {
 
 // byAddress returns ls in ascending order of address, to 64 KiB: a counting
 // sort, linear and with yields, where a comparison sort of a million
-// pointers took 190 ms of CPU without a yield. The garbage collector never
+// pointers ran long without a yield (measured:
+// bench/results/design-measurements.md). The garbage collector never
 // moves objects, so an address is stable.
 func byAddress(ls []*Lease) []*Lease {
 	if len(ls) < 2 {

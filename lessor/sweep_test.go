@@ -178,10 +178,10 @@ func TestSweepSkipsLeasesChangedAfterCollection(t *testing.T) {
 }
 
 // Promote is O(1) for a table the sweep schedules: the server calls it
-// holding its term lock, which new KeepAlive streams wait for, and a heap
-// allocation there (36 MB at a million leases) started a GC cycle whose
-// mark assist held them up for 230 ms. The sweep is held at its start, so
-// that only Promote's own allocations are counted.
+// holding its term lock, which new KeepAlive streams wait for, and a large
+// heap allocation there started a GC cycle whose mark assist held them up
+// (measured: bench/results/design-measurements.md). The sweep is held at
+// its start, so that only Promote's own allocations are counted.
 func TestPromoteAllocatesNothingForALargeTable(t *testing.T) {
 	le := sweepTest(t, 1024, 200_000, 60_000)
 	release := make(chan struct{})
