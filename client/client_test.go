@@ -12,6 +12,7 @@ import (
 
 	"github.com/leasecluster/leasecluster/client"
 	"github.com/leasecluster/leasecluster/client/clienttest"
+	"github.com/leasecluster/leasecluster/limits"
 )
 
 func TestMain(m *testing.M) { goleak.VerifyTestMain(m) }
@@ -212,6 +213,22 @@ func TestOperationsAndErrors(t *testing.T) {
 		}
 		if got := status.Code(tc.err); got != tc.code {
 			t.Errorf("%s: code = %v, want %v", tc.name, got, tc.code)
+		}
+	}
+
+	// The Grant limits are checked before sending, as package limits' and
+	// as the client's own errors.
+	for _, tc := range []struct {
+		name  string
+		err   error
+		limit error
+	}{
+		{"grant zero ttl", second(c.Grant(ctx, 0)), limits.ErrTTLInvalid},
+		{"grant sub-ms ttl", second(c.Grant(ctx, time.Millisecond-1)), limits.ErrTTLInvalid},
+		{"grant negative id", second(c.Grant(ctx, time.Minute, client.WithID(-1))), limits.ErrLeaseIDInvalid},
+	} {
+		if !errors.Is(tc.err, client.ErrInvalidArgument) || !errors.Is(tc.err, tc.limit) {
+			t.Errorf("%s: err = %v, want ErrInvalidArgument and %v", tc.name, tc.err, tc.limit)
 		}
 	}
 

@@ -21,8 +21,16 @@ var (
 	ErrItemHeld = errors.New("client: item held by another lease")
 	// ErrItemNotFound: no item with that key.
 	ErrItemNotFound = errors.New("client: item not found")
-	// ErrInvalidArgument: the server (or the client, before sending) rejected the request.
+	// ErrInvalidArgument: the server (or the client, before sending) rejected
+	// the request. A Grant whose TTL or ID is outside the limits of package
+	// limits is refused before it is sent, with an error that also matches
+	// the limits sentinel (limits.ErrTTLInvalid, limits.ErrLeaseIDInvalid).
 	ErrInvalidArgument = errors.New("client: invalid argument")
+	// ErrUnsupported: the cluster cannot carry out the request (gRPC
+	// Unimplemented): a node runs a version that does not know the command
+	// or the method, as during a rolling upgrade. Retrying will not help
+	// until the versions agree.
+	ErrUnsupported = errors.New("client: not supported by the cluster")
 	// ErrNoLeader: no leader could be reached before the context ended or the
 	// retry budget ran out. The outcome of a mutation is unknown; retrying it is safe.
 	ErrNoLeader = errors.New("client: no leader reachable")
@@ -53,7 +61,20 @@ func (e *rpcError) Unwrap() error              { return e.sentinel }
 func (e *rpcError) GRPCStatus() *status.Status { return e.st }
 
 // mapError is the one place where gRPC codes become client errors. notFound
-// says what NotFound means for the operation (a lease or an item).
+// says what NotFound means for the operation (a lease or an item). The
+// server's side of the table is server/errors.go (toStatus), the HTTP side
+// leasehttp's fail; server/errors_test.go runs every sentinel through all
+// three.
+//
+//	NotFound                 -> notFound (ErrLeaseNotFound or ErrItemNotFound)
+//	AlreadyExists            -> ErrLeaseExists
+//	FailedPrecondition       -> ErrItemHeld
+//	InvalidArgument, OutOfRange -> ErrInvalidArgument
+//	Unimplemented            -> ErrUnsupported
+//	Unavailable              -> ErrNoLeader (after retries: retriable)
+//	DeadlineExceeded         -> context.DeadlineExceeded (retried first)
+//	Canceled                 -> context.Canceled
+//	anything else            -> ErrInternal
 func mapError(err error, notFound error) error {
 	if err == nil {
 		return nil
@@ -75,6 +96,8 @@ func mapError(err error, notFound error) error {
 		sentinel = ErrItemHeld
 	case codes.InvalidArgument, codes.OutOfRange:
 		sentinel = ErrInvalidArgument
+	case codes.Unimplemented:
+		sentinel = ErrUnsupported
 	case codes.Unavailable:
 		sentinel = ErrNoLeader
 	case codes.DeadlineExceeded:
@@ -127,4 +150,13 @@ func finalError(ctx context.Context, last error) error {
 		return fmt.Errorf("%w: %w (last error: %v)", ErrNoLeader, ctx.Err(), last)
 	}
 	return fmt.Errorf("%w: retry budget exhausted (last error: %v)", ErrNoLeader, last)
+}
+
+// invalid turns the error of a limits check into one that also matches
+// ErrInvalidArgument, the error the server would have answered with.
+func invalid(err error) error {
+	if err == nil {
+		return nil
+	}
+	return fmt.Errorf("%w: %w", ErrInvalidArgument, err)
 }

@@ -2,12 +2,12 @@ package client
 
 import (
 	"context"
-	"fmt"
 	"time"
 
 	"google.golang.org/grpc"
 
 	"github.com/leasecluster/leasecluster/leasepb"
+	"github.com/leasecluster/leasecluster/limits"
 )
 
 // Lease is a granted lease.
@@ -52,11 +52,13 @@ func (c *Client) Grant(ctx context.Context, ttl time.Duration, opts ...GrantOpti
 	for _, o := range opts {
 		o(&g)
 	}
-	if ttl < time.Millisecond {
-		return Lease{}, fmt.Errorf("%w: ttl %v below 1ms", ErrInvalidArgument, ttl)
+	if err := limits.CheckTTL(ttl); err != nil {
+		return Lease{}, invalid(err)
 	}
-	if g.id < 0 {
-		return Lease{}, fmt.Errorf("%w: negative lease id", ErrInvalidArgument)
+	if g.id != 0 {
+		if err := limits.CheckLeaseID(g.id); err != nil {
+			return Lease{}, invalid(err)
+		}
 	}
 	req := &leasepb.GrantRequest{Id: g.id, TtlMs: ttl.Milliseconds(), RequestId: newRequestID()}
 	var resp *leasepb.GrantResponse

@@ -50,6 +50,7 @@ type Cluster struct {
 	streams map[*kaStream]struct{}
 	renews  map[int64]int // lease -> acknowledged renewals
 	arrived map[int64]int // lease -> renewals received by the leader, answered or not
+	noClock bool          // leases never expire by the wall clock (NeverExpire)
 }
 
 type lease struct {
@@ -203,6 +204,16 @@ func (c *Cluster) Expire(id int64) {
 	c.deleteLeaseLocked(id)
 }
 
+// NeverExpire stops expiry by the wall clock: from now on leases end only by
+// Revoke or Expire, so that a test counting them (a fuzz target) sees only
+// what its own requests do, whatever TTLs they asked for and however long
+// they took.
+func (c *Cluster) NeverExpire() {
+	c.mu.Lock()
+	defer c.mu.Unlock()
+	c.noClock = true
+}
+
 // LeaseCount returns how many leases exist.
 func (c *Cluster) LeaseCount() int {
 	c.mu.Lock()
@@ -251,6 +262,9 @@ func (c *Cluster) notLeaderLocked() error {
 
 // expireLocked deletes leases whose expiry passed (lazily, on access).
 func (c *Cluster) expireLocked() {
+	if c.noClock {
+		return
+	}
 	now := time.Now()
 	for id, l := range c.leases {
 		if !now.Before(l.expiry) {

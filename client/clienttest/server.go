@@ -2,6 +2,7 @@ package clienttest
 
 import (
 	"context"
+	"errors"
 	"slices"
 	"time"
 
@@ -10,6 +11,7 @@ import (
 	"google.golang.org/protobuf/proto"
 
 	"github.com/leasecluster/leasecluster/leasepb"
+	"github.com/leasecluster/leasecluster/limits"
 )
 
 // server is one node's gRPC face onto the shared table.
@@ -20,12 +22,6 @@ type server struct {
 	c   *Cluster
 	idx int
 }
-
-// Key and value limits, as documented in ARCHITECTURE.md.
-const (
-	maxKey   = 1024
-	maxValue = 64 << 10
-)
 
 func (s *server) Grant(_ context.Context, req *leasepb.GrantRequest) (*leasepb.GrantResponse, error) {
 	c := s.c
@@ -117,8 +113,8 @@ func compare(a, b int64) int {
 func (s *server) Attach(_ context.Context, req *leasepb.AttachRequest) (*leasepb.AttachResponse, error) {
 	c := s.c
 	resp, err := c.mutate(s.idx, "Attach", req.GetRequestId(), func() (proto.Message, error) {
-		if n := len(req.GetKey()); n == 0 || n > maxKey || len(req.GetValue()) > maxValue {
-			return nil, status.Error(codes.InvalidArgument, "bad key or value size")
+		if err := errors.Join(limits.CheckKey(req.GetKey()), limits.CheckValue(req.GetValue())); err != nil {
+			return nil, status.Error(codes.InvalidArgument, err.Error())
 		}
 		if c.leases[req.GetLeaseId()] == nil {
 			return nil, status.Errorf(codes.NotFound, "lease %d not found", req.GetLeaseId())
