@@ -37,8 +37,11 @@ var (
 	ErrNotBatchable       = errors.New("fsm: only grants and client revokes may share a log entry")
 )
 
-// EncodeGrant encodes a Grant of lease id with ttlMs milliseconds. The
-// lessor raises a TTL below its minimum and refuses one above its maximum.
+// EncodeGrant encodes a Grant of lease id with ttlMs milliseconds, which
+// every replica applies as it is: the proposer must already have raised a
+// TTL below its minimum and refused one above its maximum (node settings).
+// A TTL outside 1..lessor.TTLCeiling, the format's bound, is refused here
+// and on apply.
 func EncodeGrant(reqID uint64, id lessor.LeaseID, ttlMs int64) ([]byte, error) {
 	return encode(reqID, &leasepb.Command{Body: &leasepb.Command_Grant{Grant: &leasepb.GrantCmd{Id: int64(id), TtlMs: ttlMs}}})
 }
@@ -188,17 +191,19 @@ func kindOf(cmd *leasepb.Command) leasepb.CommandKind {
 // validate applies the checks that depend on the command alone. The encoders
 // run it so that the leader refuses bad input before proposing it, and Apply
 // runs it again because the log, not the encoder, is the authority.
-// Lessor-dependent checks (TTL maximum, lease existence) happen on apply.
+// Bounds are the format's, never a node's settings. State-dependent checks
+// (lease existence, who holds an item) happen on apply.
 func validate(cmd *leasepb.Command) error {
 	switch b := cmd.Body.(type) {
 	case *leasepb.Command_Grant:
 		if err := checkID(b.Grant.GetId()); err != nil {
 			return err
 		}
-		// Only the floor of the request limit is checked here: the
-		// ceiling is the lessor's maximum, checked on apply.
-		if ttl := b.Grant.GetTtlMs(); ttl < limits.MinTTLMs {
-			return fmt.Errorf("%w: %d ms", lessor.ErrInvalidTTL, ttl)
+		// The format's bound (1..lessor.TTLCeiling), never a node's
+		// --min-ttl or --max-ttl: replicas started with different flags
+		// must apply the same TTL.
+		if ttl := b.Grant.GetTtlMs(); ttl < limits.MinTTLMs || ttl > lessor.TTLCeiling.Milliseconds() {
+			return fmt.Errorf("%w: %d ms (allowed %d to %d)", lessor.ErrInvalidTTL, ttl, limits.MinTTLMs, lessor.TTLCeiling.Milliseconds())
 		}
 	case *leasepb.Command_Revoke:
 		return checkIDs(b.Revoke.GetIds(), true, func(i int) int64 { return b.Revoke.Ids[i] })
@@ -223,7 +228,7 @@ func validate(cmd *leasepb.Command) error {
 			return err
 		}
 		for _, cp := range cps {
-			if cp.GetRemainingMs() < 0 {
+			if cp.GetRemainingMs() < 0 || cp.GetRemainingMs() > lessor.TTLCeiling.Milliseconds() {
 				return fmt.Errorf("%w: lease %d checkpoint remainder %d ms", lessor.ErrInvalidTTL, cp.GetId(), cp.GetRemainingMs())
 			}
 		}

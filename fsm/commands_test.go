@@ -17,24 +17,32 @@ func TestNewValidates(t *testing.T) {
 	if _, err := New(Config{}); err == nil {
 		t.Fatal("New without a lessor succeeded")
 	}
-	if _, err := New(Config{Lessor: &lessor.FakeLessor{}, DedupeWindow: -1}); err == nil {
-		t.Fatal("New with a negative window succeeded")
+	f, err := New(Config{Lessor: &lessor.FakeLessor{}})
+	if err != nil || f.dedupe.max != DedupeWindow {
+		t.Fatalf("New: %v, window %v, want %d", err, f, DedupeWindow)
 	}
 }
 
 func TestGrant(t *testing.T) {
 	n := newNode(t, 0)
 	m := must(t)
+	// The TTL applies as logged, below the lessor's MinTTL too: raising a
+	// short request (rule 4) is the leader's job before it proposes, so
+	// that replicas with different flags agree (flags_test.go).
 	res := n.ok(m(EncodeGrant(0, 5, 100)))
-	// Rule 4: a short TTL is raised to the minimum and the result says so.
-	if res.LeaseID != 5 || res.TTL != lessor.DefaultMinTTL.Milliseconds() {
+	if res.LeaseID != 5 || res.TTL != 100 {
 		t.Fatalf("grant result %+v", res)
 	}
-	if l := n.le.Lookup(5); l == nil || l.TTL() != 1500 {
+	if l := n.le.Lookup(5); l == nil || l.TTL() != 100 {
 		t.Fatalf("lessor has %v", l)
 	}
 	n.refused(m(EncodeGrant(0, 5, 9000)), lessor.ErrLeaseExists)
-	n.refused(raw(t, rawGrant(6, lessor.DefaultMaxTTL.Milliseconds()+1)), lessor.ErrInvalidTTL)
+	ceiling := lessor.TTLCeiling.Milliseconds()
+	n.ok(m(EncodeGrant(0, 6, ceiling)))
+	n.refused(raw(t, rawGrant(7, ceiling+1)), lessor.ErrInvalidTTL)
+	if _, err := EncodeGrant(0, 7, ceiling+1); !errors.Is(err, lessor.ErrInvalidTTL) {
+		t.Fatalf("EncodeGrant(ttl above the ceiling): %v", err)
+	}
 	// Bad input reaches Apply only from a faulty leader; it is refused
 	// there exactly as the encoders refuse it.
 	n.refused(raw(t, rawGrant(0, 1000)), lessor.ErrInvalidID)
@@ -225,6 +233,13 @@ func TestCheckpoint(t *testing.T) {
 	if _, err := EncodeCheckpoint([]lessor.Checkpoint{{ID: 1, Remaining: -1}}); !errors.Is(err, lessor.ErrInvalidTTL) {
 		t.Fatalf("negative remainder: %v", err)
 	}
+	// A remainder above the format's TTL ceiling is refused, as on Recover.
+	over := lessor.TTLCeiling.Milliseconds() + 1
+	if _, err := EncodeCheckpoint([]lessor.Checkpoint{{ID: 1, Remaining: over}}); !errors.Is(err, lessor.ErrInvalidTTL) {
+		t.Fatalf("remainder above the ceiling: %v", err)
+	}
+	n.refused(raw(t, &leasepb.Command{Body: &leasepb.Command_Checkpoint{Checkpoint: &leasepb.CheckpointCmd{
+		Checkpoints: []*leasepb.LeaseCheckpoint{{Id: 2, RemainingMs: over}}}}}), lessor.ErrInvalidTTL)
 	// A lease may be named twice (a renewal batch asking for two resets).
 	n.ok(m(EncodeCheckpoint([]lessor.Checkpoint{{ID: 2}, {ID: 2}})))
 	if s := state(2); s.Gen != 2 {

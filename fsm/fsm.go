@@ -28,20 +28,22 @@ import (
 	"github.com/leasecluster/leasecluster/snapshot"
 )
 
-// DefaultDedupeWindow is how many request IDs an FSM remembers by default.
-const DefaultDedupeWindow = 10000
+// DedupeWindow is how many request IDs an FSM remembers. The window is
+// replicated state (which retries replay, what snapshots and the state hash
+// hold), so its size is a constant of the replicated format, not a setting:
+// replicas with different windows would answer the same retry differently.
+// Changing it is a format change.
+const DedupeWindow = 10000
 
-// Config configures an FSM. Every replica of a cluster must use the same
-// DedupeWindow, because the window is replicated state.
+// Config configures an FSM. Nothing in it reaches the replicated state:
+// every replica applies the same log to the same state whatever its config
+// (the lessor's own config does not reach it either; see lessor.Config).
 type Config struct {
 	// Lessor is the lease table; required. New installs the FSM's range
 	// deleter on it so that revokes delete items from the item store.
 	Lessor lessor.Lessor
 	// Logger receives the FSM's logs. Default: discard.
 	Logger hclog.Logger
-	// DedupeWindow is how many recent request IDs are remembered. Default
-	// DefaultDedupeWindow.
-	DedupeWindow int
 	// OnFatal is called when a log entry cannot be decoded. Default: log at
 	// Error (and to stderr) and exit with status 2, because applying the
 	// entries after it would let this replica diverge from the others.
@@ -53,8 +55,6 @@ func (c Config) Validate() error {
 	switch {
 	case c.Lessor == nil:
 		return errors.New("fsm: Config.Lessor is required")
-	case c.DedupeWindow < 0:
-		return fmt.Errorf("fsm: Config.DedupeWindow %d is negative", c.DedupeWindow)
 	}
 	return nil
 }
@@ -71,7 +71,7 @@ type Item struct {
 type Result struct {
 	Err     error          // nil, or one of this package's or the lessor's sentinels, wrapped
 	LeaseID lessor.LeaseID // Grant
-	TTL     int64          // Grant: the effective TTL in milliseconds
+	TTL     int64          // Grant: the TTL in milliseconds, as logged
 	Item    Item           // Attach
 	Batch   []*Result      // a batch entry (EncodeBatch): one result per command, in order
 }
@@ -114,19 +114,22 @@ var (
 // New returns an FSM over cfg.Lessor, which should hold no leases yet: the
 // state comes from the log and snapshots.
 func New(cfg Config) (*FSM, error) {
+	return newFSM(cfg, DedupeWindow)
+}
+
+// newFSM is New with a dedupe window of the given size: tests use small
+// ones to reach eviction quickly.
+func newFSM(cfg Config, window int) (*FSM, error) {
 	if err := cfg.Validate(); err != nil {
 		return nil, err
 	}
 	if cfg.Logger == nil {
 		cfg.Logger = hclog.NewNullLogger()
 	}
-	if cfg.DedupeWindow == 0 {
-		cfg.DedupeWindow = DefaultDedupeWindow
-	}
 	f := &FSM{
 		lessor: cfg.Lessor,
 		logger: cfg.Logger,
-		dedupe: newWindow(cfg.DedupeWindow),
+		dedupe: newWindow(window),
 		items:  make(map[string]itemState),
 	}
 	f.onFatal = cfg.OnFatal

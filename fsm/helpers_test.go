@@ -30,7 +30,10 @@ func newNode(t testing.TB, window int) *node {
 	}
 	t.Cleanup(le.Stop)
 	n := &node{t: t, le: le}
-	n.f, err = New(Config{Lessor: le, DedupeWindow: window, OnFatal: func(err error) { n.fatals = append(n.fatals, err) }})
+	if window == 0 {
+		window = DedupeWindow
+	}
+	n.f, err = newFSM(Config{Lessor: le, OnFatal: func(err error) { n.fatals = append(n.fatals, err) }}, window)
 	if err != nil {
 		t.Fatal(err)
 	}

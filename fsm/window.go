@@ -49,7 +49,9 @@ func (w *window) entries() []snapshot.Dedupe {
 }
 
 // reset replaces the contents with entries (oldest first), keeping the
-// newest max of them if this node's window is smaller than the writer's.
+// newest max of them if the writer's window was larger: only a snapshot of
+// a build with a larger DedupeWindow (a format change) or a test's small
+// window gets there.
 func (w *window) reset(entries []snapshot.Dedupe) {
 	if len(entries) > w.max {
 		entries = entries[len(entries)-w.max:]

@@ -7,8 +7,13 @@
 // Attach/Detach, GetLease, Lookup, Promote/Demote, ExpiredLeasesC, Recover)
 // with the changes that a Raft-replicated lease service needs:
 //
-//   - TTLs are milliseconds. A TTL below the configured minimum is raised to
-//     it; the returned Lease reports the effective TTL.
+//   - TTLs are milliseconds. The replicated changes (Grant, Recover) take a
+//     TTL as the log carries it, anywhere in 1..TTLCeiling, a constant of the
+//     format: no node's config (MinTTL, MaxTTL, RevokeRate, Clock) reaches
+//     the replicated state, so replicas started with different flags hold
+//     the same leases. Raising a short request to the minimum TTL
+//     (ARCHITECTURE.md rule 4) happens once, on the leader, before it
+//     proposes; etcd's lessor raises at apply on every replica instead.
 //   - Replicated state (what every replica holds identically, and what a
 //     snapshot carries) is LeaseState: ID, TTL, the checkpointed remainder, the
 //     reset generation and the attached keys. Everything time-related that a

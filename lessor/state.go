@@ -1,6 +1,9 @@
 package lessor
 
-import "slices"
+import (
+	"fmt"
+	"slices"
+)
 
 func (le *lessor) State() []LeaseState {
 	out := le.CopyState()
@@ -38,8 +41,11 @@ func SortState(s []LeaseState) {
 }
 
 // Recover replaces every lease with leases, as decoded from a snapshot. It
-// validates them all before changing anything. Checkpointed remainders count
-// from now, this node's apply time. rd, if not nil, replaces the range deleter.
+// validates them all before changing anything, against the format's bounds
+// only (TTLs in 1..TTLCeiling, remainders in 0..TTLCeiling), never this
+// node's config: a snapshot any replica wrote restores on every other.
+// Checkpointed remainders count from now, this node's apply time. rd, if not
+// nil, replaces the range deleter.
 func (le *lessor) Recover(leases []LeaseState, rd RangeDeleter) error {
 	fresh := make(map[LeaseID]*Lease, len(leases))
 	holders := make(map[string]LeaseID)
@@ -47,8 +53,9 @@ func (le *lessor) Recover(leases []LeaseState, rd RangeDeleter) error {
 		switch {
 		case s.ID <= NoLease:
 			return ErrInvalidID
-		case s.TTL <= 0 || s.TTL > le.maxTTL || s.Remaining < 0:
-			return ErrInvalidTTL
+		case checkTTL(s.TTL) != nil || s.Remaining < 0 || s.Remaining > ttlCeilingMs:
+			return fmt.Errorf("%w: lease %d: TTL %d ms, remainder %d ms (allowed 1 to %d, 0 to %d)",
+				ErrInvalidTTL, s.ID, s.TTL, s.Remaining, ttlCeilingMs, ttlCeilingMs)
 		case fresh[s.ID] != nil:
 			return ErrLeaseExists
 		}

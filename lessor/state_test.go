@@ -84,6 +84,8 @@ func TestRecoverValidatesFirst(t *testing.T) {
 		{"negative ID", LeaseState{ID: -4, TTL: 2000}, ErrInvalidID},
 		{"zero TTL", LeaseState{ID: 5, TTL: 0}, ErrInvalidTTL},
 		{"negative remainder", LeaseState{ID: 5, TTL: 2000, Remaining: -1}, ErrInvalidTTL},
+		{"TTL above the ceiling", LeaseState{ID: 5, TTL: TTLCeiling.Milliseconds() + 1}, ErrInvalidTTL},
+		{"remainder above the ceiling", LeaseState{ID: 5, TTL: 2000, Remaining: TTLCeiling.Milliseconds() + 1}, ErrInvalidTTL},
 		{"duplicate ID", LeaseState{ID: 1, TTL: 2000}, ErrLeaseExists},
 		{"empty key", LeaseState{ID: 5, TTL: 2000, Keys: []string{""}}, ErrInvalidItem},
 		{"key held by another lease", LeaseState{ID: 5, TTL: 2000, Keys: []string{"c", "a"}}, ErrItemHeld},

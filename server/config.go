@@ -168,6 +168,11 @@ func (c Config) Validate() error {
 	if c.MaxTTL < c.MinTTL {
 		errs = append(errs, fmt.Errorf("server: max TTL %v is below min TTL %v", c.MaxTTL, c.MinTTL))
 	}
+	// Every replica applies a logged TTL as it is, up to a ceiling of the
+	// replicated format; a leader must not propose more.
+	if c.MaxTTL > lessor.TTLCeiling {
+		errs = append(errs, fmt.Errorf("server: max TTL %v is above %v, the most a lease may have (lessor.TTLCeiling)", c.MaxTTL, lessor.TTLCeiling))
+	}
 	if c.RevokeRate < 0 {
 		errs = append(errs, fmt.Errorf("server: revoke rate %d is negative", c.RevokeRate))
 	}

@@ -50,22 +50,33 @@ func TestConfigValidate(t *testing.T) {
 		t.Fatalf("renew lease of half the extension: %v", err)
 	}
 	for name, mod := range map[string]func(*Config){
-		"no name":          func(c *Config) { c.Name = "" },
-		"no data dir":      func(c *Config) { c.DataDir = "" },
-		"bad grpc addr":    func(c *Config) { c.GRPCAddr = "nope" },
-		"bad http addr":    func(c *Config) { c.HTTPAddr = "nope" },
-		"short extend":     func(c *Config) { c.Extend = 500 * time.Millisecond },
-		"short min TTL":    func(c *Config) { c.MinTTL = time.Second },
-		"long renew lease": func(c *Config) { c.RenewLease = 501 * time.Millisecond },
-		"max below min":    func(c *Config) { c.MaxTTL = time.Second },
-		"negative rate":    func(c *Config) { c.RevokeRate = -1 },
-		"incomplete peer":  func(c *Config) { c.InitialCluster = []Peer{{Name: "n1"}} },
+		"no name":           func(c *Config) { c.Name = "" },
+		"no data dir":       func(c *Config) { c.DataDir = "" },
+		"bad grpc addr":     func(c *Config) { c.GRPCAddr = "nope" },
+		"bad http addr":     func(c *Config) { c.HTTPAddr = "nope" },
+		"short extend":      func(c *Config) { c.Extend = 500 * time.Millisecond },
+		"short min TTL":     func(c *Config) { c.MinTTL = time.Second },
+		"long renew lease":  func(c *Config) { c.RenewLease = 501 * time.Millisecond },
+		"max below min":     func(c *Config) { c.MaxTTL = time.Second },
+		"max above ceiling": func(c *Config) { c.MaxTTL = lessor.TTLCeiling + time.Millisecond },
+		"negative rate":     func(c *Config) { c.RevokeRate = -1 },
+		"incomplete peer":   func(c *Config) { c.InitialCluster = []Peer{{Name: "n1"}} },
 	} {
 		c := ok
 		mod(&c)
 		if err := c.Validate(); err == nil {
 			t.Errorf("%s: accepted", name)
 		}
+	}
+	// --max-ttl may reach the replicated format's ceiling, not pass it.
+	at := ok
+	at.MaxTTL = lessor.TTLCeiling
+	if err := at.Validate(); err != nil {
+		t.Fatalf("max TTL at the ceiling: %v", err)
+	}
+	at.MaxTTL += time.Millisecond
+	if err := at.Validate(); err == nil || !strings.Contains(err.Error(), "max TTL") || !strings.Contains(err.Error(), "lessor.TTLCeiling") {
+		t.Fatalf("max TTL above the ceiling: %v", err)
 	}
 }
 
