@@ -302,8 +302,9 @@ const yieldEvery = 64
 // yieldLocked lets waiting callers of lock and rlock take the lock, and
 // reports whether the primary term is still epoch afterwards. A long holder
 // calls it every yieldEvery leases. On a busy machine, a renewal that waited
-// for a whole batch of a thousand checkpoints waited up to 30 ms: the holder,
-// descheduled mid-batch, kept the lock.
+// for a whole batch of a thousand checkpoints waited long: the holder,
+// descheduled mid-batch, kept the lock (measured:
+// bench/results/design-measurements.md, "lessor: lock yields").
 func (le *lessor) yieldLocked(epoch uint64) bool {
 	if le.waiting.Load() == 0 {
 		return true
