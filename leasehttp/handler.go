@@ -9,11 +9,15 @@
 // node itself.
 //
 // IDs and revisions are written as decimal strings (JavaScript numbers lose
-// precision above 2^53) and accepted as strings or numbers. Errors are
+// precision above 2^53) and accepted as strings or numbers. A lease ID, in a
+// path, a query or a body, is decimal digits only, from 1 to 2^63-1
+// (limits.ParseLeaseID); anything else is 400. Errors are
 // {"error":{"code":"NOT_FOUND","message":"..."}} with the matching status.
 // Item keys are 1 to 1024 bytes of UTF-8 and may contain '/'; the key is the
 // rest of the path after /v1/items/, percent-decoded, taken verbatim (no path
-// cleaning, so "a//b" and "a/../b" are keys like any other).
+// cleaning, so "a//b", "a/./b" and "a/../b" are keys like any other, stored
+// as sent). A body declared (Content-Length) or found to be over 1 MiB gets
+// 413. The limits are package limits'.
 package leasehttp
 
 import (
@@ -27,10 +31,10 @@ import (
 	"strconv"
 	"strings"
 	"time"
-	"unicode/utf8"
 
 	"github.com/leasecluster/leasecluster/client"
 	"github.com/leasecluster/leasecluster/leasepb"
+	"github.com/leasecluster/leasecluster/limits"
 )
 
 // LocalNode is what the node running the handler tells about itself.
@@ -115,8 +119,13 @@ func methodNotAllowed(w http.ResponseWriter, r *http.Request, allow []string) {
 
 // ServeHTTP sends /v1/items/... to the item routes before the ServeMux sees
 // it, because ServeMux cleans paths (redirecting "a//b") and keys are taken
-// verbatim.
+// verbatim. Whoever wraps the handler must not clean paths either (no
+// ServeMux in front). A body declared over the limit is refused first.
 func (h *handler) ServeHTTP(w http.ResponseWriter, r *http.Request) {
+	if err := tooBig(r); err != nil {
+		h.fail(w, err)
+		return
+	}
 	if rest, ok := strings.CutPrefix(r.URL.EscapedPath(), "/v1/items/"); ok {
 		key, err := url.PathUnescape(rest)
 		if err != nil {
@@ -167,15 +176,12 @@ func (h *handler) grant(w http.ResponseWriter, r *http.Request) {
 		h.fail(w, err)
 		return
 	}
-	switch {
-	case req.TTLMs == nil:
+	if req.TTLMs == nil {
 		h.fail(w, fmt.Errorf("%w: ttl_ms is required", ErrBadRequest))
 		return
-	case *req.TTLMs <= 0 || int64(*req.TTLMs) > int64(time.Duration(1<<63-1)/time.Millisecond):
-		h.fail(w, fmt.Errorf("%w: ttl_ms must be a positive number of milliseconds", ErrBadRequest))
-		return
-	case req.ID < 0:
-		h.fail(w, fmt.Errorf("%w: id must not be negative", ErrBadRequest))
+	}
+	if err := limits.CheckTTLMs(int64(*req.TTLMs)); err != nil {
+		h.fail(w, fmt.Errorf("%w: ttl_ms: %w", ErrBadRequest, err))
 		return
 	}
 	var opts []client.GrantOption
@@ -263,8 +269,8 @@ func (h *handler) list(w http.ResponseWriter, r *http.Request) {
 }
 
 func checkKey(key string) error {
-	if len(key) == 0 || len(key) > MaxKeyBytes || !utf8.ValidString(key) {
-		return fmt.Errorf("%w: keys are 1 to %d bytes of UTF-8", ErrBadRequest, MaxKeyBytes)
+	if err := limits.CheckKey(key); err != nil {
+		return fmt.Errorf("%w: %w", ErrBadRequest, err)
 	}
 	return nil
 }
@@ -279,12 +285,12 @@ func (h *handler) attach(w http.ResponseWriter, r *http.Request, key string) {
 		h.fail(w, err)
 		return
 	}
-	switch {
-	case req.LeaseID == nil || *req.LeaseID <= 0:
+	if req.LeaseID == nil {
 		h.fail(w, fmt.Errorf("%w: lease_id is required", ErrBadRequest))
 		return
-	case len(req.Value) > MaxValueSize:
-		h.fail(w, fmt.Errorf("%w: values are at most %d bytes", ErrBadRequest, MaxValueSize))
+	}
+	if err := limits.CheckValue(req.Value); err != nil {
+		h.fail(w, fmt.Errorf("%w: %w", ErrBadRequest, err))
 		return
 	}
 	ctx, cancel := h.ctx(r)
@@ -321,9 +327,14 @@ func (h *handler) detach(w http.ResponseWriter, r *http.Request, key string) {
 		h.fail(w, err)
 		return
 	}
-	id, err := parseID(r.URL.Query().Get("lease_id"))
-	if err != nil || id <= 0 {
+	q := r.URL.Query()
+	if !q.Has("lease_id") {
 		h.fail(w, fmt.Errorf("%w: lease_id query parameter is required", ErrBadRequest))
+		return
+	}
+	id, err := parseID(q.Get("lease_id"))
+	if err != nil {
+		h.fail(w, fmt.Errorf("lease_id: %w", err))
 		return
 	}
 	ctx, cancel := h.ctx(r)
@@ -381,6 +392,8 @@ func (h *handler) fail(w http.ResponseWriter, err error) {
 		writeError(w, http.StatusConflict, "ALREADY_EXISTS", err.Error(), 0)
 	case errors.Is(err, client.ErrItemHeld):
 		writeError(w, http.StatusConflict, "FAILED_PRECONDITION", err.Error(), 0)
+	case errors.Is(err, client.ErrUnsupported):
+		writeError(w, http.StatusNotImplemented, "UNIMPLEMENTED", err.Error(), 0)
 	case errors.Is(err, client.ErrNoLeader), errors.Is(err, client.ErrClosed):
 		writeError(w, http.StatusServiceUnavailable, "UNAVAILABLE", err.Error(), h.cfg.RetryAfter)
 	case errors.Is(err, context.DeadlineExceeded):

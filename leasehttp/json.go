@@ -8,19 +8,17 @@ import (
 	"io"
 	"net/http"
 	"strconv"
+
+	"github.com/leasecluster/leasecluster/limits"
 )
 
-// Limits of the HTTP API, as documented in ARCHITECTURE.md.
-const (
-	MaxBodyBytes = 1 << 20  // request bodies; larger ones get 413
-	MaxKeyBytes  = 1024     // item keys are 1..MaxKeyBytes bytes of UTF-8
-	MaxValueSize = 64 << 10 // item values
-)
-
-// Sentinel errors of request decoding.
+// Sentinel errors of request decoding. The limits themselves (key and
+// value sizes, TTL and lease ID ranges, body size) are package limits'.
 var (
-	ErrBadRequest  = errors.New("leasehttp: bad request")
-	ErrBodyTooBig  = errors.New("leasehttp: request body too large")
+	ErrBadRequest = errors.New("leasehttp: bad request")
+	// ErrBodyTooBig is limits.ErrBodyTooLarge: a body over
+	// limits.MaxBodyBytes, answered 413.
+	ErrBodyTooBig  = limits.ErrBodyTooLarge
 	errOutOfRange  = errors.New("leasehttp: number out of range")
 	errNotInteger  = errors.New("leasehttp: not an integer")
 	errEmptyString = errors.New("leasehttp: empty string")
@@ -49,6 +47,39 @@ func (v *jsonInt64) UnmarshalJSON(b []byte) error {
 	}
 	*v = jsonInt64(n)
 	return nil
+}
+
+// jsonLeaseID is a lease ID in a request body, a string or a number whose
+// text limits.ParseLeaseID accepts (the parser of the IDs in paths too).
+type jsonLeaseID int64
+
+func (v *jsonLeaseID) UnmarshalJSON(b []byte) error {
+	if string(bytes.TrimSpace(b)) == "null" {
+		return nil // as encoding/json does for absent values
+	}
+	s, err := idText(b)
+	if err != nil {
+		return err
+	}
+	id, err := limits.ParseLeaseID(s)
+	if err != nil {
+		return err
+	}
+	*v = jsonLeaseID(id)
+	return nil
+}
+
+// idText returns the text of a JSON number, or the contents of a JSON string.
+func idText(b []byte) (string, error) {
+	b = bytes.TrimSpace(b)
+	if len(b) == 0 || b[0] != '"' {
+		return string(b), nil
+	}
+	var s string
+	if err := json.Unmarshal(b, &s); err != nil {
+		return "", err
+	}
+	return s, nil
 }
 
 // jsonUint64 is jsonInt64 for unsigned values (revisions).
@@ -80,42 +111,62 @@ func integerText(b []byte) (string, error) {
 	return string(b), nil
 }
 
+// parseID parses a lease ID in a path or query parameter.
 func parseID(s string) (int64, error) {
-	n, err := strconv.ParseInt(s, 10, 64)
+	id, err := limits.ParseLeaseID(s)
 	if err != nil {
-		return 0, fmt.Errorf("%w: bad id %q", ErrBadRequest, s)
+		return 0, fmt.Errorf("%w: %w", ErrBadRequest, err)
 	}
-	return n, nil
+	return id, nil
+}
+
+// tooBig reports a declared body length over limits.MaxBodyBytes, which is
+// answered 413 before any of the body is read.
+func tooBig(r *http.Request) error {
+	if r.ContentLength > limits.MaxBodyBytes {
+		return fmt.Errorf("%w: Content-Length %d", ErrBodyTooBig, r.ContentLength)
+	}
+	return nil
 }
 
 // decode reads exactly one JSON object into v, rejecting unknown fields,
-// trailing data and bodies over MaxBodyBytes. Nothing is changed on error.
+// trailing data and bodies over limits.MaxBodyBytes. The whole body is read
+// before it is parsed, so a body over the limit gets 413 whatever it holds,
+// with or without a Content-Length. Nothing is changed on error.
 func decode(w http.ResponseWriter, r *http.Request, v any) error {
-	dec := json.NewDecoder(http.MaxBytesReader(w, r.Body, MaxBodyBytes))
+	if err := tooBig(r); err != nil {
+		return err
+	}
+	body, err := io.ReadAll(http.MaxBytesReader(w, r.Body, limits.MaxBodyBytes))
+	var maxErr *http.MaxBytesError
+	switch {
+	case errors.As(err, &maxErr):
+		return fmt.Errorf("%w: over %d bytes", ErrBodyTooBig, limits.MaxBodyBytes)
+	case err != nil:
+		return fmt.Errorf("%w: reading the body: %v", ErrBadRequest, err)
+	}
+	dec := json.NewDecoder(bytes.NewReader(body))
 	dec.DisallowUnknownFields()
-	err := dec.Decode(v)
+	err = dec.Decode(v)
 	if err == nil {
 		if _, terr := dec.Token(); terr != io.EOF {
 			err = errors.New("trailing data after the JSON object")
 		}
 	}
-	var tooBig *http.MaxBytesError
 	switch {
 	case err == nil:
 		return nil
-	case errors.As(err, &tooBig):
-		return fmt.Errorf("%w: over %d bytes", ErrBodyTooBig, MaxBodyBytes)
 	case errors.Is(err, io.EOF):
 		return fmt.Errorf("%w: empty body", ErrBadRequest)
 	}
-	return fmt.Errorf("%w: %v", ErrBadRequest, err)
+	return fmt.Errorf("%w: %w", ErrBadRequest, err)
 }
 
 // Request and response bodies. Field names are the HTTP contract.
 type (
 	grantRequest struct {
-		TTLMs *jsonInt64 `json:"ttl_ms"`
-		ID    jsonInt64  `json:"id"`
+		TTLMs *jsonInt64  `json:"ttl_ms"`
+		ID    jsonLeaseID `json:"id"` // absent or null: the leader chooses
 	}
 	leaseResponse struct {
 		ID    jsonInt64 `json:"id"`
@@ -134,8 +185,8 @@ type (
 		Leases []leaseInfo `json:"leases"`
 	}
 	attachRequest struct {
-		LeaseID *jsonInt64 `json:"lease_id"`
-		Value   string     `json:"value"`
+		LeaseID *jsonLeaseID `json:"lease_id"`
+		Value   string       `json:"value"`
 	}
 	itemResponse struct {
 		Key      string     `json:"key"`
