@@ -24,9 +24,9 @@ import (
 // Under load the committer lingers briefly for the callers it has just
 // answered (gather): in a closed loop they send again within a round trip,
 // and without the wait they would miss the next batch and form a batch of
-// their own one commit later. On this project's machines a raft entry costs
-// far more than a command in it (each node's bbolt commit is two fsyncs,
-// about 0.1 ms of CPU each in a VM, and a handful of thread wake-ups), so
+// their own one commit later. A raft entry costs far more than a command in
+// it (each node's bbolt commit is two fsyncs and a handful of thread
+// wake-ups; bench/results/design-measurements.md, server group commit), so
 // fewer, fuller entries are the whole game for throughput.
 
 // maxGroup bounds the commands in one batch entry.
