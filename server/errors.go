@@ -11,6 +11,7 @@ import (
 	"github.com/leasecluster/leasecluster/fsm"
 	"github.com/leasecluster/leasecluster/leasepb"
 	"github.com/leasecluster/leasecluster/lessor"
+	"github.com/leasecluster/leasecluster/limits"
 )
 
 var (
@@ -45,6 +46,30 @@ func (e *NotLeaderError) Is(target error) bool { return target == ErrNotLeader }
 // UNAVAILABLE means "ask the leader in the hint, or retry": for mutations it
 // may also mean "outcome unknown", which is why every mutation carries a
 // request ID that makes the retry safe.
+//
+// The client turns the codes into its errors (client/errors.go, mapError)
+// and the HTTP API those into statuses (leasehttp, fail); errors_test.go
+// runs every sentinel through the three:
+//
+//	NotLeaderError, ErrNotLeader (+ hint), ErrOutcomeUnknown, ErrStopped,
+//	lessor.ErrResetRequired                  -> Unavailable        -> client.ErrNoLeader     -> 503 UNAVAILABLE
+//	lessor.ErrLeaseNotFound, ErrLeaseExpired -> NotFound           -> client.ErrLeaseNotFound -> 404 NOT_FOUND
+//	lessor.ErrItemNotFound                   -> NotFound           -> client.ErrItemNotFound  -> 404 NOT_FOUND
+//	lessor.ErrLeaseExists                    -> AlreadyExists      -> client.ErrLeaseExists  -> 409 ALREADY_EXISTS
+//	lessor.ErrItemHeld                       -> FailedPrecondition -> client.ErrItemHeld     -> 409 FAILED_PRECONDITION
+//	ErrInvalidArgument, the limits errors (fsm.ErrKeyInvalid, ErrValueTooLarge
+//	and ErrValueInvalid are the limits ones), lessor.ErrInvalidTTL,
+//	ErrInvalidID, ErrInvalidItem, fsm.ErrNoLeases, ErrDuplicateLease,
+//	ErrRequestIDReused                       -> InvalidArgument    -> client.ErrInvalidArgument -> 400 INVALID_ARGUMENT
+//	fsm.ErrUnsupportedVersion                -> Unimplemented      -> client.ErrUnsupported  -> 501 UNIMPLEMENTED
+//	context.DeadlineExceeded                 -> DeadlineExceeded   -> (retried) ErrNoLeader  -> 503 UNAVAILABLE
+//	context.Canceled                         -> Canceled           -> context.Canceled       -> 500 INTERNAL
+//	anything else (fsm.ErrUndecodable, ErrNotBatchable, lessor.ErrNotPrimary)
+//	                                         -> Unknown            -> client.ErrInternal     -> 500 INTERNAL
+//
+// fsm.ErrUnsupportedVersion has a code of its own: a node that cannot apply
+// a command of a newer version (a rolling upgrade) must not be read as "item
+// held", which FailedPrecondition means to the client.
 func toStatus(err error) error {
 	if err == nil {
 		return nil
@@ -58,7 +83,8 @@ func toStatus(err error) error {
 			st = d
 		}
 		return st.Err()
-	case errors.Is(err, ErrOutcomeUnknown), errors.Is(err, ErrStopped), errors.Is(err, lessor.ErrResetRequired):
+	case errors.Is(err, ErrNotLeader), errors.Is(err, ErrOutcomeUnknown), errors.Is(err, ErrStopped),
+		errors.Is(err, lessor.ErrResetRequired):
 		code = codes.Unavailable
 	case errors.Is(err, lessor.ErrLeaseNotFound), errors.Is(err, lessor.ErrLeaseExpired), errors.Is(err, lessor.ErrItemNotFound):
 		code = codes.NotFound
@@ -67,12 +93,13 @@ func toStatus(err error) error {
 	case errors.Is(err, lessor.ErrItemHeld):
 		code = codes.FailedPrecondition
 	case errors.Is(err, ErrInvalidArgument), errors.Is(err, lessor.ErrInvalidTTL), errors.Is(err, lessor.ErrInvalidID),
-		errors.Is(err, lessor.ErrInvalidItem), errors.Is(err, fsm.ErrKeyInvalid), errors.Is(err, fsm.ErrValueTooLarge),
-		errors.Is(err, fsm.ErrValueInvalid), errors.Is(err, fsm.ErrNoLeases), errors.Is(err, fsm.ErrDuplicateLease),
+		errors.Is(err, lessor.ErrInvalidItem), errors.Is(err, limits.ErrKeyInvalid), errors.Is(err, limits.ErrValueTooLarge),
+		errors.Is(err, limits.ErrValueInvalid), errors.Is(err, limits.ErrTTLInvalid), errors.Is(err, limits.ErrLeaseIDInvalid),
+		errors.Is(err, limits.ErrBodyTooLarge), errors.Is(err, fsm.ErrNoLeases), errors.Is(err, fsm.ErrDuplicateLease),
 		errors.Is(err, fsm.ErrRequestIDReused):
 		code = codes.InvalidArgument
 	case errors.Is(err, fsm.ErrUnsupportedVersion):
-		code = codes.FailedPrecondition
+		code = codes.Unimplemented
 	case errors.Is(err, context.DeadlineExceeded):
 		code = codes.DeadlineExceeded
 	case errors.Is(err, context.Canceled):
