@@ -6,6 +6,7 @@ import (
 	"net"
 	"net/http"
 	"net/http/pprof"
+	"strings"
 	"time"
 
 	"github.com/prometheus/client_golang/prometheus/promhttp"
@@ -55,14 +56,7 @@ func startHTTP(n *Node) (*httpServer, error) {
 		h = n.cfg.Faults.HTTP(h, n)
 	}
 	if n.cfg.Pprof {
-		mux := http.NewServeMux()
-		mux.HandleFunc("/debug/pprof/", pprof.Index)
-		mux.HandleFunc("/debug/pprof/cmdline", pprof.Cmdline)
-		mux.HandleFunc("/debug/pprof/profile", pprof.Profile)
-		mux.HandleFunc("/debug/pprof/symbol", pprof.Symbol)
-		mux.HandleFunc("/debug/pprof/trace", pprof.Trace)
-		mux.Handle("/", h)
-		h = mux
+		h = withPprof(h)
 	}
 	s := &httpServer{
 		srv:    &http.Server{Handler: h, ReadHeaderTimeout: 10 * time.Second},
@@ -77,6 +71,36 @@ func startHTTP(n *Node) (*httpServer, error) {
 		}
 	}()
 	return s, nil
+}
+
+// withPprof serves net/http/pprof under /debug/pprof/ beside api. It
+// dispatches on the path prefix: a ServeMux in front of api would clean
+// every other path, redirecting PUT /v1/items/lock//main to lock/main, a
+// different key.
+func withPprof(api http.Handler) http.Handler {
+	return http.HandlerFunc(func(w http.ResponseWriter, r *http.Request) {
+		name, ok := strings.CutPrefix(r.URL.Path, "/debug/pprof/")
+		if !ok {
+			if r.URL.Path == "/debug/pprof" {
+				http.Redirect(w, r, "/debug/pprof/", http.StatusMovedPermanently)
+				return
+			}
+			api.ServeHTTP(w, r)
+			return
+		}
+		switch name {
+		case "cmdline":
+			pprof.Cmdline(w, r)
+		case "profile":
+			pprof.Profile(w, r)
+		case "symbol":
+			pprof.Symbol(w, r)
+		case "trace":
+			pprof.Trace(w, r)
+		default:
+			pprof.Index(w, r) // the index, and the named profiles (heap, goroutine, ...)
+		}
+	})
 }
 
 func (s *httpServer) addr() string { return s.lis.Addr().String() }
