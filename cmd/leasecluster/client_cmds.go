@@ -14,6 +14,7 @@ import (
 	"github.com/spf13/cobra"
 
 	"github.com/leasecluster/leasecluster/client"
+	"github.com/leasecluster/leasecluster/limits"
 )
 
 // clientFlags are shared by every client command.
@@ -79,10 +80,12 @@ func emit(w io.Writer, v any, text func(w io.Writer)) error {
 	return nil
 }
 
+// parseID parses a lease ID argument as the HTTP API does (decimal digits,
+// 1..2^63-1).
 func parseID(s string) (int64, error) {
-	id, err := strconv.ParseInt(s, 10, 64)
-	if err != nil || id <= 0 {
-		return 0, fmt.Errorf("lease ID %q is not a positive integer", s)
+	id, err := limits.ParseLeaseID(s)
+	if err != nil {
+		return 0, fmt.Errorf("lease ID %q is not a positive integer: %w", s, err)
 	}
 	return id, nil
 }
