@@ -2,6 +2,7 @@ package main_test
 
 import (
 	"encoding/json"
+	"errors"
 	"fmt"
 	"os"
 	"regexp"
@@ -37,7 +38,7 @@ func requireOneLineError(t *testing.T, res proctest.Result, what string) {
 // LEASECLUSTER_ENDPOINTS.
 func TestE2ECLI(t *testing.T) {
 	c := sharedCluster(t)
-	eps := c.endpoints()
+	eps := endpoints(c)
 	run := func(args ...string) string { return cliOK(t, nil, append(args, "--endpoints", eps)...) }
 
 	// grant, text and JSON.
@@ -161,7 +162,7 @@ func TestE2ECLI(t *testing.T) {
 				leaders = append(leaders, n.Name)
 			}
 		}
-		if !slices.Equal(got, c.endpointList()) || len(leaders) != 1 {
+		if !slices.Equal(got, c.Endpoints()) || len(leaders) != 1 {
 			t.Fatalf("%s: cluster status %+v, want the rows of %s and one leader", what, st.Nodes, eps)
 		}
 		for _, n := range st.Nodes {
@@ -189,7 +190,7 @@ func TestE2ECLI(t *testing.T) {
 	decodeJSON(t, run("cluster", "members", "-o", "json"), &mem)
 	leaders := 0
 	for i, x := range mem.Members {
-		if i >= len(c.nodes) || x.Name != c.nodes[i].name || x.Address != c.nodes[i].grpc || !x.Voter {
+		if i >= len(c.Members) || x.Name != c.Members[i].Name || x.Address != c.Members[i].GRPCAddr || !x.Voter {
 			t.Errorf("cluster members: %+v", mem.Members)
 			break
 		}
@@ -213,34 +214,63 @@ func TestE2ECLI(t *testing.T) {
 // and exits 0 within a few seconds of SIGINT, removing its temporary data.
 func TestE2EDev(t *testing.T) {
 	// dev takes base ports and uses the next two of each: six in a row, so
-	// the gRPC and HTTP runs cannot overlap.
-	grpcPort, err := proctest.FreePortRange(6)
-	if err != nil {
-		t.Fatal(err)
-	}
-	httpPort := grpcPort + 3
-	p, err := proctest.Start("dev", bin, nil, "dev", "--grpc-port", strconv.Itoa(grpcPort), "--http-port", strconv.Itoa(httpPort))
-	if err != nil {
-		t.Fatal(err)
-	}
-	t.Cleanup(func() {
-		p.Kill()
-		if t.Failed() {
-			t.Logf("dev stdout:\n%s\ndev stderr:\n%s", p.Stdout.String(), proctest.Tail(p.Stderr.String(), 30))
-		}
-	})
-
+	// the gRPC and HTTP runs cannot overlap. A port taken since it was
+	// picked makes dev exit; it then starts again on new ports.
 	banner := regexp.MustCompile(`data in (\S+)\n\s+gRPC endpoints: (\S+)\n\s+HTTP endpoints: (\S+)\n`)
-	var m []string
-	waitFor(t, 10*time.Second, func() error {
-		if m = banner.FindStringSubmatch(p.Stdout.String()); m == nil {
-			if p.Exited() {
-				t.Fatalf("dev exited with %d before printing its endpoints", p.ExitCode())
-			}
-			return fmt.Errorf("no endpoints printed yet")
+	var (
+		p                  *proctest.Proc
+		grpcPort, httpPort int
+		m                  []string
+	)
+	err := proctest.RetryAddrInUse(func() error {
+		var err error
+		if grpcPort, err = proctest.FreePortRange(6); err != nil {
+			return err
 		}
-		return nil
+		httpPort = grpcPort + 3
+		if p, err = proctest.Start("dev", bin, nil, "dev", "--grpc-port", strconv.Itoa(grpcPort), "--http-port", strconv.Itoa(httpPort)); err != nil {
+			return err
+		}
+		deadline := time.After(10 * time.Second)
+		tick := time.NewTicker(20 * time.Millisecond)
+		defer tick.Stop()
+		for {
+			if m = banner.FindStringSubmatch(p.Stdout.String()); m != nil {
+				return nil
+			}
+			select {
+			case <-p.Done():
+				if m = banner.FindStringSubmatch(p.Stdout.String()); m != nil {
+					return nil
+				}
+				err := p.ExitError()
+				var addrs []string
+				for i := range 6 {
+					addrs = append(addrs, fmt.Sprintf("127.0.0.1:%d", grpcPort+i))
+				}
+				if !errors.Is(err, proctest.ErrAddrInUse) && proctest.InUse(addrs...) {
+					// It may have crashed without saying why.
+					err = fmt.Errorf("%w: %w", proctest.ErrAddrInUse, err)
+				}
+				return fmt.Errorf("dev exited before printing its endpoints: %w", err)
+			case <-deadline:
+				p.Kill()
+				return fmt.Errorf("dev printed no endpoints within 10s")
+			case <-tick.C:
+			}
+		}
 	})
+	if p != nil {
+		t.Cleanup(func() {
+			p.Kill()
+			if t.Failed() {
+				t.Logf("dev stdout:\n%s\ndev stderr:\n%s", p.Stdout.String(), proctest.Tail(p.Stderr.String(), 30))
+			}
+		})
+	}
+	if err != nil {
+		t.Fatal(err)
+	}
 	dataDir, grpcEps := m[1], m[2]
 	wantEps := fmt.Sprintf("127.0.0.1:%d,127.0.0.1:%d,127.0.0.1:%d", grpcPort, grpcPort+1, grpcPort+2)
 	if grpcEps != wantEps || !strings.HasPrefix(m[3], fmt.Sprintf("127.0.0.1:%d,", httpPort)) {

@@ -73,15 +73,15 @@ func TestE2EKeepAliveSurvivesLeaderKill(t *testing.T) {
 	ctx, cancel := context.WithTimeout(context.Background(), 45*time.Second)
 	defer cancel()
 
-	envNode := c.nodes[2]
-	if s, err := envNode.status(); err != nil || s.Name != "n3" {
+	envNode := c.Members[2]
+	if s, err := envNode.Status(ctx); err != nil || s.Name != "n3" {
 		t.Fatalf("node started with LEASECLUSTER_NAME=n3: status %+v, %v", s, err)
 	}
-	if _, err := os.Stat(filepath.Join(envNode.dataDir, "raft.db")); err != nil {
+	if _, err := os.Stat(filepath.Join(envNode.DataDir, "raft.db")); err != nil {
 		t.Fatalf("node started with LEASECLUSTER_DATA_DIR: %v", err)
 	}
 
-	cl, err := client.New(ctx, c.endpointList())
+	cl, err := client.New(ctx, c.Endpoints())
 	if err != nil {
 		t.Fatal(err)
 	}
@@ -116,22 +116,22 @@ func TestE2EKeepAliveSurvivesLeaderKill(t *testing.T) {
 	w := watchRenewals(ka)
 	defer w.close()
 
-	leader, err := c.waitLeader(10 * time.Second)
+	leader, err := waitLeader(c, 10*time.Second)
 	if err != nil {
 		t.Fatal(err)
 	}
 	killedAt := time.Now()
-	leader.proc.Kill()
-	t.Logf("SIGKILLed leader %s", leader.name)
+	leader.Kill()
+	t.Logf("SIGKILLed leader %s", leader.Name)
 
-	newLeader, err := c.waitLeader(10 * time.Second)
+	newLeader, err := waitLeader(c, 10*time.Second)
 	if err != nil {
-		t.Fatalf("no new leader after killing %s: %v", leader.name, err)
+		t.Fatalf("no new leader after killing %s: %v", leader.Name, err)
 	}
 	if newLeader == leader {
-		t.Fatalf("killed node %s still reported as leader", leader.name)
+		t.Fatalf("killed node %s still reported as leader", leader.Name)
 	}
-	t.Logf("new leader %s after %v", newLeader.name, time.Since(killedAt).Round(time.Millisecond))
+	t.Logf("new leader %s after %v", newLeader.Name, time.Since(killedAt).Round(time.Millisecond))
 
 	// Several TTLs after the kill: the lease is never lost, and the cluster
 	// (whichever node now leads) still has it.
@@ -158,17 +158,17 @@ func TestE2EKeepAliveSurvivesLeaderKill(t *testing.T) {
 	}
 
 	// The killed node restarts from its data dir and follows the new leader.
-	if err := c.start(leader); err != nil {
+	if err := leader.Start(); err != nil {
 		t.Fatal(err)
 	}
-	if got, err := c.waitLeader(15 * time.Second); err != nil {
-		t.Fatalf("restarted %s did not rejoin: %v", leader.name, err)
-	} else if s, err := leader.status(); err != nil || s.Leader != got.name {
-		t.Fatalf("restarted %s: status %+v, %v; cluster leader %s", leader.name, s, err, got.name)
+	if got, err := waitLeader(c, 15*time.Second); err != nil {
+		t.Fatalf("restarted %s did not rejoin: %v", leader.Name, err)
+	} else if s, err := leader.Status(ctx); err != nil || s.Leader != got.Name {
+		t.Fatalf("restarted %s: status %+v, %v; cluster leader %s", leader.Name, s, err, got.Name)
 	}
 	select {
 	case <-ka.Lost():
-		t.Fatalf("lease %d lost after %s rejoined: %v", lease.ID, leader.name, ka.Err())
+		t.Fatalf("lease %d lost after %s rejoined: %v", lease.ID, leader.Name, ka.Err())
 	default:
 	}
 	ka.Close()
@@ -176,11 +176,11 @@ func TestE2EKeepAliveSurvivesLeaderKill(t *testing.T) {
 	// Stop every node and start them again with the same --initial-cluster
 	// (and the same environment for n3): they must recover, not bootstrap
 	// anew, so the lease and its item come back with the same revision.
-	c.stop()
-	if err := c.startAll(); err != nil {
+	c.Stop(5 * time.Second)
+	if err := c.StartAll(); err != nil {
 		t.Fatal(err)
 	}
-	if _, err := c.waitLeader(15 * time.Second); err != nil {
+	if _, err := waitLeader(c, 15*time.Second); err != nil {
 		t.Fatalf("no leader after a full restart: %v", err)
 	}
 	it, err := cl.Get(ctx, "recover/me")

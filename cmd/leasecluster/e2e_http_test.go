@@ -11,6 +11,8 @@ import (
 	"time"
 )
 
+var httpc = &http.Client{Timeout: 5 * time.Second}
+
 // api calls one node's HTTP API and checks the contract's response shapes.
 type api struct {
 	t    *testing.T
@@ -101,16 +103,16 @@ func num(t *testing.T, m map[string]any, k string) float64 {
 // and codes, and checks that refused requests changed nothing.
 func TestE2EHTTPAPI(t *testing.T) {
 	c := sharedCluster(t)
-	leader, err := c.waitLeader(10 * time.Second)
+	leader, err := waitLeader(c, 10*time.Second)
 	if err != nil {
 		t.Fatal(err)
 	}
-	f := c.follower(leader)
-	a := api{t, "http://" + f.http}
+	f := c.Follower(leader)
+	a := api{t, "http://" + f.HTTPAddr}
 
 	st := a.ok("GET", "/v1/status", "")
-	if str(t, st, "name") != f.name || str(t, st, "role") != "follower" || str(t, st, "leader") != leader.name {
-		t.Fatalf("follower status %v: want name %s, role follower, leader %s", st, f.name, leader.name)
+	if str(t, st, "name") != f.Name || str(t, st, "role") != "follower" || str(t, st, "leader") != leader.Name {
+		t.Fatalf("follower status %v: want name %s, role follower, leader %s", st, f.Name, leader.Name)
 	}
 	// applied_index may still be 0 on a follower that has not yet heard of
 	// a commit, but it must be a plain JSON number, as term is.

@@ -19,7 +19,7 @@ func TestE2ELockHandover(t *testing.T) {
 	ctx, cancel := context.WithTimeout(context.Background(), 30*time.Second)
 	defer cancel()
 	newClient := func() *client.Client {
-		cl, err := client.New(ctx, c.endpointList())
+		cl, err := client.New(ctx, c.Endpoints())
 		if err != nil {
 			t.Fatal(err)
 		}
@@ -73,7 +73,7 @@ func TestE2ELockHandover(t *testing.T) {
 
 	// Another process revokes A's lease.
 	revokeStart := time.Now()
-	out := cliOK(t, nil, "lease", "revoke", fmt.Sprint(la.LeaseID()), "--endpoints", c.endpoints())
+	out := cliOK(t, nil, "lease", "revoke", fmt.Sprint(la.LeaseID()), "--endpoints", endpoints(c))
 	if want := fmt.Sprintf("lease %d revoked\n", la.LeaseID()); out != want {
 		t.Errorf("revoke output %q, want %q", out, want)
 	}

@@ -1,7 +1,10 @@
 // Package proctest runs real binaries as child processes for end-to-end
-// tests: it captures their output, signals and kills them, and remembers
-// every process it started so that a TestMain can kill whatever a failed or
-// panicking test left behind.
+// tests, the chaos harness and the benchmark: it captures their output (in
+// memory or appended to a log file), signals, kills and restarts them, picks
+// free loopback ports for them, and remembers every process it started so
+// that a TestMain can kill whatever a failed or panicking test left behind.
+// Clusters of `leasecluster serve` processes are built on it in
+// internal/proccluster.
 package proctest
 
 import (
@@ -9,7 +12,7 @@ import (
 	"context"
 	"errors"
 	"fmt"
-	"net"
+	"io"
 	"os"
 	"os/exec"
 	"strings"
@@ -37,12 +40,30 @@ func (b *Buffer) String() string {
 	return b.b.String()
 }
 
+// Spec is how to start a process.
+type Spec struct {
+	Name string   // for messages (and the log file's header line) only
+	Bin  string   // the program
+	Args []string // its arguments
+	// Env entries (KEY=VALUE) are added to the caller's own environment,
+	// except that every LEASECLUSTER_* variable inherited from it is
+	// dropped first, so a developer's shell settings cannot leak in.
+	Env []string
+	// Log, when set, is a file the process's stdout and stderr are
+	// appended to, after a header line naming the start; Stdout and Stderr
+	// then stay empty. Otherwise both are kept in memory.
+	Log string
+}
+
 // Proc is a running (or finished) child process.
 type Proc struct {
 	Name   string // for messages only
 	Cmd    *exec.Cmd
-	Stdout Buffer
+	Stdout Buffer // empty when the output goes to a log file
 	Stderr Buffer
+
+	log    string // the log file, if any
+	offset int64  // where this run's output begins in it
 
 	done chan struct{} // closed when the process has been reaped
 	err  error         // Wait's result; set before done is closed
@@ -53,23 +74,46 @@ var (
 	live   = map[*Proc]struct{}{}
 )
 
-// Start runs bin with args. env entries (KEY=VALUE) are added to the test's
-// own environment, except that every LEASECLUSTER_* variable inherited from
-// it is dropped first, so a developer's shell settings cannot leak in.
+// Start runs bin with args, its output kept in memory; env as in Spec.Env.
 func Start(name, bin string, env []string, args ...string) (*Proc, error) {
-	p := &Proc{Name: name, Cmd: exec.Command(bin, args...), done: make(chan struct{})}
-	p.Cmd.Env = Env(env...)
-	p.Cmd.Stdout = &p.Stdout
-	p.Cmd.Stderr = &p.Stderr
-	setDeathSignal(p.Cmd)
+	return StartSpec(Spec{Name: name, Bin: bin, Args: args, Env: env})
+}
+
+// StartSpec starts the process s describes. It runs in its own process
+// group (a terminal's Ctrl-C does not reach it) and, on Linux, is killed
+// when the caller dies.
+func StartSpec(s Spec) (*Proc, error) {
+	p := &Proc{Name: s.Name, Cmd: exec.Command(s.Bin, s.Args...), log: s.Log, done: make(chan struct{})}
+	p.Cmd.Env = Env(s.Env...)
+	var logf *os.File
+	if s.Log != "" {
+		var err error
+		if logf, err = os.OpenFile(s.Log, os.O_CREATE|os.O_APPEND|os.O_WRONLY, 0o644); err != nil {
+			return nil, fmt.Errorf("proctest: start %s: %w", s.Name, err)
+		}
+		fmt.Fprintf(logf, "=== %s: starting %s at %s\n", s.Name, strings.Join(p.Cmd.Args, " "), time.Now().Format(time.RFC3339Nano))
+		if st, err := logf.Stat(); err == nil {
+			p.offset = st.Size()
+		}
+		p.Cmd.Stdout, p.Cmd.Stderr = logf, logf
+	} else {
+		p.Cmd.Stdout, p.Cmd.Stderr = &p.Stdout, &p.Stderr
+	}
+	setSysProcAttr(p.Cmd)
 	if err := p.Cmd.Start(); err != nil {
-		return nil, fmt.Errorf("proctest: start %s: %w", name, err)
+		if logf != nil {
+			logf.Close()
+		}
+		return nil, fmt.Errorf("proctest: start %s: %w", s.Name, err)
 	}
 	liveMu.Lock()
 	live[p] = struct{}{}
 	liveMu.Unlock()
 	go func() {
 		p.err = p.Cmd.Wait()
+		if logf != nil {
+			logf.Close()
+		}
 		liveMu.Lock()
 		delete(live, p)
 		liveMu.Unlock()
@@ -78,7 +122,8 @@ func Start(name, bin string, env []string, args ...string) (*Proc, error) {
 	return p, nil
 }
 
-// Env is the test's environment without LEASECLUSTER_* variables, plus extra.
+// Env is the caller's environment without LEASECLUSTER_* variables, plus
+// extra.
 func Env(extra ...string) []string {
 	var out []string
 	for _, kv := range os.Environ() {
@@ -88,6 +133,9 @@ func Env(extra ...string) []string {
 	}
 	return append(out, extra...)
 }
+
+// Pid is the process's ID.
+func (p *Proc) Pid() int { return p.Cmd.Process.Pid }
 
 // Done is closed when the process has exited and been reaped.
 func (p *Proc) Done() <-chan struct{} { return p.done }
@@ -108,6 +156,47 @@ func (p *Proc) ExitCode() int {
 		return -1
 	}
 	return p.Cmd.ProcessState.ExitCode()
+}
+
+// maxOutput bounds what Output reads back from a log file.
+const maxOutput = 64 << 10
+
+// Output is what this run of the process has written so far: stdout then
+// stderr when kept in memory, else (at most the last 64 KiB of) its part of
+// the log file.
+func (p *Proc) Output() string {
+	if p.log == "" {
+		return p.Stdout.String() + p.Stderr.String()
+	}
+	f, err := os.Open(p.log)
+	if err != nil {
+		return fmt.Sprintf("(log %s: %v)", p.log, err)
+	}
+	defer f.Close()
+	from := p.offset
+	if st, err := f.Stat(); err == nil && st.Size()-from > maxOutput {
+		from = st.Size() - maxOutput
+	}
+	b, err := io.ReadAll(io.NewSectionReader(f, from, maxOutput))
+	if err != nil {
+		return fmt.Sprintf("(log %s: %v)", p.log, err)
+	}
+	return string(b)
+}
+
+// ExitError is nil while the process runs. Once it has exited it describes
+// how, with the tail of its output, and wraps ErrAddrInUse if the process
+// failed because an address it was to listen on was taken.
+func (p *Proc) ExitError() error {
+	if !p.Exited() {
+		return nil
+	}
+	out := p.Output()
+	err := fmt.Errorf("proctest: %s exited (%v):\n%s", p.Name, p.Cmd.ProcessState, Tail(out, 10))
+	if AddrInUse(out) {
+		err = fmt.Errorf("%w: %w", ErrAddrInUse, err)
+	}
+	return err
 }
 
 // Signal sends sig to the process (a no-op once it has exited).
@@ -132,7 +221,8 @@ func (p *Proc) Wait(timeout time.Duration) error {
 	}
 }
 
-// Kill sends SIGKILL and waits for the process to be reaped.
+// Kill sends SIGKILL and waits for the process to be reaped. A stopped
+// (SIGSTOP) process dies too.
 func (p *Proc) Kill() {
 	_ = p.Signal(syscall.SIGKILL)
 	<-p.done
@@ -174,7 +264,7 @@ func Run(ctx context.Context, bin string, env []string, args ...string) (Result,
 	cmd.Env = Env(env...)
 	var stdout, stderr bytes.Buffer
 	cmd.Stdout, cmd.Stderr = &stdout, &stderr
-	setDeathSignal(cmd)
+	setSysProcAttr(cmd)
 	err := cmd.Run()
 	res := Result{Stdout: stdout.String(), Stderr: stderr.String()}
 	var exit *exec.ExitError
@@ -187,49 +277,6 @@ func Run(ctx context.Context, bin string, env []string, args ...string) (Result,
 		return res, err
 	}
 	return res, nil
-}
-
-// FreePorts returns n distinct loopback TCP ports that were free a moment
-// ago. All n are held until all are chosen, so no two are the same; another
-// process may still take one before the caller binds it (the window is small).
-func FreePorts(n int) ([]int, error) {
-	var ports []int
-	for range n {
-		l, err := net.Listen("tcp", "127.0.0.1:0")
-		if err != nil {
-			return nil, err
-		}
-		defer l.Close()
-		ports = append(ports, l.Addr().(*net.TCPAddr).Port)
-	}
-	return ports, nil
-}
-
-// FreePortRange returns the first of n consecutive free loopback ports, for
-// programs that take a base port and use the next ones.
-func FreePortRange(n int) (int, error) {
-	for range 50 {
-		l, err := net.Listen("tcp", "127.0.0.1:0")
-		if err != nil {
-			return 0, err
-		}
-		base := l.Addr().(*net.TCPAddr).Port
-		held := []net.Listener{l}
-		for i := 1; i < n && base+i <= 65535; i++ {
-			l, err := net.Listen("tcp", fmt.Sprintf("127.0.0.1:%d", base+i))
-			if err != nil {
-				break
-			}
-			held = append(held, l)
-		}
-		for _, l := range held {
-			l.Close()
-		}
-		if len(held) == n {
-			return base, nil
-		}
-	}
-	return 0, errors.New("proctest: no run of free ports found")
 }
 
 // Eventually polls cond every tick until it returns nil or timeout passes,

@@ -4,5 +4,5 @@ package proctest
 
 import "os/exec"
 
-// setDeathSignal is Linux-only; elsewhere TestMain's KillAll must suffice.
-func setDeathSignal(*exec.Cmd) {}
+// setSysProcAttr is Linux-only; elsewhere TestMain's KillAll must suffice.
+func setSysProcAttr(*exec.Cmd) {}
