@@ -8,7 +8,6 @@ import (
 	"net"
 	"net/http"
 	"os"
-	"os/exec"
 	"path/filepath"
 	"strings"
 	"sync"
@@ -18,11 +17,12 @@ import (
 	"google.golang.org/grpc"
 	"google.golang.org/grpc/credentials/insecure"
 
+	"github.com/leasecluster/leasecluster/internal/proccluster"
 	"github.com/leasecluster/leasecluster/leasepb"
 )
 
 var (
-	// ErrNoLeader is returned when no leader emerges in time.
+	// ErrNoLeader is returned by Leader when no node reports itself leader.
 	ErrNoLeader = errors.New("chaos: no leader")
 	// ErrUnsupported is returned for a fault the cluster's mode cannot inject
 	// (partitions in loopback mode).
@@ -47,13 +47,10 @@ type NodeProc struct {
 	Index    int
 	GRPCAddr string
 	HTTPAddr string
-	dataDir  string
-	logPath  string
+	m        *proccluster.Member
 	conn     *grpc.ClientConn
 
-	mu     sync.Mutex // guards cmd, exited and paused
-	cmd    *exec.Cmd
-	exited chan struct{} // closed when cmd has been waited for
+	mu     sync.Mutex // guards paused
 	paused bool
 }
 
@@ -61,11 +58,13 @@ type NodeProc struct {
 type Cluster struct {
 	cfg   ClusterConfig
 	Nodes []*NodeProc
+	procs *proccluster.Cluster
 	net   *network // nil in loopback mode
 	http  *http.Client
 }
 
-// StartCluster sets up the network (root mode), starts every node and
+// StartCluster sets up the network (root mode), starts every node (through
+// internal/proccluster, on free loopback ports unless in namespaces) and
 // waits for a leader. On error everything already made is torn down.
 func StartCluster(ctx context.Context, cfg ClusterConfig) (_ *Cluster, err error) {
 	if cfg.Logf == nil {
@@ -77,76 +76,38 @@ func StartCluster(ctx context.Context, cfg ClusterConfig) (_ *Cluster, err error
 			c.Close()
 		}
 	}()
-	names := make([]string, cfg.Nodes)
-	for i := range names {
-		names[i] = fmt.Sprintf("n%d", i+1)
+	pc := proccluster.Config{
+		Binary: cfg.Binary, Nodes: cfg.Nodes, Prefix: "n", Env: cfg.Env,
+		Flags:   []string{"--election-timeout", cfg.Election.String(), "--heartbeat-timeout", cfg.Heartbeat.String()},
+		DataDir: func(name string) string { return filepath.Join(cfg.Dir, "nodes", name, "data") },
+		LogFile: func(name string) string { return filepath.Join(cfg.Dir, "nodes", name, "node.log") },
 	}
-	var grpcAddrs, httpAddrs []string
 	if cfg.Netns {
+		names := make([]string, cfg.Nodes)
+		for i := range names {
+			names[i] = fmt.Sprintf("n%d", i+1)
+		}
 		if c.net, err = newNetwork(ctx, names); err != nil {
 			return nil, err
 		}
-		for i := range names {
-			grpcAddrs = append(grpcAddrs, net.JoinHostPort(c.net.ip(i+1), "7001"))
-			httpAddrs = append(httpAddrs, net.JoinHostPort(c.net.ip(i+1), "8001"))
+		pc.Addrs = func(i int, _ string) (string, string) {
+			return net.JoinHostPort(c.net.ip(i+1), "7001"), net.JoinHostPort(c.net.ip(i+1), "8001")
 		}
-	} else {
-		ports, err := freePorts(2 * cfg.Nodes)
+		// ip netns exec execs the binary itself, so the PID held is the
+		// node's: signals reach it directly.
+		pc.Wrap = func(name string) []string { return []string{"ip", "netns", "exec", c.net.ns(name)} }
+	}
+	if c.procs, err = proccluster.Start(ctx, pc); err != nil {
+		return nil, fmt.Errorf("chaos: start cluster: %w", err)
+	}
+	for _, m := range c.procs.Members {
+		conn, err := grpc.NewClient(m.GRPCAddr, grpc.WithTransportCredentials(insecure.NewCredentials()))
 		if err != nil {
 			return nil, err
 		}
-		for i := range names {
-			grpcAddrs = append(grpcAddrs, fmt.Sprintf("127.0.0.1:%d", ports[2*i]))
-			httpAddrs = append(httpAddrs, fmt.Sprintf("127.0.0.1:%d", ports[2*i+1]))
-		}
-	}
-	var initial []string
-	for i, n := range names {
-		initial = append(initial, n+"="+grpcAddrs[i])
-	}
-	for i, name := range names {
-		dir := filepath.Join(cfg.Dir, "nodes", name)
-		if err := os.MkdirAll(dir, 0o750); err != nil {
-			return nil, err
-		}
-		conn, err := grpc.NewClient(grpcAddrs[i], grpc.WithTransportCredentials(insecure.NewCredentials()))
-		if err != nil {
-			return nil, err
-		}
-		c.Nodes = append(c.Nodes, &NodeProc{
-			Name: name, Index: i, GRPCAddr: grpcAddrs[i], HTTPAddr: httpAddrs[i],
-			dataDir: filepath.Join(dir, "data"), logPath: filepath.Join(dir, "node.log"), conn: conn,
-		})
-	}
-	for _, n := range c.Nodes {
-		if err := c.start(n, strings.Join(initial, ",")); err != nil {
-			return nil, err
-		}
-	}
-	if err := c.WaitHealthy(ctx, 30*time.Second); err != nil {
-		return nil, err
+		c.Nodes = append(c.Nodes, &NodeProc{Name: m.Name, Index: m.Index, GRPCAddr: m.GRPCAddr, HTTPAddr: m.HTTPAddr, m: m, conn: conn})
 	}
 	return c, nil
-}
-
-// freePorts finds n free TCP ports on loopback.
-func freePorts(n int) ([]int, error) {
-	var ls []net.Listener
-	defer func() {
-		for _, l := range ls {
-			l.Close()
-		}
-	}()
-	var ports []int
-	for range n {
-		l, err := net.Listen("tcp", "127.0.0.1:0")
-		if err != nil {
-			return nil, err
-		}
-		ls = append(ls, l)
-		ports = append(ports, l.Addr().(*net.TCPAddr).Port)
-	}
-	return ports, nil
 }
 
 // Endpoints are the nodes' gRPC addresses, for clients.
@@ -161,72 +122,12 @@ func (c *Cluster) Endpoints() []string {
 // Partitionable reports whether partitions can be injected.
 func (c *Cluster) Partitionable() bool { return c.net != nil }
 
-func (c *Cluster) start(n *NodeProc, initial string) error {
-	args := []string{
-		"serve", "--name", n.Name, "--data-dir", n.dataDir,
-		"--grpc-addr", n.GRPCAddr, "--http-addr", n.HTTPAddr, "--initial-cluster", initial,
-		"--election-timeout", c.cfg.Election.String(), "--heartbeat-timeout", c.cfg.Heartbeat.String(),
-	}
-	name := c.cfg.Binary
-	if c.net != nil {
-		// ip netns exec execs the binary itself, so the PID we hold is
-		// the node's: signals reach it directly.
-		args = append([]string{"netns", "exec", c.net.ns(n.Name), c.cfg.Binary}, args...)
-		name = "ip"
-	}
-	logf, err := os.OpenFile(n.logPath, os.O_CREATE|os.O_APPEND|os.O_WRONLY, 0o640)
-	if err != nil {
-		return err
-	}
-	fmt.Fprintf(logf, "=== chaos: starting %s at %s\n", n.Name, time.Now().Format(time.RFC3339Nano))
-	cmd := exec.Command(name, args...)
-	cmd.Stdout, cmd.Stderr = logf, logf
-	cmd.Env = append(os.Environ(), c.cfg.Env...)
-	// Its own process group keeps a terminal's Ctrl-C away from the nodes
-	// (the harness stops them itself); Pdeathsig kills them if the harness
-	// dies without cleaning up.
-	cmd.SysProcAttr = &syscall.SysProcAttr{Setpgid: true, Pdeathsig: syscall.SIGKILL}
-	if err := cmd.Start(); err != nil {
-		logf.Close()
-		return fmt.Errorf("chaos: start %s: %w", n.Name, err)
-	}
-	exited := make(chan struct{})
-	go func() {
-		cmd.Wait()
-		logf.Close()
-		close(exited)
-	}()
-	n.mu.Lock()
-	n.cmd, n.exited, n.paused = cmd, exited, false
-	n.mu.Unlock()
-	return nil
-}
-
 // Running reports whether the node's process is alive.
-func (n *NodeProc) Running() bool {
-	n.mu.Lock()
-	defer n.mu.Unlock()
-	if n.cmd == nil {
-		return false
-	}
-	select {
-	case <-n.exited:
-		return false
-	default:
-		return true
-	}
-}
+func (n *NodeProc) Running() bool { return n.m.Running() }
 
 // Kill sends SIGKILL to a node and waits for it to exit.
 func (c *Cluster) Kill(n *NodeProc) {
-	n.mu.Lock()
-	cmd, exited := n.cmd, n.exited
-	n.mu.Unlock()
-	if cmd == nil {
-		return
-	}
-	_ = cmd.Process.Signal(syscall.SIGKILL)
-	<-exited
+	n.m.Kill()
 	n.mu.Lock()
 	n.paused = false
 	n.mu.Unlock()
@@ -237,7 +138,7 @@ func (c *Cluster) Restart(n *NodeProc) error {
 	if n.Running() {
 		return nil
 	}
-	return c.start(n, "")
+	return n.m.Start()
 }
 
 // Pause stops a node with SIGSTOP; Resume continues it.
@@ -249,11 +150,11 @@ func (c *Cluster) Resume(n *NodeProc) error { return c.signal(n, syscall.SIGCONT
 func (c *Cluster) signal(n *NodeProc, sig syscall.Signal, paused bool) error {
 	n.mu.Lock()
 	defer n.mu.Unlock()
-	if n.cmd == nil {
+	if n.m.Proc() == nil {
 		return nil
 	}
 	n.paused = paused
-	return n.cmd.Process.Signal(sig)
+	return n.m.Signal(sig)
 }
 
 // Status asks one node for its status.
@@ -287,45 +188,6 @@ func (c *Cluster) Leader(ctx context.Context) (*NodeProc, error) {
 		return nil, ErrNoLeader
 	}
 	return best, nil
-}
-
-// WaitHealthy waits until a leader serves (its /readyz answers 200) and
-// every running, unpaused node answers Status.
-func (c *Cluster) WaitHealthy(ctx context.Context, timeout time.Duration) error {
-	ctx, cancel := context.WithTimeout(ctx, timeout)
-	defer cancel()
-	tick := time.NewTicker(100 * time.Millisecond)
-	defer tick.Stop()
-	for {
-		if c.healthy(ctx) {
-			return nil
-		}
-		select {
-		case <-ctx.Done():
-			return fmt.Errorf("%w: cluster not healthy within %v", ErrNoLeader, timeout)
-		case <-tick.C:
-		}
-	}
-}
-
-func (c *Cluster) healthy(ctx context.Context) bool {
-	l, err := c.Leader(ctx)
-	if err != nil || c.get(ctx, l, "/readyz") != nil {
-		return false
-	}
-	for _, n := range c.Nodes {
-		if !n.Running() {
-			continue
-		}
-		if _, err := c.Status(ctx, n); err != nil {
-			return false
-		}
-	}
-	return true
-}
-
-func (c *Cluster) get(ctx context.Context, n *NodeProc, path string) error {
-	return c.do(ctx, http.MethodGet, n, path)
 }
 
 // ChaosPost calls one of a node's /chaos/ fault controls.
@@ -440,6 +302,9 @@ func (c *Cluster) Close() error {
 			n.conn.Close()
 		}
 	}
+	if c.procs != nil {
+		c.procs.Close()
+	}
 	var err error
 	if c.net != nil {
 		err = c.net.close()
@@ -454,6 +319,6 @@ func (c *Cluster) Close() error {
 // RemoveData deletes the nodes' data dirs (kept when a run fails).
 func (c *Cluster) RemoveData() {
 	for _, n := range c.Nodes {
-		os.RemoveAll(n.dataDir)
+		os.RemoveAll(n.m.DataDir)
 	}
 }
