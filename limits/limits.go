@@ -45,14 +45,15 @@ const (
 	MaxLeaseID = math.MaxInt64
 )
 
-// Sentinel errors. The functions below wrap them with details.
+// Sentinel errors. The functions below wrap them with details. Their texts
+// are made from the constants, so each limit is written once.
 var (
-	ErrKeyInvalid     = errors.New("limits: item key must be 1 to 1024 bytes of valid UTF-8")
-	ErrValueTooLarge  = errors.New("limits: item value exceeds 64 KiB")
+	ErrKeyInvalid     = fmt.Errorf("limits: item key must be 1 to %d bytes of valid UTF-8", MaxKeyBytes)
+	ErrValueTooLarge  = fmt.Errorf("limits: item value exceeds %d bytes", MaxValueBytes)
 	ErrValueInvalid   = errors.New("limits: item value is not valid UTF-8")
-	ErrTTLInvalid     = errors.New("limits: TTL must be a whole number of milliseconds from 1 to 9223372036854")
-	ErrLeaseIDInvalid = errors.New("limits: lease ID must be a decimal integer from 1 to 9223372036854775807")
-	ErrBodyTooLarge   = errors.New("limits: request body exceeds 1 MiB")
+	ErrTTLInvalid     = fmt.Errorf("limits: TTL must be a whole number of milliseconds from %d to %d", MinTTLMs, MaxTTLMs)
+	ErrLeaseIDInvalid = fmt.Errorf("limits: lease ID must be a decimal integer from %d to %d", MinLeaseID, MaxLeaseID)
+	ErrBodyTooLarge   = fmt.Errorf("limits: request body exceeds %d bytes", MaxBodyBytes)
 )
 
 // CheckKey returns an error wrapping ErrKeyInvalid unless key is 1 to
