@@ -69,6 +69,23 @@ func (v *jsonLeaseID) UnmarshalJSON(b []byte) error {
 	return nil
 }
 
+// jsonGrantID is the optional ID of a grant: a lease ID, or 0 (as in the
+// gRPC API and etcd's), absent or null for "the leader chooses".
+type jsonGrantID int64
+
+func (v *jsonGrantID) UnmarshalJSON(b []byte) error {
+	if s, err := idText(b); err == nil && s == "0" {
+		*v = 0
+		return nil
+	}
+	var id jsonLeaseID
+	if err := id.UnmarshalJSON(b); err != nil {
+		return err
+	}
+	*v = jsonGrantID(id)
+	return nil
+}
+
 // idText returns the text of a JSON number, or the contents of a JSON string.
 func idText(b []byte) (string, error) {
 	b = bytes.TrimSpace(b)
@@ -166,7 +183,7 @@ func decode(w http.ResponseWriter, r *http.Request, v any) error {
 type (
 	grantRequest struct {
 		TTLMs *jsonInt64  `json:"ttl_ms"`
-		ID    jsonLeaseID `json:"id"` // absent or null: the leader chooses
+		ID    jsonGrantID `json:"id"` // 0, absent or null: the leader chooses
 	}
 	leaseResponse struct {
 		ID    jsonInt64 `json:"id"`
