@@ -317,41 +317,25 @@ func scale(ctx context.Context, s system, set settings, pprof bool, profDir stri
 }
 
 func startClusters(ctx context.Context, cl *clusters, bin, etcdBin, work string, pprof bool, systems nameSet, logLevel string) error {
+	lcDir, etcdDir := filepath.Join(work, "leasecluster"), filepath.Join(work, "etcd")
+	os.MkdirAll(lcDir, 0o755)
+	os.MkdirAll(etcdDir, 0o755)
 	var err error
 	if systems.has(sysLC) {
-		if cl.lcNodes, err = newLCNodes(bin, filepath.Join(work, "leasecluster"), pprof, logLevel); err != nil {
+		if cl.lcNodes, err = startLC(ctx, bin, lcDir, pprof, logLevel); err != nil {
+			return err
+		}
+		if cl.lc, err = newLCSystem(ctx, cl.lcNodes); err != nil {
+			return err
+		}
+		wctx, cancel := context.WithTimeout(ctx, time.Minute)
+		defer cancel()
+		if err := waitReady(wctx, cl.lc); err != nil {
 			return err
 		}
 	}
 	if systems.has(sysEtcd) {
-		if cl.etcdNodes, err = newEtcdNodes(etcdBin, filepath.Join(work, "etcd")); err != nil {
-			return err
-		}
-	}
-	os.MkdirAll(filepath.Join(work, "leasecluster"), 0o755)
-	os.MkdirAll(filepath.Join(work, "etcd"), 0o755)
-	for _, n := range append(append([]*node(nil), cl.lcNodes...), cl.etcdNodes...) {
-		if err := n.start(); err != nil {
-			return fmt.Errorf("start %s: %w", n.name, err)
-		}
-	}
-	var started []system
-	if cl.lcNodes != nil {
-		if cl.lc, err = newLCSystem(ctx, cl.lcNodes); err != nil {
-			return err
-		}
-		started = append(started, cl.lc)
-	}
-	if cl.etcdNodes != nil {
-		if cl.etcd, err = newEtcdSystem(cl.etcdNodes); err != nil {
-			return err
-		}
-		started = append(started, cl.etcd)
-	}
-	wctx, cancel := context.WithTimeout(ctx, time.Minute)
-	defer cancel()
-	for _, s := range started {
-		if err := waitReady(wctx, s); err != nil {
+		if cl.etcdNodes, cl.etcd, err = startEtcd(ctx, etcdBin, etcdDir); err != nil {
 			return err
 		}
 	}

@@ -5,90 +5,42 @@ import (
 	"context"
 	"errors"
 	"fmt"
-	"net"
 	"os"
-	"os/exec"
 	"path/filepath"
 	"strconv"
 	"strings"
-	"syscall"
 	"time"
+
+	"github.com/leasecluster/leasecluster/internal/proccluster"
+	"github.com/leasecluster/leasecluster/internal/proctest"
 )
 
 // node is one server process of a cluster. Every node runs in its own OS
 // process so that a SIGKILL is a real crash and VmRSS is the node's alone.
+// Processes are internal/proctest's: in their own process group (a Ctrl-C
+// aimed at the benchmark reaches the nodes only through stopAll, which the
+// benchmark controls), output appended to <name>.log in the system's work
+// directory, started again on their data dirs after a kill.
 type node struct {
+	d        *proctest.Daemon
 	name     string
-	args     []string // argv[1:], kept so a killed node can be restarted on its data dir
 	dataDir  string
-	bin      string
-	logPath  string
 	clientEP string // gRPC address clients dial
 	httpEP   string // leasecluster only: HTTP/JSON address
-	cmd      *exec.Cmd
-	done     chan struct{} // closed when the process has exited
 }
 
-// start launches the node's process, appending its output to logPath.
-func (n *node) start() error {
-	logf, err := os.OpenFile(n.logPath, os.O_CREATE|os.O_WRONLY|os.O_APPEND, 0o644)
-	if err != nil {
-		return err
-	}
-	cmd := exec.Command(n.bin, n.args...)
-	cmd.Stdout, cmd.Stderr = logf, logf
-	// Its own process group: a Ctrl-C aimed at the benchmark reaches the
-	// nodes only through stopAll, which the benchmark controls.
-	cmd.SysProcAttr = &syscall.SysProcAttr{Setpgid: true}
-	if err := cmd.Start(); err != nil {
-		logf.Close()
-		return err
-	}
-	n.cmd = cmd
-	n.done = make(chan struct{})
-	go func() {
-		cmd.Wait()
-		logf.Close()
-		close(n.done)
-	}()
-	return nil
-}
+// start (re)starts the node's process.
+func (n *node) start() error { return n.d.Start() }
 
-func (n *node) alive() bool {
-	if n.cmd == nil {
-		return false
-	}
-	select {
-	case <-n.done:
-		return false
-	default:
-		return true
-	}
-}
+func (n *node) alive() bool { return n.d.Running() }
 
-func (n *node) pid() int { return n.cmd.Process.Pid }
+func (n *node) pid() int { return n.d.Pid() }
 
 // kill sends SIGKILL and waits for the process to be gone.
-func (n *node) kill() {
-	if !n.alive() {
-		return
-	}
-	n.cmd.Process.Signal(syscall.SIGKILL)
-	<-n.done
-}
+func (n *node) kill() { n.d.Kill() }
 
 // stop asks for a clean shutdown and kills the node if it takes too long.
-func (n *node) stop() {
-	if !n.alive() {
-		return
-	}
-	n.cmd.Process.Signal(syscall.SIGTERM)
-	select {
-	case <-n.done:
-	case <-time.After(10 * time.Second):
-		n.kill()
-	}
-}
+func (n *node) stop() { n.d.Stop(10 * time.Second) }
 
 // rssKiB reads VmRSS from /proc/PID/status.
 func rssKiB(pid int) (int64, error) {
@@ -106,60 +58,34 @@ func rssKiB(pid int) (int64, error) {
 	return 0, errors.New("no VmRSS in /proc status")
 }
 
-// freePorts reserves n loopback ports by binding and releasing them; the
-// window in which another process could take one is small enough here.
-func freePorts(n int) ([]int, error) {
-	var ls []net.Listener
-	defer func() {
-		for _, l := range ls {
-			l.Close()
-		}
-	}()
-	ports := make([]int, 0, n)
-	for range n {
-		l, err := net.Listen("tcp", "127.0.0.1:0")
-		if err != nil {
-			return nil, err
-		}
-		ls = append(ls, l)
-		ports = append(ports, l.Addr().(*net.TCPAddr).Port)
+// startLC starts three `leasecluster serve` nodes (internal/proccluster:
+// free loopback ports, a leader waited for) with default settings except
+// the log level (warn unless -lc-log-level) and, when the binary has it,
+// --pprof so the leader can be profiled.
+func startLC(ctx context.Context, bin, dir string, pprof bool, logLevel string) ([]*node, error) {
+	flags := []string{"--log-level", logLevel}
+	if pprof {
+		flags = append(flags, "--pprof")
 	}
-	return ports, nil
-}
-
-// newLCNodes prepares (but does not start) three `leasecluster serve` nodes
-// with default settings except the log level (warn unless -lc-log-level) and, when the binary has
-// it, --pprof so the leader can be profiled.
-func newLCNodes(bin, dir string, pprof bool, logLevel string) ([]*node, error) {
-	ports, err := freePorts(6)
+	c, err := proccluster.Start(ctx, proccluster.Config{
+		Binary: bin, Nodes: 3, Dir: dir, Prefix: "lc", Flags: flags, StartTimeout: time.Minute,
+		LogFile: func(name string) string { return filepath.Join(dir, name+".log") },
+	})
 	if err != nil {
 		return nil, err
 	}
-	var peers []string
-	for i := range 3 {
-		peers = append(peers, fmt.Sprintf("lc%d=127.0.0.1:%d", i+1, ports[i]))
-	}
 	var nodes []*node
-	for i := range 3 {
-		name := fmt.Sprintf("lc%d", i+1)
-		grpcAddr := fmt.Sprintf("127.0.0.1:%d", ports[i])
-		httpAddr := fmt.Sprintf("127.0.0.1:%d", ports[3+i])
-		args := []string{"serve", "--name", name, "--data-dir", filepath.Join(dir, name),
-			"--grpc-addr", grpcAddr, "--http-addr", httpAddr,
-			"--initial-cluster", strings.Join(peers, ","), "--log-level", logLevel}
-		if pprof {
-			args = append(args, "--pprof")
-		}
-		nodes = append(nodes, &node{name: name, bin: bin, args: args, dataDir: filepath.Join(dir, name),
-			logPath: filepath.Join(dir, name+".log"), clientEP: grpcAddr, httpEP: httpAddr})
+	for _, m := range c.Members {
+		nodes = append(nodes, &node{d: m.Daemon, name: m.Name, dataDir: m.DataDir, clientEP: m.GRPCAddr, httpEP: m.HTTPAddr})
 	}
 	return nodes, nil
 }
 
-// newEtcdNodes prepares three etcd nodes: the etcdnode program (./etcdnode),
-// each an embed.Etcd with etcd's default settings.
+// newEtcdNodes prepares three etcd nodes on free loopback ports: the
+// etcdnode program (./etcdnode), each an embed.Etcd with etcd's default
+// settings.
 func newEtcdNodes(bin, dir string) ([]*node, error) {
-	ports, err := freePorts(6)
+	ports, err := proctest.FreePorts(6)
 	if err != nil {
 		return nil, err
 	}
@@ -174,10 +100,51 @@ func newEtcdNodes(bin, dir string) ([]*node, error) {
 		args := []string{"-name", name, "-data-dir", filepath.Join(dir, name),
 			"-peer-url", fmt.Sprintf("http://127.0.0.1:%d", ports[i]), "-client-url", "http://" + clientAddr,
 			"-initial-cluster", strings.Join(peers, ",")}
-		nodes = append(nodes, &node{name: name, bin: bin, args: args, dataDir: filepath.Join(dir, name),
-			logPath: filepath.Join(dir, name+".log"), clientEP: clientAddr})
+		d := proctest.NewDaemon(proctest.Spec{Name: name, Bin: bin, Args: args, Log: filepath.Join(dir, name+".log")})
+		nodes = append(nodes, &node{d: d, name: name, dataDir: filepath.Join(dir, name), clientEP: clientAddr})
 	}
 	return nodes, nil
+}
+
+// startEtcd starts three etcd nodes and waits until they are ready. A node
+// that cannot bind its port (taken since it was picked) makes it start over
+// on new ports with empty data dirs.
+func startEtcd(ctx context.Context, bin, dir string) ([]*node, *etcdSystem, error) {
+	var nodes []*node
+	var sys *etcdSystem
+	err := proctest.RetryAddrInUse(func() (err error) {
+		sys = nil
+		if nodes, err = newEtcdNodes(bin, dir); err != nil {
+			return err
+		}
+		defer func() {
+			if err != nil {
+				if sys != nil {
+					sys.close()
+				}
+				for _, n := range nodes {
+					n.kill()
+					os.RemoveAll(n.dataDir)
+				}
+			}
+		}()
+		var ds []*proctest.Daemon
+		for _, n := range nodes {
+			if err := n.start(); err != nil {
+				return fmt.Errorf("start %s: %w", n.name, err)
+			}
+			ds = append(ds, n.d)
+		}
+		if sys, err = newEtcdSystem(nodes); err != nil {
+			return err
+		}
+		wctx, cancel := context.WithTimeout(ctx, time.Minute)
+		defer cancel()
+		wctx, stop := proctest.ExitContext(wctx, ds...)
+		defer stop()
+		return waitReady(wctx, sys)
+	})
+	return nodes, sys, err
 }
 
 // waitFor polls cond every 50 ms until it returns nil or ctx ends.
@@ -191,7 +158,7 @@ func waitFor(ctx context.Context, what string, cond func(ctx context.Context) er
 		}
 		select {
 		case <-ctx.Done():
-			return fmt.Errorf("waiting for %s: %w (last: %v)", what, ctx.Err(), err)
+			return fmt.Errorf("waiting for %s: %w (last: %v)", what, context.Cause(ctx), err)
 		case <-time.After(50 * time.Millisecond):
 		}
 	}
