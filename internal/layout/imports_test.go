@@ -21,7 +21,7 @@ func TestImportRules(t *testing.T) {
 		return strings.Fields(string(out))
 	}
 	mod := "github.com/leasecluster/leasecluster/"
-	for _, pkg := range []string{"lessor", "limits"} {
+	for _, pkg := range []string{"lessor", "limits", "certs"} {
 		if d := deps(mod + pkg); len(d) != 1 {
 			t.Errorf("%s must import only the standard library, imports %v", pkg, d[:len(d)-1])
 		}
