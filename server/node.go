@@ -73,7 +73,7 @@ func NewWithListener(cfg Config, lis net.Listener) (*Node, error) {
 	return newNode(cfg, lis)
 }
 
-func newNode(cfg Config, lis net.Listener) (n *Node, err error) {
+func newNode(cfg Config, lis net.Listener) (_ *Node, err error) {
 	if err := cfg.Validate(); err != nil {
 		return nil, err
 	}
@@ -81,7 +81,9 @@ func newNode(cfg Config, lis net.Listener) (n *Node, err error) {
 	if cfg.Faults != nil && cfg.Faults.Extend > 0 {
 		cfg.Extend = cfg.Faults.Extend // a broken variant: after validation on purpose
 	}
-	n = &Node{cfg: cfg, log: cfg.Logger, stopC: make(chan struct{})}
+	// n is not the named result: a failed start returns nil, and the
+	// closers below must still reach the parts that were opened.
+	n := &Node{cfg: cfg, log: cfg.Logger, stopC: make(chan struct{})}
 	var closers []func()
 	defer func() {
 		if err != nil {
@@ -157,6 +159,7 @@ func newNode(cfg Config, lis net.Listener) (n *Node, err error) {
 	n.running.Go(func() { n.lead.run(n.stopC) })
 	n.running.Go(n.proposer.commitLoop)
 	n.health.SetServingStatus("", healthpb.HealthCheckResponse_SERVING)
+	closers = nil // running now: from here on, Abort stops every part
 	if cfg.HTTPAddr != "" {
 		if n.http, err = startHTTP(n); err != nil {
 			n.Abort()
