@@ -2,6 +2,7 @@ package client
 
 import (
 	"context"
+	"crypto/tls"
 	"errors"
 	"fmt"
 	"math/rand/v2"
@@ -11,6 +12,7 @@ import (
 	"github.com/hashicorp/go-hclog"
 	"google.golang.org/grpc"
 	"google.golang.org/grpc/backoff"
+	"google.golang.org/grpc/credentials"
 	"google.golang.org/grpc/credentials/insecure"
 	"google.golang.org/grpc/keepalive"
 )
@@ -34,6 +36,7 @@ type config struct {
 	backoffMax     time.Duration
 	maxAttempts    int // 0: until the context ends
 	logger         hclog.Logger
+	tls            *tls.Config // nil: plaintext
 	dialOpts       []grpc.DialOption
 }
 
@@ -62,9 +65,18 @@ func WithMaxAttempts(n int) Option { return func(c *config) { c.maxAttempts = n 
 // WithLogger sets the logger (default: discard).
 func WithLogger(l hclog.Logger) Option { return func(c *config) { c.logger = l } }
 
+// WithTLS makes every connection the client opens (to endpoints and to
+// hinted leaders alike) use TLS with cfg instead of the default insecure
+// transport credentials: cfg's roots (or VerifyConnection, as
+// certs.DialTLS's) verify the node, and its certificate, if any, is the
+// client's. A nil cfg keeps plaintext. The server name checked is the
+// dialled host unless cfg.ServerName is set.
+func WithTLS(cfg *tls.Config) Option { return func(c *config) { c.tls = cfg } }
+
 // WithDialOptions appends grpc.DialOptions (credentials, interceptors, a
 // custom dialer such as bufconn's). The defaults are insecure transport
-// credentials, a 10 s keepalive ping and a reconnect backoff capped at 1 s.
+// credentials (TLS with WithTLS), a 10 s keepalive ping and a reconnect
+// backoff capped at 1 s.
 func WithDialOptions(opts ...grpc.DialOption) Option {
 	return func(c *config) { c.dialOpts = append(c.dialOpts, opts...) }
 }
@@ -161,8 +173,12 @@ func (c *Client) conn(addr string) (*grpc.ClientConn, error) {
 	if cc, ok := c.conns[addr]; ok {
 		return cc, nil
 	}
+	creds := insecure.NewCredentials()
+	if c.cfg.tls != nil {
+		creds = credentials.NewTLS(c.cfg.tls) // clones cfg
+	}
 	opts := []grpc.DialOption{
-		grpc.WithTransportCredentials(insecure.NewCredentials()),
+		grpc.WithTransportCredentials(creds),
 		grpc.WithConnectParams(grpc.ConnectParams{
 			// A restarted node must be found again quickly, not after grpc's
 			// default 120 s maximum reconnect backoff.
