@@ -88,6 +88,8 @@ type Config struct {
 	// Faults are fault-injection points; nil (the default) injects nothing.
 	// Only the chaos build and tests set them.
 	Faults *Faults
+	// Security configures mutual TLS and lease ownership; zero: plaintext.
+	Security Security
 }
 
 // withDefaults fills zero fields.
@@ -180,6 +182,9 @@ func (c Config) Validate() error {
 		if p.Name == "" || p.Address == "" {
 			errs = append(errs, fmt.Errorf("server: initial cluster member %+v is incomplete", p))
 		}
+	}
+	if err := c.Security.validate(); err != nil {
+		errs = append(errs, err)
 	}
 	return errors.Join(errs...)
 }

@@ -7,7 +7,6 @@ import (
 	"sync"
 
 	"google.golang.org/grpc"
-	"google.golang.org/grpc/credentials/insecure"
 	"google.golang.org/grpc/metadata"
 
 	"github.com/leasecluster/leasecluster/leasepb"
@@ -22,6 +21,8 @@ const forwardedKey = "leasecluster-forwarded"
 // forwarding renewals that reach a follower (ARCHITECTURE.md: a renewal that
 // arrives at a follower is forwarded to the leader or answered with a hint).
 type leaderConn struct {
+	dial []grpc.DialOption // credentials for dialing a member
+
 	mu   sync.Mutex // guards addr and cc
 	addr string
 	cc   *grpc.ClientConn
@@ -38,7 +39,7 @@ func (lc *leaderConn) get(addr string) (*grpc.ClientConn, error) {
 		lc.cc.Close()
 		lc.cc = nil
 	}
-	cc, err := grpc.NewClient(addr, grpc.WithTransportCredentials(insecure.NewCredentials()))
+	cc, err := grpc.NewClient(addr, lc.dial...)
 	if err != nil {
 		return nil, err
 	}
@@ -79,7 +80,8 @@ func (f *forwarder) keepAlive(stream leasepb.Leases_KeepAliveServer) error {
 	if err != nil {
 		return toStatus(f.rs.notLeader())
 	}
-	ctx, cancel := context.WithCancel(metadata.AppendToOutgoingContext(stream.Context(), forwardedKey, f.name))
+	// The leader learns whom the stream renews for from this node, a peer.
+	ctx, cancel := context.WithCancel(metadata.AppendToOutgoingContext(onBehalf(stream.Context(), callerOf(stream.Context())), forwardedKey, f.name))
 	defer cancel()
 	up, err := leasepb.NewLeasesClient(cc).KeepAlive(ctx)
 	if err != nil {

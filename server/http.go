@@ -42,7 +42,13 @@ func startHTTP(n *Node) (*httpServer, error) {
 	if err != nil {
 		return nil, err
 	}
-	c, err := client.New(context.Background(), []string{n.cfg.AdvertiseAddr})
+	// The gateway reaches the gRPC API as a member would (its own peer
+	// certificate, when TLS is on), and says for whom it calls.
+	var opts []client.Option
+	if n.tls != nil {
+		opts = append(opts, client.WithTLS(n.tls.PeerTLS()))
+	}
+	c, err := client.New(context.Background(), []string{n.cfg.AdvertiseAddr}, opts...)
 	if err != nil {
 		lis.Close()
 		return nil, err
@@ -59,18 +65,41 @@ func startHTTP(n *Node) (*httpServer, error) {
 		h = withPprof(h)
 	}
 	s := &httpServer{
-		srv:    &http.Server{Handler: h, ReadHeaderTimeout: 10 * time.Second},
+		srv:    &http.Server{Handler: n.httpCaller(h), ReadHeaderTimeout: 10 * time.Second},
 		lis:    lis,
 		client: c,
 		done:   make(chan struct{}),
 	}
+	serve := func() error { return s.srv.Serve(lis) }
+	if n.tls != nil {
+		s.srv.TLSConfig = n.tls.ServerTLS()
+		serve = func() error { return s.srv.ServeTLS(lis, "", "") }
+	}
 	go func() {
 		defer close(s.done)
-		if err := s.srv.Serve(lis); err != nil && !errors.Is(err, http.ErrServerClosed) {
+		if err := serve(); err != nil && !errors.Is(err, http.ErrServerClosed) {
 			n.log.Error("http server stopped", "error", err)
 		}
 	}()
 	return s, nil
+}
+
+// httpCaller passes the HTTP caller's identity (its verified certificate's
+// CN) on to the gRPC calls the gateway makes for it. Over HTTP nobody may
+// claim another identity: only the certificate counts.
+func (n *Node) httpCaller(h http.Handler) http.Handler {
+	if n.tls == nil {
+		return h
+	}
+	return http.HandlerFunc(func(w http.ResponseWriter, r *http.Request) {
+		var c caller
+		if r.TLS != nil {
+			if _, cn, err := n.tls.Classify(r.TLS.PeerCertificates); err == nil {
+				c.identity = cn
+			}
+		}
+		h.ServeHTTP(w, r.WithContext(onBehalf(r.Context(), c)))
+	})
 }
 
 // withPprof serves net/http/pprof under /debug/pprof/ beside api. It

@@ -15,15 +15,14 @@ import (
 	"net"
 	"os"
 	"sync"
-	"time"
 
 	"github.com/hashicorp/go-hclog"
 	"github.com/hashicorp/raft"
 	"google.golang.org/grpc"
 	"google.golang.org/grpc/health"
 	healthpb "google.golang.org/grpc/health/grpc_health_v1"
-	"google.golang.org/grpc/keepalive"
 
+	"github.com/leasecluster/leasecluster/certs"
 	"github.com/leasecluster/leasecluster/fsm"
 	"github.com/leasecluster/leasecluster/lessor"
 	"github.com/leasecluster/leasecluster/transport"
@@ -43,6 +42,8 @@ type Node struct {
 	lis     net.Listener
 	http    *httpServer
 	metrics *metrics
+	tls     *certs.Node       // nil: plaintext
+	dial    []grpc.DialOption // how this node dials its peers (credentials)
 
 	lead     *leadership
 	loops    *leaderLoops
@@ -92,6 +93,10 @@ func newNode(cfg Config, lis net.Listener) (_ *Node, err error) {
 			}
 		}
 	}()
+	if n.tls, err = cfg.Security.load(); err != nil {
+		return nil, err
+	}
+	n.dial = n.peerDialOptions()
 	if err := os.MkdirAll(cfg.DataDir, 0o750); err != nil {
 		return nil, fmt.Errorf("server: data dir: %w", err)
 	}
@@ -121,16 +126,12 @@ func newNode(cfg Config, lis net.Listener) (_ *Node, err error) {
 	}
 	n.lis = lis
 	closers = append(closers, func() { lis.Close() })
-	n.rs.trans, err = transport.New(transport.Config{LocalAddr: raft.ServerAddress(cfg.AdvertiseAddr), Logger: n.log.Named("transport")})
+	n.rs.trans, err = transport.New(transport.Config{LocalAddr: raft.ServerAddress(cfg.AdvertiseAddr), Logger: n.log.Named("transport"), DialOptions: n.dial})
 	if err != nil {
 		return nil, err
 	}
 	closers = append(closers, func() { n.rs.trans.Close() })
-	n.grpc = grpc.NewServer(
-		grpc.KeepaliveEnforcementPolicy(keepalive.EnforcementPolicy{MinTime: 5 * time.Second, PermitWithoutStream: true}),
-		grpc.KeepaliveParams(keepalive.ServerParameters{Time: 30 * time.Second, Timeout: 10 * time.Second}),
-		grpc.MaxRecvMsgSize(64<<20),
-	)
+	n.grpc = grpc.NewServer(n.grpcServerOptions()...)
 	n.rs.trans.Register(n.grpc)
 	n.health = health.NewServer()
 	healthpb.RegisterHealthServer(n.grpc, n.health)
@@ -187,7 +188,7 @@ func (n *Node) assemble(notify chan bool, self raft.ServerID) {
 	n.reader = &reader{rs: rs, leading: leading, verifier: v, applied: n.applied, lessor: n.lessor, fsm: n.fsm}
 	n.ops = &leaseOps{proposer: n.proposer, lessor: n.lessor, minTTL: cfg.MinTTL, maxTTL: cfg.MaxTTL, metrics: n.metrics, faults: cfg.Faults}
 	n.info = &clusterInfo{rs: rs, name: cfg.Name, leading: leading, fsm: n.fsm}
-	n.fwd = &forwarder{rs: rs, name: cfg.Name}
+	n.fwd = &forwarder{rs: rs, name: cfg.Name, conn: leaderConn{dial: n.dial}}
 }
 
 // fatal stops the process: the FSM met an entry it cannot decode, and going

@@ -93,6 +93,14 @@ and --initial-cluster is ignored.`,
 	fl.StringVar(&cfg.HTTPAddr, "http-addr", "127.0.0.1:8001", "HTTP/JSON listen address (empty disables)")
 	fl.StringVar(&cfg.AdvertiseAddr, "advertise-addr", "", "gRPC address peers and clients dial (default: --grpc-addr)")
 	fl.StringVar(&initialCluster, "initial-cluster", "", "name=host:port,... of the first members; bootstraps a new cluster when the data dir is empty")
+	sec := &cfg.Security
+	fl.StringVar(&sec.CertFile, "cert-file", "", "this node's TLS certificate (PEM), served on both listeners and presented to peers; re-read when it changes; unset: plaintext")
+	fl.StringVar(&sec.KeyFile, "key-file", "", "the key of --cert-file (PEM)")
+	fl.StringVar(&sec.TrustedCAFile, "trusted-ca-file", "", "the CA that signs client certificates (PEM)")
+	fl.BoolVar(&sec.ClientCertAuth, "client-cert-auth", false, "require every client to present a certificate signed by --trusted-ca-file")
+	fl.StringVar(&sec.PeerTrustedCAFile, "peer-trusted-ca-file", "", "the CA that signs peer certificates, the only ones that may send Raft traffic (default: --trusted-ca-file)")
+	fl.StringVar(&sec.PeerCertAllowedCN, "peer-cert-allowed-cn", "", "the only CN a peer certificate may have (optional)")
+	fl.StringSliceVar(&sec.AdminCNs, "admin-cn", nil, "certificate CNs that may act on every lease, whoever granted it (comma-separated)")
 	nf.register(cmd)
 	return cmd
 }
