@@ -25,6 +25,7 @@ const identityKey = "leasecluster-identity"
 type caller struct {
 	identity string // the certificate's CN; "" when anonymous (plaintext, or no certificate)
 	admin    bool   // listed in AdminCNs: may act on every lease
+	member   bool   // a peer certificate acting for itself (not for a caller of its own)
 }
 
 type callerKey struct{}
@@ -107,13 +108,13 @@ func (a authorizer) authorize(ctx context.Context, method string) (context.Conte
 	if a.sec.ClientCertAuth && ai.role == certs.RoleNone {
 		return nil, status.Error(codes.Unauthenticated, "server: a client certificate is required")
 	}
-	c := caller{identity: ai.identity}
+	c := caller{identity: ai.identity, member: ai.role == certs.RolePeer}
 	if ai.role == certs.RolePeer {
 		// A member acting for a caller of its own says who; it is believed
 		// only here, from a peer certificate.
 		if md, ok := metadata.FromIncomingContext(ctx); ok {
 			if v := md.Get(identityKey); len(v) > 0 {
-				c.identity = v[0]
+				c.identity, c.member = v[0], false
 			}
 		}
 	}
@@ -144,6 +145,13 @@ type callerStream struct {
 }
 
 func (s callerStream) Context() context.Context { return s.ctx }
+
+// mayInspect reports whether the caller may make the expensive
+// whole-state calls (the state hash): anyone in plaintext, else admins and
+// members acting for themselves.
+func (a authorizer) mayInspect(c caller) bool {
+	return !a.sec.Enabled() || c.admin || c.member
+}
 
 // onBehalf returns ctx with the caller's identity claimed for the next hop,
 // for a member that passes a request on to another.

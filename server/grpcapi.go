@@ -4,6 +4,8 @@ import (
 	"context"
 
 	"google.golang.org/grpc"
+	"google.golang.org/grpc/codes"
+	"google.golang.org/grpc/status"
 
 	"github.com/leasecluster/leasecluster/fsm"
 	"github.com/leasecluster/leasecluster/leasepb"
@@ -104,9 +106,13 @@ type clusterAPI struct {
 	n *Node
 }
 
-func (a *clusterAPI) Status(_ context.Context, req *leasepb.StatusRequest) (*leasepb.StatusResponse, error) {
+func (a *clusterAPI) Status(ctx context.Context, req *leasepb.StatusRequest) (*leasepb.StatusResponse, error) {
 	// The hash is a pass over the whole state; clients call Status to find
-	// the leader, so it is computed only on request.
+	// the leader, so it is computed only on request, and with TLS only for
+	// admins and members.
+	if req.GetStateHash() && !(authorizer{sec: a.n.cfg.Security}).mayInspect(callerOf(ctx)) {
+		return nil, status.Error(codes.PermissionDenied, "server: the state hash is for admins (--admin-cn) and members")
+	}
 	s := a.n.info.status(req.GetStateHash())
 	return &leasepb.StatusResponse{
 		Name: s.Name, Role: s.Role, Leader: s.Leader, LeaderAddress: s.LeaderAddr, Term: s.Term,

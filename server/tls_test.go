@@ -164,6 +164,19 @@ func TestTLSClusterServesAndRefuses(t *testing.T) {
 	if _, err := app.TimeToLive(ctx, &leasepb.TimeToLiveRequest{Id: g.Id}); err != nil {
 		t.Fatalf("the lease is gone: %v", err)
 	}
+
+	// The state hash, a pass over the whole state, is for admins and members.
+	appCluster := leasepb.NewClusterClient(p.dialTLS(ld.Addr(), p.clientCA, "app1", time.Time{}, time.Time{}))
+	if st, err := appCluster.Status(ctx, &leasepb.StatusRequest{}); err != nil || st.Leader == "" {
+		t.Fatalf("status without the hash: %v %v", st, err)
+	}
+	if _, err := appCluster.Status(ctx, &leasepb.StatusRequest{StateHash: true}); status.Code(err) != codes.PermissionDenied {
+		t.Fatalf("state hash for a client: %v, want PermissionDenied", err)
+	}
+	admin := leasepb.NewClusterClient(p.dialTLS(ld.Addr(), p.clientCA, "admin", time.Time{}, time.Time{}))
+	if st, err := admin.Status(ctx, &leasepb.StatusRequest{StateHash: true}); err != nil || st.StateHash != hash {
+		t.Fatalf("state hash for an admin: %v %v, want %s", st.GetStateHash(), err, hash)
+	}
 }
 
 // TestTLSFailoverAndRotation: the TLS cluster fails over, and a node picks up
