@@ -24,7 +24,15 @@ type node struct {
 
 // newNode starts a Transport served on 127.0.0.1:0 (or addr, to come back
 // on a known port) and stops both at the end of the test.
+// Its entries' commands are not checked (AnyCommand): the tests' FSMs take
+// any bytes.
 func newNode(t *testing.T, addr string, timeout time.Duration) *node {
+	t.Helper()
+	return newNodeConfig(t, addr, Config{Timeout: timeout, CheckCommand: AnyCommand})
+}
+
+// newNodeConfig is newNode with cfg (LocalAddr is the listener's).
+func newNodeConfig(t *testing.T, addr string, cfg Config) *node {
 	t.Helper()
 	if addr == "" {
 		addr = "127.0.0.1:0"
@@ -33,7 +41,8 @@ func newNode(t *testing.T, addr string, timeout time.Duration) *node {
 	if err != nil {
 		t.Fatalf("listen: %v", err)
 	}
-	trans, err := New(Config{LocalAddr: raft.ServerAddress(lis.Addr().String()), Timeout: timeout})
+	cfg.LocalAddr = raft.ServerAddress(lis.Addr().String())
+	trans, err := New(cfg)
 	if err != nil {
 		t.Fatalf("New: %v", err)
 	}

@@ -107,6 +107,7 @@ func (p *pipeline) AppendEntries(args *raft.AppendEntriesRequest, resp *raft.App
 		return nil, errPipelineClosed
 	default:
 	}
+	p.t.terms.observe(args.Term)
 	if err := p.stream.Send(appendEntriesRequestToProto(args)); err != nil {
 		// The stream is broken (Send says only io.EOF; the receiver reports
 		// the cause to the futures already sent). raft drops the pipeline.
@@ -205,7 +206,10 @@ func (p *pipeline) recv(f *appendFuture) error {
 		return p.t.callErr("AppendEntriesPipeline", p.target, err)
 	}
 	if msg.GetResponse() != nil {
-		appendEntriesResponseFromProto(msg.GetResponse(), f.resp)
+		if err := p.t.decodeAppendEntriesResponse(msg.GetResponse(), f.resp); err != nil {
+			// Refused like a stream failure: raft drops the pipeline.
+			return p.t.callErr("AppendEntriesPipeline", p.target, err)
+		}
 	}
 	if msg.GetError() != "" {
 		return fmt.Errorf("%w: %s", ErrRemote, msg.GetError())

@@ -67,6 +67,8 @@ func (t *Transport) dispatch(ctx context.Context, cmd any) (any, error) {
 // message, as NetworkTransport sends the error string.
 func toStatus(err error) error {
 	switch {
+	case errors.Is(err, ErrMalformed):
+		return status.Error(codes.InvalidArgument, err.Error())
 	case errors.Is(err, ErrClosed):
 		return status.Error(codes.Unavailable, err.Error())
 	case errors.Is(err, context.Canceled), errors.Is(err, context.DeadlineExceeded):
@@ -74,6 +76,14 @@ func toStatus(err error) error {
 	default:
 		return status.Error(codes.Unknown, err.Error())
 	}
+}
+
+// refuse logs a peer's malformed request and returns its InvalidArgument
+// status. raft retries a failed RPC with a growing backoff, so a peer that
+// keeps sending one costs a line every few seconds at most.
+func (t *Transport) refuse(rpc string, err error) error {
+	t.logger.Warn("refusing a malformed raft RPC", "rpc", rpc, "error", err)
+	return toStatus(err)
 }
 
 // errUnexpectedResponse reports an answer of the wrong type from raft: a bug
@@ -94,31 +104,50 @@ func dispatchAs[R any](ctx context.Context, t *Transport, cmd any) (*R, error) {
 }
 
 func (s *server) AppendEntries(ctx context.Context, req *leasepb.RaftAppendEntriesRequest) (*leasepb.RaftAppendEntriesResponse, error) {
-	resp, err := dispatchAs[raft.AppendEntriesResponse](ctx, s.t, appendEntriesRequestFromProto(req))
+	cmd, err := s.t.decodeAppendEntriesRequest(req)
+	if err != nil {
+		return nil, s.t.refuse("AppendEntries", err)
+	}
+	resp, err := dispatchAs[raft.AppendEntriesResponse](ctx, s.t, cmd)
 	if err != nil {
 		return nil, err
 	}
+	s.t.terms.observe(resp.Term)
 	return appendEntriesResponseToProto(resp), nil
 }
 
 func (s *server) RequestVote(ctx context.Context, req *leasepb.RaftRequestVoteRequest) (*leasepb.RaftRequestVoteResponse, error) {
-	resp, err := dispatchAs[raft.RequestVoteResponse](ctx, s.t, requestVoteRequestFromProto(req))
+	cmd, err := s.t.decodeRequestVoteRequest(req)
+	if err != nil {
+		return nil, s.t.refuse("RequestVote", err)
+	}
+	resp, err := dispatchAs[raft.RequestVoteResponse](ctx, s.t, cmd)
 	if err != nil {
 		return nil, err
 	}
+	s.t.terms.observe(resp.Term)
 	return requestVoteResponseToProto(resp), nil
 }
 
 func (s *server) RequestPreVote(ctx context.Context, req *leasepb.RaftRequestPreVoteRequest) (*leasepb.RaftRequestPreVoteResponse, error) {
-	resp, err := dispatchAs[raft.RequestPreVoteResponse](ctx, s.t, requestPreVoteRequestFromProto(req))
+	cmd, err := s.t.decodeRequestPreVoteRequest(req)
+	if err != nil {
+		return nil, s.t.refuse("RequestPreVote", err)
+	}
+	resp, err := dispatchAs[raft.RequestPreVoteResponse](ctx, s.t, cmd)
 	if err != nil {
 		return nil, err
 	}
+	s.t.terms.observe(resp.Term)
 	return requestPreVoteResponseToProto(resp), nil
 }
 
 func (s *server) TimeoutNow(ctx context.Context, req *leasepb.RaftTimeoutNowRequest) (*leasepb.RaftTimeoutNowResponse, error) {
-	resp, err := dispatchAs[raft.TimeoutNowResponse](ctx, s.t, timeoutNowRequestFromProto(req))
+	cmd, err := s.t.decodeTimeoutNowRequest(req)
+	if err != nil {
+		return nil, s.t.refuse("TimeoutNow", err)
+	}
+	resp, err := dispatchAs[raft.TimeoutNowResponse](ctx, s.t, cmd)
 	if err != nil {
 		return nil, err
 	}
@@ -168,10 +197,17 @@ func (s *server) AppendEntriesPipeline(stream leasepb.RaftTransport_AppendEntrie
 		if err != nil {
 			return err
 		}
-		resp, err := s.t.dispatch(ctx, appendEntriesRequestFromProto(req))
+		// A malformed request ends the stream: the peer's later requests
+		// were built on it.
+		cmd, err := s.t.decodeAppendEntriesRequest(req)
+		if err != nil {
+			return s.t.refuse("AppendEntriesPipeline", err)
+		}
+		resp, err := s.t.dispatch(ctx, cmd)
 		out := &leasepb.RaftAppendEntriesPipelineResponse{}
 		switch r := resp.(type) {
 		case *raft.AppendEntriesResponse:
+			s.t.terms.observe(r.Term)
 			out.Response = appendEntriesResponseToProto(r)
 			if err != nil {
 				out.Error = err.Error()

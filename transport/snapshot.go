@@ -39,13 +39,16 @@ func (t *Transport) InstallSnapshot(_ raft.ServerID, target raft.ServerAddress, 
 	if err != nil {
 		return err
 	}
+	t.terms.observe(args.Term)
 	ctx, cancel := context.WithTimeout(t.ctx, snapshotTimeout(t.timeout, args.Size))
 	defer cancel()
 	out, err := sendSnapshot(ctx, c, args, data)
+	if err == nil {
+		err = t.decodeInstallSnapshotResponse(out, resp)
+	}
 	if err != nil {
 		return t.callErr("InstallSnapshot", target, err)
 	}
-	installSnapshotResponseFromProto(out, resp)
 	return nil
 }
 
@@ -105,7 +108,10 @@ func (s *server) InstallSnapshot(stream leasepb.RaftTransport_InstallSnapshotSer
 	if header == nil {
 		return status.Error(codes.InvalidArgument, ErrBadSnapshotStream.Error())
 	}
-	req := installSnapshotRequestFromProto(header)
+	req, err := t.decodeInstallSnapshotRequest(header)
+	if err != nil {
+		return t.refuse("InstallSnapshot", err)
+	}
 	rd := newSnapshotReader(req.Size)
 	defer rd.abort()
 
@@ -129,7 +135,7 @@ func (s *server) InstallSnapshot(stream leasepb.RaftTransport_InstallSnapshotSer
 		case r := <-respCh:
 			// raft answered before reading everything: it rejected the
 			// snapshot. The rest of the stream is of no use.
-			return snapshotReply(stream, r.Response, r.Error)
+			return t.snapshotReply(stream, r.Response, r.Error)
 		case <-ctx.Done():
 			return toStatus(ctx.Err())
 		case <-t.ctx.Done():
@@ -137,10 +143,10 @@ func (s *server) InstallSnapshot(stream leasepb.RaftTransport_InstallSnapshotSer
 		}
 	}
 	resp, err := t.await(ctx, respCh)
-	return snapshotReply(stream, resp, err)
+	return t.snapshotReply(stream, resp, err)
 }
 
-func snapshotReply(stream leasepb.RaftTransport_InstallSnapshotServer, resp any, err error) error {
+func (t *Transport) snapshotReply(stream leasepb.RaftTransport_InstallSnapshotServer, resp any, err error) error {
 	if err != nil {
 		return toStatus(err)
 	}
@@ -148,6 +154,7 @@ func snapshotReply(stream leasepb.RaftTransport_InstallSnapshotServer, resp any,
 	if !ok {
 		return status.Error(codes.Internal, fmt.Sprintf("%v: %T", errUnexpectedResponse, resp))
 	}
+	t.terms.observe(r.Term)
 	return stream.SendAndClose(installSnapshotResponseToProto(r))
 }
 

@@ -13,6 +13,7 @@ import (
 	"google.golang.org/grpc/backoff"
 	"google.golang.org/grpc/credentials/insecure"
 
+	"github.com/leasecluster/leasecluster/fsm"
 	"github.com/leasecluster/leasecluster/leasepb"
 )
 
@@ -51,7 +52,16 @@ type Config struct {
 	Timeout time.Duration
 	// Logger defaults to a discarding logger.
 	Logger hclog.Logger
+	// CheckCommand is called on the data of every LogCommand entry a peer
+	// sends; an error refuses the whole AppendEntries (InvalidArgument)
+	// before raft sees it. nil means fsm.CheckDecodable: an entry the FSM
+	// could not decode would stop every replica that applies it. AnyCommand
+	// accepts everything (for FSMs of other formats).
+	CheckCommand func(data []byte) error
 }
+
+// AnyCommand is a Config.CheckCommand that accepts any command data.
+func AnyCommand([]byte) error { return nil }
 
 // Validate reports whether the Config can be used.
 func (c Config) Validate() error {
@@ -83,6 +93,11 @@ type Transport struct {
 
 	// contacts are the peers' newest acceptances of this node's leadership.
 	contacts contacts
+
+	// terms and checkCommand are what a peer's message is checked against
+	// (validate.go).
+	terms        termMark
+	checkCommand func([]byte) error
 
 	// ctx is the parent of every outgoing RPC and is watched by every
 	// incoming one; Close cancels it, so that nothing pending outlives the
@@ -133,17 +148,22 @@ func New(cfg Config) (*Transport, error) {
 		}),
 	}
 	opts = append(opts, cfg.DialOptions...)
+	check := cfg.CheckCommand
+	if check == nil {
+		check = fsm.CheckDecodable
+	}
 	ctx, cancel := context.WithCancel(context.Background())
 	return &Transport{
-		localAddr: cfg.LocalAddr,
-		timeout:   timeout,
-		logger:    logger.Named("transport"),
-		dialOpts:  opts,
-		consumeCh: make(chan raft.RPC),
-		ctx:       ctx,
-		cancel:    cancel,
-		conns:     make(map[raft.ServerAddress]*grpc.ClientConn),
-		pipelines: make(map[*pipeline]struct{}),
+		checkCommand: check,
+		localAddr:    cfg.LocalAddr,
+		timeout:      timeout,
+		logger:       logger.Named("transport"),
+		dialOpts:     opts,
+		consumeCh:    make(chan raft.RPC),
+		ctx:          ctx,
+		cancel:       cancel,
+		conns:        make(map[raft.ServerAddress]*grpc.ClientConn),
+		pipelines:    make(map[*pipeline]struct{}),
 	}, nil
 }
 
@@ -255,12 +275,15 @@ func (t *Transport) unary(target raft.ServerAddress, method string, call func(co
 // AppendEntries implements raft.Transport.
 func (t *Transport) AppendEntries(_ raft.ServerID, target raft.ServerAddress, args *raft.AppendEntriesRequest, resp *raft.AppendEntriesResponse) error {
 	return t.unary(target, "AppendEntries", func(ctx context.Context, c leasepb.RaftTransportClient) error {
+		t.terms.observe(args.Term)
 		sent := time.Now() // before the request leaves: the contact proves leadership after this
 		out, err := c.AppendEntries(ctx, appendEntriesRequestToProto(args))
 		if err != nil {
 			return err
 		}
-		appendEntriesResponseFromProto(out, resp)
+		if err := t.decodeAppendEntriesResponse(out, resp); err != nil {
+			return err
+		}
 		t.contacts.record(target, args, resp, sent)
 		return nil
 	})
@@ -269,12 +292,12 @@ func (t *Transport) AppendEntries(_ raft.ServerID, target raft.ServerAddress, ar
 // RequestVote implements raft.Transport.
 func (t *Transport) RequestVote(_ raft.ServerID, target raft.ServerAddress, args *raft.RequestVoteRequest, resp *raft.RequestVoteResponse) error {
 	return t.unary(target, "RequestVote", func(ctx context.Context, c leasepb.RaftTransportClient) error {
+		t.terms.observe(args.Term)
 		out, err := c.RequestVote(ctx, requestVoteRequestToProto(args))
 		if err != nil {
 			return err
 		}
-		requestVoteResponseFromProto(out, resp)
-		return nil
+		return t.decodeRequestVoteResponse(out, resp)
 	})
 }
 
@@ -285,8 +308,7 @@ func (t *Transport) RequestPreVote(_ raft.ServerID, target raft.ServerAddress, a
 		if err != nil {
 			return err
 		}
-		requestPreVoteResponseFromProto(out, resp)
-		return nil
+		return t.decodeRequestPreVoteResponse(out, resp)
 	})
 }
 
@@ -297,8 +319,7 @@ func (t *Transport) TimeoutNow(_ raft.ServerID, target raft.ServerAddress, args 
 		if err != nil {
 			return err
 		}
-		timeoutNowResponseFromProto(out, resp)
-		return nil
+		return t.decodeTimeoutNowResponse(out, resp)
 	})
 }
 

@@ -37,6 +37,11 @@ func respond(t *testing.T, trans *Transport, n int, answer func(i int, rpc raft.
 	return func() { <-done }
 }
 
+var testConfiguration = raft.Configuration{Servers: []raft.Server{
+	{Suffrage: raft.Voter, ID: "id1", Address: "kenny"},
+	{Suffrage: raft.Nonvoter, ID: "id2", Address: "cartman"},
+}}
+
 func testAppendArgs() raft.AppendEntriesRequest {
 	return raft.AppendEntriesRequest{
 		RPCHeader:    raft.RPCHeader{ProtocolVersion: raft.ProtocolVersionMax, ID: []byte("id2"), Addr: []byte("cartman")},
@@ -52,7 +57,7 @@ func testAppendArgs() raft.AppendEntriesRequest {
 				Extensions: []byte("ext"),
 				AppendedAt: time.Date(2025, 11, 26, 7, 4, 5, 123456789, time.UTC),
 			},
-			{Index: 103, Term: 5, Type: raft.LogConfiguration, Data: []byte{0, 1, 2}},
+			{Index: 103, Term: 5, Type: raft.LogConfiguration, Data: raft.EncodeConfiguration(testConfiguration)},
 		},
 		LeaderCommitIndex: 90,
 	}
@@ -253,7 +258,7 @@ func TestInstallSnapshot(t *testing.T) {
 				LastLogIndex:       100,
 				LastLogTerm:        9,
 				Peers:              []byte("blah blah"),
-				Configuration:      []byte("config"),
+				Configuration:      raft.EncodeConfiguration(testConfiguration),
 				ConfigurationIndex: 42,
 				Size:               int64(len(tc.data)),
 			}
