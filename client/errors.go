@@ -26,6 +26,10 @@ var (
 	// limits is refused before it is sent, with an error that also matches
 	// the limits sentinel (limits.ErrTTLInvalid, limits.ErrLeaseIDInvalid).
 	ErrInvalidArgument = errors.New("client: invalid argument")
+	// ErrPermissionDenied: the lease belongs to another identity (a client
+	// certificate's CN) and this client's is neither it nor an admin's
+	// (gRPC PermissionDenied). Not retried: the answer will not change.
+	ErrPermissionDenied = errors.New("client: permission denied")
 	// ErrUnsupported: the cluster cannot carry out the request (gRPC
 	// Unimplemented): a node runs a version that does not know the command
 	// or the method, as during a rolling upgrade. Retrying will not help
@@ -69,6 +73,7 @@ func (e *rpcError) GRPCStatus() *status.Status { return e.st }
 //	NotFound                 -> notFound (ErrLeaseNotFound or ErrItemNotFound)
 //	AlreadyExists            -> ErrLeaseExists
 //	FailedPrecondition       -> ErrItemHeld
+//	PermissionDenied         -> ErrPermissionDenied
 //	InvalidArgument, OutOfRange -> ErrInvalidArgument
 //	Unimplemented            -> ErrUnsupported
 //	Unavailable              -> ErrNoLeader (after retries: retriable)
@@ -94,6 +99,8 @@ func mapError(err error, notFound error) error {
 		sentinel = ErrLeaseExists
 	case codes.FailedPrecondition:
 		sentinel = ErrItemHeld
+	case codes.PermissionDenied:
+		sentinel = ErrPermissionDenied
 	case codes.InvalidArgument, codes.OutOfRange:
 		sentinel = ErrInvalidArgument
 	case codes.Unimplemented:

@@ -37,34 +37,56 @@ var (
 	ErrNotBatchable       = errors.New("fsm: only grants and client revokes may share a log entry")
 )
 
-// EncodeGrant encodes a Grant of lease id with ttlMs milliseconds, which
-// every replica applies as it is: the proposer must already have raised a
-// TTL below its minimum and refused one above its maximum (node settings).
-// A TTL outside 1..lessor.TTLCeiling, the format's bound, is refused here
-// and on apply.
-func EncodeGrant(reqID uint64, id lessor.LeaseID, ttlMs int64) ([]byte, error) {
-	return encode(reqID, &leasepb.Command{Body: &leasepb.Command_Grant{Grant: &leasepb.GrantCmd{Id: int64(id), TtlMs: ttlMs}}})
+// Actor is who sent a client revoke, attach or detach, as the leader
+// decided before proposing: Identity is the caller's certificate CN ("" for
+// a caller without one) and Admin whether the leader's --admin-cn lists it.
+// Apply reads only these logged values, never a node's flags (rule 8): a
+// command is allowed on a lease without an owner, or when Admin is set, or
+// when Identity equals the lease's owner (ARCHITECTURE.md rule 9). The zero
+// Actor is encoded as no actor at all, so commands of a cluster without
+// identities are byte for byte those of builds before ownership.
+type Actor struct {
+	Identity string
+	Admin    bool
+}
+
+func (a Actor) pb() *leasepb.Actor {
+	if a == (Actor{}) {
+		return nil
+	}
+	return &leasepb.Actor{Identity: a.Identity, Admin: a.Admin}
+}
+
+// EncodeGrant encodes a Grant of lease id with ttlMs milliseconds, owned by
+// owner ("" for none), which every replica applies as it is: the proposer
+// must already have raised a TTL below its minimum and refused one above its
+// maximum (node settings). A TTL outside 1..lessor.TTLCeiling, the format's
+// bound, is refused here and on apply, and so is an owner that
+// limits.CheckIdentity refuses.
+func EncodeGrant(reqID uint64, id lessor.LeaseID, ttlMs int64, owner string) ([]byte, error) {
+	return encode(reqID, &leasepb.Command{Body: &leasepb.Command_Grant{Grant: &leasepb.GrantCmd{Id: int64(id), TtlMs: ttlMs, Owner: owner}}})
 }
 
 // EncodeRevoke encodes a Revoke of ids. expired is true only for the
-// leader's expiry loop: leases already gone are then skipped, where a client
-// revoke fails as a whole with lessor.ErrLeaseNotFound.
-func EncodeRevoke(reqID uint64, ids []lessor.LeaseID, expired bool) ([]byte, error) {
+// leader's expiry loop: leases already gone are then skipped and actor is
+// not consulted (pass Actor{}), where a client revoke fails as a whole with
+// lessor.ErrLeaseNotFound or lessor.ErrPermissionDenied.
+func EncodeRevoke(reqID uint64, ids []lessor.LeaseID, expired bool, actor Actor) ([]byte, error) {
 	raw := make([]int64, len(ids))
 	for i, id := range ids {
 		raw[i] = int64(id)
 	}
-	return encode(reqID, &leasepb.Command{Body: &leasepb.Command_Revoke{Revoke: &leasepb.RevokeCmd{Ids: raw, Expired: expired}}})
+	return encode(reqID, &leasepb.Command{Body: &leasepb.Command_Revoke{Revoke: &leasepb.RevokeCmd{Ids: raw, Expired: expired, Actor: actor.pb()}}})
 }
 
-// EncodeAttach encodes an Attach of key with value to leaseID.
-func EncodeAttach(reqID uint64, leaseID lessor.LeaseID, key, value string) ([]byte, error) {
-	return encode(reqID, &leasepb.Command{Body: &leasepb.Command_Attach{Attach: &leasepb.AttachCmd{LeaseId: int64(leaseID), Key: key, Value: value}}})
+// EncodeAttach encodes an Attach of key with value to leaseID by actor.
+func EncodeAttach(reqID uint64, leaseID lessor.LeaseID, key, value string, actor Actor) ([]byte, error) {
+	return encode(reqID, &leasepb.Command{Body: &leasepb.Command_Attach{Attach: &leasepb.AttachCmd{LeaseId: int64(leaseID), Key: key, Value: value, Actor: actor.pb()}}})
 }
 
-// EncodeDetach encodes a Detach of key from leaseID.
-func EncodeDetach(reqID uint64, leaseID lessor.LeaseID, key string) ([]byte, error) {
-	return encode(reqID, &leasepb.Command{Body: &leasepb.Command_Detach{Detach: &leasepb.DetachCmd{LeaseId: int64(leaseID), Key: key}}})
+// EncodeDetach encodes a Detach of key from leaseID by actor.
+func EncodeDetach(reqID uint64, leaseID lessor.LeaseID, key string, actor Actor) ([]byte, error) {
+	return encode(reqID, &leasepb.Command{Body: &leasepb.Command_Detach{Detach: &leasepb.DetachCmd{LeaseId: int64(leaseID), Key: key, Actor: actor.pb()}}})
 }
 
 // EncodeCheckpoint encodes checkpoints from lessor.CheckpointsC (or a reset
@@ -166,7 +188,21 @@ func hasUnknown(cmd *leasepb.Command) bool {
 	case *leasepb.Command_Batch:
 		m = b.Batch
 	}
-	return m != nil && len(m.ProtoReflect().GetUnknown()) > 0
+	if m == nil {
+		return false
+	}
+	if len(m.ProtoReflect().GetUnknown()) > 0 {
+		return true
+	}
+	// The actor is a message of its own, searched like the body.
+	actor := cmd.GetRevoke().GetActor()
+	if actor == nil {
+		actor = cmd.GetAttach().GetActor()
+	}
+	if actor == nil {
+		actor = cmd.GetDetach().GetActor()
+	}
+	return actor != nil && len(actor.ProtoReflect().GetUnknown()) > 0
 }
 
 // kindOf names a command's body for deduplication.
@@ -205,8 +241,12 @@ func validate(cmd *leasepb.Command) error {
 		if ttl := b.Grant.GetTtlMs(); ttl < limits.MinTTLMs || ttl > lessor.TTLCeiling.Milliseconds() {
 			return fmt.Errorf("%w: %d ms (allowed %d to %d)", lessor.ErrInvalidTTL, ttl, limits.MinTTLMs, lessor.TTLCeiling.Milliseconds())
 		}
+		return checkOwner("owner", b.Grant.GetOwner())
 	case *leasepb.Command_Revoke:
-		return checkIDs(b.Revoke.GetIds(), true, func(i int) int64 { return b.Revoke.Ids[i] })
+		if err := checkIDs(b.Revoke.GetIds(), true, func(i int) int64 { return b.Revoke.Ids[i] }); err != nil {
+			return err
+		}
+		return checkOwner("actor", b.Revoke.GetActor().GetIdentity())
 	case *leasepb.Command_Attach:
 		if err := checkID(b.Attach.GetLeaseId()); err != nil {
 			return err
@@ -214,12 +254,18 @@ func validate(cmd *leasepb.Command) error {
 		if err := limits.CheckKey(b.Attach.GetKey()); err != nil {
 			return err
 		}
-		return limits.CheckValue(b.Attach.GetValue())
+		if err := limits.CheckValue(b.Attach.GetValue()); err != nil {
+			return err
+		}
+		return checkOwner("actor", b.Attach.GetActor().GetIdentity())
 	case *leasepb.Command_Detach:
 		if err := checkID(b.Detach.GetLeaseId()); err != nil {
 			return err
 		}
-		return limits.CheckKey(b.Detach.GetKey())
+		if err := limits.CheckKey(b.Detach.GetKey()); err != nil {
+			return err
+		}
+		return checkOwner("actor", b.Detach.GetActor().GetIdentity())
 	case *leasepb.Command_Checkpoint:
 		cps := b.Checkpoint.GetCheckpoints()
 		// Repeats are allowed: checkpoints apply in order, and a renewal
@@ -243,6 +289,15 @@ func validate(cmd *leasepb.Command) error {
 		}
 	default:
 		return fmt.Errorf("%w: command without a body", ErrUndecodable)
+	}
+	return nil
+}
+
+// checkOwner checks a lease owner or an actor's identity against
+// limits.CheckIdentity; the error wraps limits.ErrIdentityInvalid.
+func checkOwner(what, id string) error {
+	if err := limits.CheckIdentity(id); err != nil {
+		return fmt.Errorf("%s: %w", what, err)
 	}
 	return nil
 }

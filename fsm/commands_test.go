@@ -29,28 +29,28 @@ func TestGrant(t *testing.T) {
 	// The TTL applies as logged, below the lessor's MinTTL too: raising a
 	// short request (rule 4) is the leader's job before it proposes, so
 	// that replicas with different flags agree (flags_test.go).
-	res := n.ok(m(EncodeGrant(0, 5, 100)))
+	res := n.ok(m(EncodeGrant(0, 5, 100, "")))
 	if res.LeaseID != 5 || res.TTL != 100 {
 		t.Fatalf("grant result %+v", res)
 	}
 	if l := n.le.Lookup(5); l == nil || l.TTL() != 100 {
 		t.Fatalf("lessor has %v", l)
 	}
-	n.refused(m(EncodeGrant(0, 5, 9000)), lessor.ErrLeaseExists)
+	n.refused(m(EncodeGrant(0, 5, 9000, "")), lessor.ErrLeaseExists)
 	ceiling := lessor.TTLCeiling.Milliseconds()
-	n.ok(m(EncodeGrant(0, 6, ceiling)))
+	n.ok(m(EncodeGrant(0, 6, ceiling, "")))
 	n.refused(raw(t, rawGrant(7, ceiling+1)), lessor.ErrInvalidTTL)
-	if _, err := EncodeGrant(0, 7, ceiling+1); !errors.Is(err, lessor.ErrInvalidTTL) {
+	if _, err := EncodeGrant(0, 7, ceiling+1, ""); !errors.Is(err, lessor.ErrInvalidTTL) {
 		t.Fatalf("EncodeGrant(ttl above the ceiling): %v", err)
 	}
 	// Bad input reaches Apply only from a faulty leader; it is refused
 	// there exactly as the encoders refuse it.
 	n.refused(raw(t, rawGrant(0, 1000)), lessor.ErrInvalidID)
 	n.refused(raw(t, rawGrant(7, -1)), lessor.ErrInvalidTTL)
-	if _, err := EncodeGrant(0, -3, 1000); !errors.Is(err, lessor.ErrInvalidID) {
+	if _, err := EncodeGrant(0, -3, 1000, ""); !errors.Is(err, lessor.ErrInvalidID) {
 		t.Fatalf("EncodeGrant(id -3): %v", err)
 	}
-	if _, err := EncodeGrant(0, 3, 0); !errors.Is(err, lessor.ErrInvalidTTL) {
+	if _, err := EncodeGrant(0, 3, 0, ""); !errors.Is(err, lessor.ErrInvalidTTL) {
 		t.Fatalf("EncodeGrant(ttl 0): %v", err)
 	}
 }
@@ -58,28 +58,28 @@ func TestGrant(t *testing.T) {
 func TestRevoke(t *testing.T) {
 	n := newNode(t, 0)
 	m := must(t)
-	n.ok(m(EncodeGrant(0, 1, 5000)))
-	n.ok(m(EncodeGrant(0, 2, 5000)))
-	n.ok(m(EncodeAttach(0, 1, "a", "x")))
-	n.ok(m(EncodeAttach(0, 1, "b", "y")))
-	n.ok(m(EncodeAttach(0, 2, "c", "z")))
+	n.ok(m(EncodeGrant(0, 1, 5000, "")))
+	n.ok(m(EncodeGrant(0, 2, 5000, "")))
+	n.ok(m(EncodeAttach(0, 1, "a", "x", Actor{})))
+	n.ok(m(EncodeAttach(0, 1, "b", "y", Actor{})))
+	n.ok(m(EncodeAttach(0, 2, "c", "z", Actor{})))
 
 	// A client revoke is all-or-nothing.
-	n.refused(m(EncodeRevoke(0, []lessor.LeaseID{1, 3}, false)), lessor.ErrLeaseNotFound)
+	n.refused(m(EncodeRevoke(0, []lessor.LeaseID{1, 3}, false, Actor{})), lessor.ErrLeaseNotFound)
 	if n.le.Lookup(1) == nil {
 		t.Fatal("a failed revoke removed lease 1")
 	}
-	if _, err := EncodeRevoke(0, nil, false); !errors.Is(err, ErrNoLeases) {
+	if _, err := EncodeRevoke(0, nil, false, Actor{}); !errors.Is(err, ErrNoLeases) {
 		t.Fatalf("empty revoke: %v", err)
 	}
-	if _, err := EncodeRevoke(0, []lessor.LeaseID{1, 1}, false); !errors.Is(err, ErrDuplicateLease) {
+	if _, err := EncodeRevoke(0, []lessor.LeaseID{1, 1}, false, Actor{}); !errors.Is(err, ErrDuplicateLease) {
 		t.Fatalf("duplicate revoke: %v", err)
 	}
 	n.refused(raw(t, &leasepb.Command{Body: &leasepb.Command_Revoke{Revoke: &leasepb.RevokeCmd{}}}), ErrNoLeases)
 	n.refused(raw(t, &leasepb.Command{Body: &leasepb.Command_Revoke{Revoke: &leasepb.RevokeCmd{Ids: []int64{2, 0}}}}), lessor.ErrInvalidID)
 
 	// The expiry loop's revoke skips leases that are already gone.
-	n.ok(m(EncodeRevoke(0, []lessor.LeaseID{3, 1}, true)))
+	n.ok(m(EncodeRevoke(0, []lessor.LeaseID{3, 1}, true, Actor{})))
 	for _, k := range []string{"a", "b"} {
 		if it, ok := n.f.Item(k); ok {
 			t.Fatalf("item %q survived the revoke of its lease: %+v", k, it)
@@ -94,21 +94,21 @@ func TestRevoke(t *testing.T) {
 	if it, ok := n.f.Item("c"); !ok || it.LeaseID != 2 {
 		t.Fatalf("item of another lease was touched: %+v %v", it, ok)
 	}
-	n.ok(m(EncodeRevoke(0, []lessor.LeaseID{2}, false)))
+	n.ok(m(EncodeRevoke(0, []lessor.LeaseID{2}, false, Actor{})))
 	if _, ok := n.f.Item("c"); ok {
 		t.Fatal("item c survived")
 	}
-	n.refused(m(EncodeRevoke(0, []lessor.LeaseID{2}, false)), lessor.ErrLeaseNotFound)
+	n.refused(m(EncodeRevoke(0, []lessor.LeaseID{2}, false, Actor{})), lessor.ErrLeaseNotFound)
 }
 
 func TestAttachExclusivityAndRevision(t *testing.T) {
 	n := newNode(t, 0)
 	m := must(t)
-	n.ok(m(EncodeGrant(0, 1, 5000)))
-	n.ok(m(EncodeGrant(0, 2, 5000)))
-	n.refused(m(EncodeAttach(0, 9, "k", "v")), lessor.ErrLeaseNotFound)
+	n.ok(m(EncodeGrant(0, 1, 5000, "")))
+	n.ok(m(EncodeGrant(0, 2, 5000, "")))
+	n.refused(m(EncodeAttach(0, 9, "k", "v", Actor{})), lessor.ErrLeaseNotFound)
 
-	res := n.ok(m(EncodeAttach(0, 1, "k", "v1")))
+	res := n.ok(m(EncodeAttach(0, 1, "k", "v1", Actor{})))
 	first := n.idx
 	want := Item{Key: "k", LeaseID: 1, Value: "v1", Revision: first}
 	if res.Item != want {
@@ -118,26 +118,26 @@ func TestAttachExclusivityAndRevision(t *testing.T) {
 		t.Fatalf("Item = %+v, want %+v", it, want)
 	}
 	// Re-attaching to the holder updates the value and keeps the revision.
-	res = n.ok(m(EncodeAttach(0, 1, "k", "v2")))
+	res = n.ok(m(EncodeAttach(0, 1, "k", "v2", Actor{})))
 	want.Value = "v2"
 	if res.Item != want {
 		t.Fatalf("re-attach result %+v, want %+v", res.Item, want)
 	}
 	// Another lease may not take it.
-	n.refused(m(EncodeAttach(0, 2, "k", "v3")), lessor.ErrItemHeld)
+	n.refused(m(EncodeAttach(0, 2, "k", "v3", Actor{})), lessor.ErrItemHeld)
 	if it, _ := n.f.Item("k"); it != want {
 		t.Fatalf("Item after refused attach = %+v", it)
 	}
 	// Once released, the next holder gets a larger revision (rule 7).
-	n.ok(m(EncodeDetach(0, 1, "k")))
-	res = n.ok(m(EncodeAttach(0, 2, "k", "v3")))
+	n.ok(m(EncodeDetach(0, 1, "k", Actor{})))
+	res = n.ok(m(EncodeAttach(0, 2, "k", "v3", Actor{})))
 	if res.Item.LeaseID != 2 || res.Item.Revision != n.idx || res.Item.Revision <= first {
 		t.Fatalf("new holder's item %+v (first revision %d)", res.Item, first)
 	}
 	// So does the same lease after a detach: the revision fences the old holding.
-	n.ok(m(EncodeDetach(0, 2, "k")))
+	n.ok(m(EncodeDetach(0, 2, "k", Actor{})))
 	prev := res.Item.Revision
-	res = n.ok(m(EncodeAttach(0, 2, "k", "v4")))
+	res = n.ok(m(EncodeAttach(0, 2, "k", "v4", Actor{})))
 	if res.Item.Revision <= prev {
 		t.Fatalf("revision %d after detach and re-attach, was %d", res.Item.Revision, prev)
 	}
@@ -146,11 +146,11 @@ func TestAttachExclusivityAndRevision(t *testing.T) {
 func TestItemLimits(t *testing.T) {
 	n := newNode(t, 0)
 	m := must(t)
-	n.ok(m(EncodeGrant(0, 1, 5000)))
+	n.ok(m(EncodeGrant(0, 1, 5000, "")))
 	long := strings.Repeat("k", limits.MaxKeyBytes)
 	big := strings.Repeat("v", limits.MaxValueBytes)
-	n.ok(m(EncodeAttach(0, 1, long, big)))
-	n.ok(m(EncodeAttach(0, 1, "a/b/ключ", "")))
+	n.ok(m(EncodeAttach(0, 1, long, big, Actor{})))
+	n.ok(m(EncodeAttach(0, 1, "a/b/ключ", "", Actor{})))
 	for name, c := range map[string]struct {
 		key, value string
 		want       error // from the encoder
@@ -164,10 +164,10 @@ func TestItemLimits(t *testing.T) {
 		"non-UTF-8 key":   {"k\xff", "v", ErrKeyInvalid, ErrUndecodable},
 		"non-UTF-8 value": {"k", "\xc3", ErrValueInvalid, ErrUndecodable},
 	} {
-		if _, err := EncodeAttach(0, 1, c.key, c.value); !errors.Is(err, c.want) {
+		if _, err := EncodeAttach(0, 1, c.key, c.value, Actor{}); !errors.Is(err, c.want) {
 			t.Errorf("EncodeAttach %s: %v, want %v", name, err, c.want)
 		}
-		if _, err := EncodeDetach(0, 1, c.key); c.want == ErrKeyInvalid && !errors.Is(err, c.want) {
+		if _, err := EncodeDetach(0, 1, c.key, Actor{}); c.want == ErrKeyInvalid && !errors.Is(err, c.want) {
 			t.Errorf("EncodeDetach %s: %v", name, err)
 		}
 		n.fatals = nil
@@ -185,27 +185,27 @@ func TestItemLimits(t *testing.T) {
 func TestDetach(t *testing.T) {
 	n := newNode(t, 0)
 	m := must(t)
-	n.ok(m(EncodeGrant(0, 1, 5000)))
-	n.ok(m(EncodeGrant(0, 2, 5000)))
-	n.ok(m(EncodeAttach(0, 1, "k", "v")))
-	n.refused(m(EncodeDetach(0, 1, "other")), lessor.ErrItemNotFound)
-	n.refused(m(EncodeDetach(0, 2, "k")), lessor.ErrItemHeld)
-	n.refused(m(EncodeDetach(0, 3, "k")), lessor.ErrLeaseNotFound)
-	n.ok(m(EncodeDetach(0, 1, "k")))
+	n.ok(m(EncodeGrant(0, 1, 5000, "")))
+	n.ok(m(EncodeGrant(0, 2, 5000, "")))
+	n.ok(m(EncodeAttach(0, 1, "k", "v", Actor{})))
+	n.refused(m(EncodeDetach(0, 1, "other", Actor{})), lessor.ErrItemNotFound)
+	n.refused(m(EncodeDetach(0, 2, "k", Actor{})), lessor.ErrItemHeld)
+	n.refused(m(EncodeDetach(0, 3, "k", Actor{})), lessor.ErrLeaseNotFound)
+	n.ok(m(EncodeDetach(0, 1, "k", Actor{})))
 	if _, ok := n.f.Item("k"); ok {
 		t.Fatal("detached item still present")
 	}
 	if id := n.le.GetLease(lessor.LeaseItem{Key: "k"}); id != lessor.NoLease {
 		t.Fatalf("GetLease = %d after detach", id)
 	}
-	n.refused(m(EncodeDetach(0, 1, "k")), lessor.ErrItemNotFound)
+	n.refused(m(EncodeDetach(0, 1, "k", Actor{})), lessor.ErrItemNotFound)
 }
 
 func TestCheckpoint(t *testing.T) {
 	n := newNode(t, 0)
 	m := must(t)
-	n.ok(m(EncodeGrant(0, 1, 5000)))
-	n.ok(m(EncodeGrant(0, 2, 5000)))
+	n.ok(m(EncodeGrant(0, 1, 5000, "")))
+	n.ok(m(EncodeGrant(0, 2, 5000, "")))
 	state := func(id lessor.LeaseID) lessor.LeaseState {
 		for _, s := range n.le.State() {
 			if s.ID == id {
@@ -280,8 +280,8 @@ func TestUnsupportedVersion(t *testing.T) {
 func TestUndecodable(t *testing.T) {
 	n := newNode(t, 0)
 	m := must(t)
-	n.ok(m(EncodeGrant(0, 1, 5000)))
-	valid := m(EncodeAttach(7, 1, "k", "v"))
+	n.ok(m(EncodeGrant(0, 1, 5000, "")))
+	valid := m(EncodeAttach(7, 1, "k", "v", Actor{}))
 	withUnknown := protowire.AppendVarint(protowire.AppendTag(append([]byte(nil), valid...), 99, protowire.VarintType), 1)
 	bodyless := raw(t, &leasepb.Command{RequestId: 3})
 	for name, data := range map[string][]byte{
@@ -310,7 +310,7 @@ func TestNonCommandEntries(t *testing.T) {
 	before := n.f.StateHash()
 	logs := []*raft.Log{
 		{Index: 1, Type: raft.LogConfiguration, Data: []byte{1, 2, 3}},
-		{Index: 2, Type: raft.LogCommand, Data: m(EncodeGrant(0, 1, 5000))},
+		{Index: 2, Type: raft.LogCommand, Data: m(EncodeGrant(0, 1, 5000, ""))},
 		{Index: 3, Type: raft.LogNoop},
 	}
 	out := n.f.ApplyBatch(logs)
@@ -338,12 +338,12 @@ func TestBatch(t *testing.T) {
 	m := must(t)
 	single := newNode(t, 0) // the same commands, one entry each
 	cmds := [][]byte{
-		m(EncodeGrant(11, 1, 5000)),
-		m(EncodeGrant(12, 2, 5000)),
-		m(EncodeGrant(0, 1, 9000)), // already exists: fails alone
-		m(EncodeRevoke(13, []lessor.LeaseID{2}, false)),
-		m(EncodeGrant(11, 1, 5000)), // a retry of request 11 in the same entry: replayed
-		m(EncodeRevoke(0, []lessor.LeaseID{7}, false)),
+		m(EncodeGrant(11, 1, 5000, "")),
+		m(EncodeGrant(12, 2, 5000, "")),
+		m(EncodeGrant(0, 1, 9000, "")), // already exists: fails alone
+		m(EncodeRevoke(13, []lessor.LeaseID{2}, false, Actor{})),
+		m(EncodeGrant(11, 1, 5000, "")), // a retry of request 11 in the same entry: replayed
+		m(EncodeRevoke(0, []lessor.LeaseID{7}, false, Actor{})),
 	}
 	res := n.ok(m(EncodeBatch(cmds)))
 	if len(res.Batch) != len(cmds) {
@@ -363,7 +363,7 @@ func TestBatch(t *testing.T) {
 		t.Fatal("a batch left a different state than its commands one entry each")
 	}
 	// Request 12 was remembered: a later retry in an entry of its own replays.
-	if r := n.ok(m(EncodeGrant(12, 2, 5000))); r.LeaseID != 2 || n.le.Lookup(2) != nil {
+	if r := n.ok(m(EncodeGrant(12, 2, 5000, ""))); r.LeaseID != 2 || n.le.Lookup(2) != nil {
 		t.Fatalf("retry of a batched grant: %+v, lease 2 %v", r, n.le.Lookup(2))
 	}
 }
@@ -374,14 +374,14 @@ func TestBatch(t *testing.T) {
 func TestBatchRefuses(t *testing.T) {
 	n := newNode(t, 0)
 	m := must(t)
-	n.ok(m(EncodeGrant(0, 1, 5000)))
-	inner := m(EncodeBatch([][]byte{m(EncodeGrant(0, 3, 5000))}))
+	n.ok(m(EncodeGrant(0, 1, 5000, "")))
+	inner := m(EncodeBatch([][]byte{m(EncodeGrant(0, 3, 5000, ""))}))
 	res := n.ok(m(EncodeBatch([][]byte{
-		m(EncodeAttach(0, 1, "k", "v")),
-		m(EncodeRevoke(0, []lessor.LeaseID{1}, true)),
+		m(EncodeAttach(0, 1, "k", "v", Actor{})),
+		m(EncodeRevoke(0, []lessor.LeaseID{1}, true, Actor{})),
 		m(EncodeCheckpoint([]lessor.Checkpoint{{ID: 1}})),
 		inner,
-		m(EncodeGrant(0, 2, 5000)),
+		m(EncodeGrant(0, 2, 5000, "")),
 	})))
 	for i := range 4 {
 		if !errors.Is(res.Batch[i].Err, ErrNotBatchable) {
@@ -397,10 +397,10 @@ func TestBatchRefuses(t *testing.T) {
 	if _, err := EncodeBatch(nil); err == nil {
 		t.Fatal("EncodeBatch of nothing succeeded")
 	}
-	n.refused(raw(t, &leasepb.Command{Version: BatchVersion, RequestId: 5, Body: &leasepb.Command_Batch{Batch: &leasepb.BatchCmd{Commands: [][]byte{m(EncodeGrant(0, 4, 5000))}}}}), ErrRequestIDReused)
+	n.refused(raw(t, &leasepb.Command{Version: BatchVersion, RequestId: 5, Body: &leasepb.Command_Batch{Batch: &leasepb.BatchCmd{Commands: [][]byte{m(EncodeGrant(0, 4, 5000, ""))}}}}), ErrRequestIDReused)
 	n.refused(raw(t, &leasepb.Command{Version: BatchVersion, Body: &leasepb.Command_Batch{Batch: &leasepb.BatchCmd{}}}), ErrNoLeases)
 	// The batch body came with version 2: a version-1 writer never made one.
-	res = n.apply(raw(t, &leasepb.Command{Version: CommandVersion, Body: &leasepb.Command_Batch{Batch: &leasepb.BatchCmd{Commands: [][]byte{m(EncodeGrant(0, 4, 5000))}}}}))
+	res = n.apply(raw(t, &leasepb.Command{Version: CommandVersion, Body: &leasepb.Command_Batch{Batch: &leasepb.BatchCmd{Commands: [][]byte{m(EncodeGrant(0, 4, 5000, ""))}}}}))
 	if !errors.Is(res.Err, ErrUndecodable) || len(n.fatals) != 1 || n.le.Lookup(4) != nil {
 		t.Fatalf("version-1 batch: %v, %d fatal calls", res.Err, len(n.fatals))
 	}

@@ -259,13 +259,13 @@ func replay(d snapshot.Dedupe, cmd *leasepb.Command) *Result {
 func (f *FSM) execute(index uint64, cmd *leasepb.Command) *Result {
 	switch b := cmd.Body.(type) {
 	case *leasepb.Command_Grant:
-		l, err := f.lessor.Grant(lessor.LeaseID(b.Grant.Id), b.Grant.TtlMs)
+		l, err := f.lessor.GrantOwned(lessor.LeaseID(b.Grant.Id), b.Grant.TtlMs, b.Grant.Owner)
 		if err != nil {
 			return &Result{Err: err}
 		}
 		return &Result{LeaseID: l.ID, TTL: l.TTL()}
 	case *leasepb.Command_Revoke:
-		return &Result{Err: f.revoke(b.Revoke.Ids, b.Revoke.Expired)}
+		return &Result{Err: f.revoke(b.Revoke.Ids, b.Revoke.Expired, b.Revoke.Actor)}
 	case *leasepb.Command_Attach:
 		return f.attach(index, b.Attach)
 	case *leasepb.Command_Detach:
@@ -283,13 +283,37 @@ func (f *FSM) execute(index uint64, cmd *leasepb.Command) *Result {
 	return &Result{Err: fmt.Errorf("%w: command without a body", ErrUndecodable)}
 }
 
-func (f *FSM) revoke(ids []int64, expired bool) error {
+// mayAct is the ownership rule (ARCHITECTURE.md rule 9): a client command
+// on a lease is allowed if the lease has no owner, or the logged actor is an
+// admin or the owner. It reads only the logged actor and the replicated
+// owner, so every replica decides alike.
+func mayAct(owner string, a *leasepb.Actor) bool {
+	return owner == "" || a.GetAdmin() || a.GetIdentity() == owner
+}
+
+// checkLease returns the lease a client command names, or why the command
+// is refused: lessor.ErrLeaseNotFound first (there is no owner to compare
+// with), then lessor.ErrPermissionDenied.
+func (f *FSM) checkLease(id lessor.LeaseID, a *leasepb.Actor) error {
+	l := f.lessor.Lookup(id)
+	if l == nil {
+		return fmt.Errorf("%w: %d", lessor.ErrLeaseNotFound, id)
+	}
+	if !mayAct(l.Owner(), a) {
+		return fmt.Errorf("%w: lease %d belongs to another identity", lessor.ErrPermissionDenied, id)
+	}
+	return nil
+}
+
+func (f *FSM) revoke(ids []int64, expired bool, a *leasepb.Actor) error {
 	if !expired {
-		// All or nothing: check every lease before revoking any. Only the
-		// FSM goroutine changes the lease table, so the check stays true.
+		// All or nothing: check every lease, in the command's order, before
+		// revoking any; the first that fails decides the error. Only the
+		// FSM goroutine changes the lease table, so the checks stay true.
+		// An expiry revoke is the leader's and never checks ownership.
 		for _, id := range ids {
-			if f.lessor.Lookup(lessor.LeaseID(id)) == nil {
-				return fmt.Errorf("%w: %d", lessor.ErrLeaseNotFound, id)
+			if err := f.checkLease(lessor.LeaseID(id), a); err != nil {
+				return err
 			}
 		}
 	}
@@ -304,8 +328,15 @@ func (f *FSM) revoke(ids []int64, expired bool) error {
 	return nil
 }
 
+// attach checks, in this order: the lease exists (ErrLeaseNotFound), the
+// actor may act on it (ErrPermissionDenied), no other lease holds the key
+// (ErrItemHeld, from the lessor). A caller refused the lease learns nothing
+// of its items through it.
 func (f *FSM) attach(index uint64, a *leasepb.AttachCmd) *Result {
 	id := lessor.LeaseID(a.LeaseId)
+	if err := f.checkLease(id, a.Actor); err != nil {
+		return &Result{Err: err}
+	}
 	if err := f.lessor.Attach(id, []lessor.LeaseItem{{Key: a.Key}}); err != nil {
 		return &Result{Err: err}
 	}
@@ -322,7 +353,14 @@ func (f *FSM) attach(index uint64, a *leasepb.AttachCmd) *Result {
 	return &Result{Item: Item{Key: a.Key, LeaseID: id, Value: it.value, Revision: it.revision}}
 }
 
+// detach checks like attach: the lease named in the command exists, the
+// actor may act on it, then the lessor's ErrItemNotFound or ErrItemHeld.
+// Ownership is that of the named lease: a detach never reaches another
+// lease's item (the lessor refuses it with ErrItemHeld).
 func (f *FSM) detach(d *leasepb.DetachCmd) error {
+	if err := f.checkLease(lessor.LeaseID(d.LeaseId), d.Actor); err != nil {
+		return err
+	}
 	if err := f.lessor.Detach(lessor.LeaseID(d.LeaseId), []lessor.LeaseItem{{Key: d.Key}}); err != nil {
 		return err
 	}

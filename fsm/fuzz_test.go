@@ -14,19 +14,19 @@ import (
 // entry is undecodable, and a refused entry must not change the state.
 func FuzzApply(f *testing.F) {
 	m := must(f)
-	f.Add(m(EncodeGrant(1, 3, 2000)))
-	f.Add(m(EncodeRevoke(2, []lessor.LeaseID{1, 2}, false)))
-	f.Add(m(EncodeRevoke(0, []lessor.LeaseID{9}, true)))
-	f.Add(m(EncodeAttach(3, 1, "k", "v")))
-	f.Add(m(EncodeAttach(4, 2, "k", "v")))
-	f.Add(m(EncodeDetach(5, 1, "k")))
+	f.Add(m(EncodeGrant(1, 3, 2000, "")))
+	f.Add(m(EncodeRevoke(2, []lessor.LeaseID{1, 2}, false, Actor{})))
+	f.Add(m(EncodeRevoke(0, []lessor.LeaseID{9}, true, Actor{})))
+	f.Add(m(EncodeAttach(3, 1, "k", "v", Actor{})))
+	f.Add(m(EncodeAttach(4, 2, "k", "v", Actor{})))
+	f.Add(m(EncodeDetach(5, 1, "k", Actor{})))
 	f.Add(m(EncodeCheckpoint([]lessor.Checkpoint{{ID: 1, Remaining: 10}, {ID: 2}})))
-	f.Add(m(EncodeBatch([][]byte{m(EncodeGrant(6, 4, 2000)), m(EncodeRevoke(7, []lessor.LeaseID{2}, false))})))
-	f.Add(m(EncodeBatch([][]byte{m(EncodeAttach(8, 1, "j", "v")), {0xff}})))
+	f.Add(m(EncodeBatch([][]byte{m(EncodeGrant(6, 4, 2000, "")), m(EncodeRevoke(7, []lessor.LeaseID{2}, false, Actor{}))})))
+	f.Add(m(EncodeBatch([][]byte{m(EncodeAttach(8, 1, "j", "v", Actor{})), {0xff}})))
 	f.Add([]byte{})
 	f.Add([]byte{0x08, 0x02})
 	f.Add([]byte{0xff})
-	prefix := [][]byte{m(EncodeGrant(1, 1, 5000)), m(EncodeGrant(2, 2, 5000)), m(EncodeAttach(3, 1, "k", "v"))}
+	prefix := [][]byte{m(EncodeGrant(1, 1, 5000, "")), m(EncodeGrant(2, 2, 5000, "")), m(EncodeAttach(3, 1, "k", "v", Actor{}))}
 	f.Fuzz(func(t *testing.T, data []byte) {
 		n := newNode(t, 4)
 		for _, p := range prefix {

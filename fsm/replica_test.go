@@ -35,13 +35,13 @@ func workload(t testing.TB, seed uint64, count int) []*raft.Log {
 		var data []byte
 		switch op := r.IntN(10); {
 		case op < 2:
-			data = m(EncodeGrant(req, id, int64(r.IntN(10000)+1)))
+			data = m(EncodeGrant(req, id, int64(r.IntN(10000)+1), ""))
 		case op < 5:
-			data = m(EncodeAttach(req, id, key, fmt.Sprint(r.Uint32())))
+			data = m(EncodeAttach(req, id, key, fmt.Sprint(r.Uint32()), Actor{}))
 		case op == 5:
-			data = m(EncodeDetach(req, id, key))
+			data = m(EncodeDetach(req, id, key, Actor{}))
 		case op == 6:
-			data = m(EncodeRevoke(req, []lessor.LeaseID{id, id + 20}, r.IntN(2) == 0))
+			data = m(EncodeRevoke(req, []lessor.LeaseID{id, id + 20}, r.IntN(2) == 0, Actor{}))
 		case op == 7:
 			data = m(EncodeCheckpoint([]lessor.Checkpoint{{ID: id, Remaining: int64(r.IntN(3)) * 500, Gen: uint64(r.IntN(2))}}))
 		case op == 8 && len(sent) > 0:
@@ -136,16 +136,16 @@ func errStrings(rs []interface{}) []string {
 func TestDedupe(t *testing.T) {
 	n := newNode(t, 3)
 	m := must(t)
-	grant := m(EncodeGrant(1, 10, 5000))
+	grant := m(EncodeGrant(1, 10, 5000, ""))
 	first := n.ok(grant)
 	// A retry after ErrLeadershipLost: same result, no second grant.
 	again := n.apply(grant)
 	if !reflect.DeepEqual(again, first) {
 		t.Fatalf("retry returned %+v, first %+v", again, first)
 	}
-	attach := m(EncodeAttach(2, 10, "k", "v"))
+	attach := m(EncodeAttach(2, 10, "k", "v", Actor{}))
 	att := n.ok(attach)
-	n.ok(m(EncodeAttach(3, 10, "k", "v2"))) // a different request
+	n.ok(m(EncodeAttach(3, 10, "k", "v2", Actor{}))) // a different request
 	before := n.f.StateHash()
 	if res := n.apply(attach); !reflect.DeepEqual(res, att) {
 		t.Fatalf("attach retry returned %+v, first %+v", res, att)
@@ -157,12 +157,12 @@ func TestDedupe(t *testing.T) {
 		t.Fatal("a deduplicated retry changed the state")
 	}
 	// A request ID reused for another command is refused.
-	n.refused(m(EncodeRevoke(1, []lessor.LeaseID{10}, false)), ErrRequestIDReused)
+	n.refused(m(EncodeRevoke(1, []lessor.LeaseID{10}, false, Actor{})), ErrRequestIDReused)
 
 	// A failed command is not remembered: its retry runs again.
-	lost := m(EncodeAttach(4, 11, "j", "v"))
+	lost := m(EncodeAttach(4, 11, "j", "v", Actor{}))
 	n.refused(lost, lessor.ErrLeaseNotFound)
-	n.ok(m(EncodeGrant(0, 11, 5000)))
+	n.ok(m(EncodeGrant(0, 11, 5000, "")))
 	if res := n.ok(lost); res.Item.Revision != n.idx {
 		t.Fatalf("retry of a failed attach: %+v", res)
 	}
@@ -202,7 +202,7 @@ func TestDedupeWindowLong(t *testing.T) {
 	// Many evictions exercise the compaction of the order slice.
 	n := newNode(t, 10)
 	for i := uint64(1); i <= 5000; i++ {
-		n.ok(must(t)(EncodeGrant(i, lessor.LeaseID(i), 5000)))
+		n.ok(must(t)(EncodeGrant(i, lessor.LeaseID(i), 5000, "")))
 	}
 	got := n.f.dedupe.entries()
 	if len(got) != 10 || got[0].RequestID != 4991 || got[9].RequestID != 5000 || len(n.f.dedupe.byID) != 10 {
@@ -251,7 +251,7 @@ func TestSnapshotRestore(t *testing.T) {
 		}
 	}
 	b.idx = a.f.AppliedIndex()
-	b.ok(must(t)(EncodeRevoke(0, []lessor.LeaseID{l.ID}, false)))
+	b.ok(must(t)(EncodeRevoke(0, []lessor.LeaseID{l.ID}, false, Actor{})))
 	for _, k := range l.Keys {
 		if _, ok := b.f.Item(k); ok {
 			t.Fatalf("item %q survived a revoke after restore", k)
@@ -303,7 +303,7 @@ func TestRestoreCorruptKeepsState(t *testing.T) {
 
 func TestPersistCancelsOnError(t *testing.T) {
 	n := newNode(t, 0)
-	n.ok(must(t)(EncodeGrant(0, 1, 5000)))
+	n.ok(must(t)(EncodeGrant(0, 1, 5000, "")))
 	snap, err := n.f.Snapshot()
 	if err != nil {
 		t.Fatal(err)
@@ -353,12 +353,12 @@ func TestConcurrentReads(t *testing.T) {
 // feeds the hash: item values, checkpointed remainders and the dedupe window.
 func TestStateHashCoversState(t *testing.T) {
 	m := must(t)
-	base := [][]byte{m(EncodeGrant(0, 1, 5000)), m(EncodeAttach(0, 1, "k", "v"))}
+	base := [][]byte{m(EncodeGrant(0, 1, 5000, "")), m(EncodeAttach(0, 1, "k", "v", Actor{}))}
 	variants := map[string][]byte{
 		"nothing":    nil,
-		"value":      m(EncodeAttach(0, 1, "k", "w")),
+		"value":      m(EncodeAttach(0, 1, "k", "w", Actor{})),
 		"checkpoint": m(EncodeCheckpoint([]lessor.Checkpoint{{ID: 1, Remaining: 10}})),
-		"dedupe":     m(EncodeAttach(9, 1, "k", "v")), // same effect, but remembered
+		"dedupe":     m(EncodeAttach(9, 1, "k", "v", Actor{})), // same effect, but remembered
 	}
 	seen := map[string]string{}
 	for name, extra := range variants {

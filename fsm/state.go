@@ -81,6 +81,13 @@ func (f *FSM) Restore(rc io.ReadCloser) error {
 	if err != nil {
 		return fmt.Errorf("fsm: restore: %w", err)
 	}
+	for _, l := range s.Leases {
+		// Snapshot validation knows nothing of identity limits either; an
+		// owner no grant could have logged is not ours.
+		if err := limits.CheckIdentity(l.Owner); err != nil {
+			return fmt.Errorf("fsm: restore: lease %d owner: %w", l.ID, err)
+		}
+	}
 	for _, it := range s.Items {
 		// Snapshot validation knows nothing of item limits; a snapshot
 		// holding what no command could have created is not ours.
@@ -114,7 +121,7 @@ func (f *FSM) Restore(rc io.ReadCloser) error {
 }
 
 // StateHash returns the hex SHA-256 of the replicated state: every lease's
-// replicated fields (lessor.State), the item store and the dedupe window.
+// replicated fields (lessor.State, owner included), the item store and the dedupe window.
 // Replicas that applied the same entries return the same hash. Local timing
 // (when a checkpoint was applied, primary schedules) and the applied index
 // are not part of it.
@@ -128,7 +135,7 @@ func (f *FSM) StateHash() string {
 	f.stateMu.RUnlock()
 	sortCopies(leases, items)
 	h := hasher{h: sha256.New()}
-	h.str("leasecluster fsm state v1")
+	h.str("leasecluster fsm state v2") // v2: leases' owners
 	h.u64(uint64(len(leases)))
 	for _, l := range leases {
 		h.u64(uint64(l.ID))
@@ -139,6 +146,7 @@ func (f *FSM) StateHash() string {
 		for _, k := range l.Keys {
 			h.str(k)
 		}
+		h.str(l.Owner)
 	}
 	h.u64(uint64(len(items)))
 	for _, it := range items {

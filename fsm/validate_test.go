@@ -11,17 +11,17 @@ import (
 // for the entries whose apply calls OnFatal, and never panics.
 func FuzzCheckDecodable(f *testing.F) {
 	m := must(f)
-	f.Add(m(EncodeGrant(1, 3, 2000)))
-	f.Add(m(EncodeRevoke(2, []lessor.LeaseID{1, 2}, false)))
-	f.Add(m(EncodeAttach(3, 1, "k", "v")))
+	f.Add(m(EncodeGrant(1, 3, 2000, "")))
+	f.Add(m(EncodeRevoke(2, []lessor.LeaseID{1, 2}, false, Actor{})))
+	f.Add(m(EncodeAttach(3, 1, "k", "v", Actor{})))
 	f.Add(m(EncodeCheckpoint([]lessor.Checkpoint{{ID: 1, Remaining: 10}})))
-	f.Add(m(EncodeBatch([][]byte{m(EncodeGrant(6, 4, 2000)), m(EncodeRevoke(7, []lessor.LeaseID{2}, false))})))
-	f.Add(m(EncodeBatch([][]byte{m(EncodeGrant(8, 5, 2000)), {0xff}})))
+	f.Add(m(EncodeBatch([][]byte{m(EncodeGrant(6, 4, 2000, "")), m(EncodeRevoke(7, []lessor.LeaseID{2}, false, Actor{}))})))
+	f.Add(m(EncodeBatch([][]byte{m(EncodeGrant(8, 5, 2000, "")), {0xff}})))
 	f.Add(m(EncodeBatch([][]byte{{0x08, 0x07, 0x2a, 0x00}})))
 	f.Add([]byte{})
 	f.Add([]byte{0x08, 0x07})
 	f.Add([]byte{0xff})
-	grant := m(EncodeGrant(1, 1, 5000))
+	grant := m(EncodeGrant(1, 1, 5000, ""))
 	f.Fuzz(func(t *testing.T, data []byte) {
 		err := CheckDecodable(data)
 		if err != nil && !errors.Is(err, ErrUndecodable) {

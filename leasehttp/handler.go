@@ -392,6 +392,8 @@ func (h *handler) fail(w http.ResponseWriter, err error) {
 		writeError(w, http.StatusConflict, "ALREADY_EXISTS", err.Error(), 0)
 	case errors.Is(err, client.ErrItemHeld):
 		writeError(w, http.StatusConflict, "FAILED_PRECONDITION", err.Error(), 0)
+	case errors.Is(err, client.ErrPermissionDenied):
+		writeError(w, http.StatusForbidden, "PERMISSION_DENIED", err.Error(), 0)
 	case errors.Is(err, client.ErrUnsupported):
 		writeError(w, http.StatusNotImplemented, "UNIMPLEMENTED", err.Error(), 0)
 	case errors.Is(err, client.ErrNoLeader), errors.Is(err, client.ErrClosed):

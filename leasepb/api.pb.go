@@ -443,11 +443,14 @@ func (x *TimeToLiveRequest) GetSerializable() bool {
 }
 
 type TimeToLiveResponse struct {
-	state         protoimpl.MessageState `protogen:"open.v1"`
-	Id            int64                  `protobuf:"varint,1,opt,name=id,proto3" json:"id,omitempty"`
-	GrantedTtlMs  int64                  `protobuf:"varint,2,opt,name=granted_ttl_ms,json=grantedTtlMs,proto3" json:"granted_ttl_ms,omitempty"`
-	RemainingMs   int64                  `protobuf:"varint,3,opt,name=remaining_ms,json=remainingMs,proto3" json:"remaining_ms,omitempty"`
-	Keys          []string               `protobuf:"bytes,4,rep,name=keys,proto3" json:"keys,omitempty"`
+	state        protoimpl.MessageState `protogen:"open.v1"`
+	Id           int64                  `protobuf:"varint,1,opt,name=id,proto3" json:"id,omitempty"`
+	GrantedTtlMs int64                  `protobuf:"varint,2,opt,name=granted_ttl_ms,json=grantedTtlMs,proto3" json:"granted_ttl_ms,omitempty"`
+	RemainingMs  int64                  `protobuf:"varint,3,opt,name=remaining_ms,json=remainingMs,proto3" json:"remaining_ms,omitempty"`
+	Keys         []string               `protobuf:"bytes,4,rep,name=keys,proto3" json:"keys,omitempty"`
+	// The identity that granted the lease (a client certificate's CN); empty:
+	// no owner.
+	Owner         string `protobuf:"bytes,5,opt,name=owner,proto3" json:"owner,omitempty"`
 	unknownFields protoimpl.UnknownFields
 	sizeCache     protoimpl.SizeCache
 }
@@ -510,6 +513,13 @@ func (x *TimeToLiveResponse) GetKeys() []string {
 	return nil
 }
 
+func (x *TimeToLiveResponse) GetOwner() string {
+	if x != nil {
+		return x.Owner
+	}
+	return ""
+}
+
 type LeasesRequest struct {
 	state         protoimpl.MessageState `protogen:"open.v1"`
 	Serializable  bool                   `protobuf:"varint,1,opt,name=serializable,proto3" json:"serializable,omitempty"`
@@ -559,6 +569,7 @@ type LeaseStatus struct {
 	Id            int64                  `protobuf:"varint,1,opt,name=id,proto3" json:"id,omitempty"`
 	GrantedTtlMs  int64                  `protobuf:"varint,2,opt,name=granted_ttl_ms,json=grantedTtlMs,proto3" json:"granted_ttl_ms,omitempty"`
 	RemainingMs   int64                  `protobuf:"varint,3,opt,name=remaining_ms,json=remainingMs,proto3" json:"remaining_ms,omitempty"`
+	Owner         string                 `protobuf:"bytes,4,opt,name=owner,proto3" json:"owner,omitempty"` // empty: no owner
 	unknownFields protoimpl.UnknownFields
 	sizeCache     protoimpl.SizeCache
 }
@@ -612,6 +623,13 @@ func (x *LeaseStatus) GetRemainingMs() int64 {
 		return x.RemainingMs
 	}
 	return 0
+}
+
+func (x *LeaseStatus) GetOwner() string {
+	if x != nil {
+		return x.Owner
+	}
+	return ""
 }
 
 type LeasesResponse struct {
@@ -1363,18 +1381,20 @@ const file_leasecluster_v1_api_proto_rawDesc = "" +
 	"\x11TimeToLiveRequest\x12\x0e\n" +
 	"\x02id\x18\x01 \x01(\x03R\x02id\x12\x12\n" +
 	"\x04keys\x18\x02 \x01(\bR\x04keys\x12\"\n" +
-	"\fserializable\x18\x03 \x01(\bR\fserializable\"\x81\x01\n" +
+	"\fserializable\x18\x03 \x01(\bR\fserializable\"\x97\x01\n" +
 	"\x12TimeToLiveResponse\x12\x0e\n" +
 	"\x02id\x18\x01 \x01(\x03R\x02id\x12$\n" +
 	"\x0egranted_ttl_ms\x18\x02 \x01(\x03R\fgrantedTtlMs\x12!\n" +
 	"\fremaining_ms\x18\x03 \x01(\x03R\vremainingMs\x12\x12\n" +
-	"\x04keys\x18\x04 \x03(\tR\x04keys\"3\n" +
+	"\x04keys\x18\x04 \x03(\tR\x04keys\x12\x14\n" +
+	"\x05owner\x18\x05 \x01(\tR\x05owner\"3\n" +
 	"\rLeasesRequest\x12\"\n" +
-	"\fserializable\x18\x01 \x01(\bR\fserializable\"f\n" +
+	"\fserializable\x18\x01 \x01(\bR\fserializable\"|\n" +
 	"\vLeaseStatus\x12\x0e\n" +
 	"\x02id\x18\x01 \x01(\x03R\x02id\x12$\n" +
 	"\x0egranted_ttl_ms\x18\x02 \x01(\x03R\fgrantedTtlMs\x12!\n" +
-	"\fremaining_ms\x18\x03 \x01(\x03R\vremainingMs\"F\n" +
+	"\fremaining_ms\x18\x03 \x01(\x03R\vremainingMs\x12\x14\n" +
+	"\x05owner\x18\x04 \x01(\tR\x05owner\"F\n" +
 	"\x0eLeasesResponse\x124\n" +
 	"\x06leases\x18\x01 \x03(\v2\x1c.leasecluster.v1.LeaseStatusR\x06leases\"e\n" +
 	"\x04Item\x12\x10\n" +

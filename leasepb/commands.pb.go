@@ -304,11 +304,16 @@ func (x *BatchCmd) GetCommands() [][]byte {
 	return nil
 }
 
-// GrantCmd creates lease id with a TTL in milliseconds.
+// GrantCmd creates lease id with a TTL in milliseconds, owned by owner.
 type GrantCmd struct {
-	state         protoimpl.MessageState `protogen:"open.v1"`
-	Id            int64                  `protobuf:"varint,1,opt,name=id,proto3" json:"id,omitempty"`
-	TtlMs         int64                  `protobuf:"varint,2,opt,name=ttl_ms,json=ttlMs,proto3" json:"ttl_ms,omitempty"`
+	state protoimpl.MessageState `protogen:"open.v1"`
+	Id    int64                  `protobuf:"varint,1,opt,name=id,proto3" json:"id,omitempty"`
+	TtlMs int64                  `protobuf:"varint,2,opt,name=ttl_ms,json=ttlMs,proto3" json:"ttl_ms,omitempty"`
+	// The identity (a client certificate's CN) that granted the lease: only it,
+	// or an admin, may revoke the lease, attach to it or detach from it. Empty:
+	// no owner, anyone may (plaintext clusters, clients without a certificate).
+	// At most 1024 bytes (limits.MaxIdentityBytes).
+	Owner         string `protobuf:"bytes,3,opt,name=owner,proto3" json:"owner,omitempty"`
 	unknownFields protoimpl.UnknownFields
 	sizeCache     protoimpl.SizeCache
 }
@@ -357,20 +362,87 @@ func (x *GrantCmd) GetTtlMs() int64 {
 	return 0
 }
 
+func (x *GrantCmd) GetOwner() string {
+	if x != nil {
+		return x.Owner
+	}
+	return ""
+}
+
+// Actor is who sent a client revoke, attach or detach, as the leader saw it
+// before proposing. Apply compares it with the lease's owner and never
+// consults a node's own flags: admin is decided by the leader from its
+// --admin-cn and logged (ARCHITECTURE.md rule 8). Unset or empty: a caller
+// without an identity, allowed only on leases without an owner.
+type Actor struct {
+	state         protoimpl.MessageState `protogen:"open.v1"`
+	Identity      string                 `protobuf:"bytes,1,opt,name=identity,proto3" json:"identity,omitempty"` // at most 1024 bytes (limits.MaxIdentityBytes)
+	Admin         bool                   `protobuf:"varint,2,opt,name=admin,proto3" json:"admin,omitempty"`
+	unknownFields protoimpl.UnknownFields
+	sizeCache     protoimpl.SizeCache
+}
+
+func (x *Actor) Reset() {
+	*x = Actor{}
+	mi := &file_leasecluster_v1_commands_proto_msgTypes[3]
+	ms := protoimpl.X.MessageStateOf(protoimpl.Pointer(x))
+	ms.StoreMessageInfo(mi)
+}
+
+func (x *Actor) String() string {
+	return protoimpl.X.MessageStringOf(x)
+}
+
+func (*Actor) ProtoMessage() {}
+
+func (x *Actor) ProtoReflect() protoreflect.Message {
+	mi := &file_leasecluster_v1_commands_proto_msgTypes[3]
+	if x != nil {
+		ms := protoimpl.X.MessageStateOf(protoimpl.Pointer(x))
+		if ms.LoadMessageInfo() == nil {
+			ms.StoreMessageInfo(mi)
+		}
+		return ms
+	}
+	return mi.MessageOf(x)
+}
+
+// Deprecated: Use Actor.ProtoReflect.Descriptor instead.
+func (*Actor) Descriptor() ([]byte, []int) {
+	return file_leasecluster_v1_commands_proto_rawDescGZIP(), []int{3}
+}
+
+func (x *Actor) GetIdentity() string {
+	if x != nil {
+		return x.Identity
+	}
+	return ""
+}
+
+func (x *Actor) GetAdmin() bool {
+	if x != nil {
+		return x.Admin
+	}
+	return false
+}
+
 // RevokeCmd deletes leases and their items. A client revoke (expired=false)
 // is all-or-nothing: one unknown ID fails it. The leader's expiry loop sets
 // expired=true and leases already gone are skipped.
 type RevokeCmd struct {
-	state         protoimpl.MessageState `protogen:"open.v1"`
-	Ids           []int64                `protobuf:"varint,1,rep,packed,name=ids,proto3" json:"ids,omitempty"`
-	Expired       bool                   `protobuf:"varint,2,opt,name=expired,proto3" json:"expired,omitempty"`
+	state   protoimpl.MessageState `protogen:"open.v1"`
+	Ids     []int64                `protobuf:"varint,1,rep,packed,name=ids,proto3" json:"ids,omitempty"`
+	Expired bool                   `protobuf:"varint,2,opt,name=expired,proto3" json:"expired,omitempty"`
+	// The caller of a client revoke; an expiry revoke (expired=true) is the
+	// leader's and ignores it.
+	Actor         *Actor `protobuf:"bytes,3,opt,name=actor,proto3" json:"actor,omitempty"`
 	unknownFields protoimpl.UnknownFields
 	sizeCache     protoimpl.SizeCache
 }
 
 func (x *RevokeCmd) Reset() {
 	*x = RevokeCmd{}
-	mi := &file_leasecluster_v1_commands_proto_msgTypes[3]
+	mi := &file_leasecluster_v1_commands_proto_msgTypes[4]
 	ms := protoimpl.X.MessageStateOf(protoimpl.Pointer(x))
 	ms.StoreMessageInfo(mi)
 }
@@ -382,7 +454,7 @@ func (x *RevokeCmd) String() string {
 func (*RevokeCmd) ProtoMessage() {}
 
 func (x *RevokeCmd) ProtoReflect() protoreflect.Message {
-	mi := &file_leasecluster_v1_commands_proto_msgTypes[3]
+	mi := &file_leasecluster_v1_commands_proto_msgTypes[4]
 	if x != nil {
 		ms := protoimpl.X.MessageStateOf(protoimpl.Pointer(x))
 		if ms.LoadMessageInfo() == nil {
@@ -395,7 +467,7 @@ func (x *RevokeCmd) ProtoReflect() protoreflect.Message {
 
 // Deprecated: Use RevokeCmd.ProtoReflect.Descriptor instead.
 func (*RevokeCmd) Descriptor() ([]byte, []int) {
-	return file_leasecluster_v1_commands_proto_rawDescGZIP(), []int{3}
+	return file_leasecluster_v1_commands_proto_rawDescGZIP(), []int{4}
 }
 
 func (x *RevokeCmd) GetIds() []int64 {
@@ -412,19 +484,27 @@ func (x *RevokeCmd) GetExpired() bool {
 	return false
 }
 
+func (x *RevokeCmd) GetActor() *Actor {
+	if x != nil {
+		return x.Actor
+	}
+	return nil
+}
+
 // AttachCmd attaches the item key to a lease, with a value.
 type AttachCmd struct {
 	state         protoimpl.MessageState `protogen:"open.v1"`
 	LeaseId       int64                  `protobuf:"varint,1,opt,name=lease_id,json=leaseId,proto3" json:"lease_id,omitempty"`
 	Key           string                 `protobuf:"bytes,2,opt,name=key,proto3" json:"key,omitempty"`
 	Value         string                 `protobuf:"bytes,3,opt,name=value,proto3" json:"value,omitempty"`
+	Actor         *Actor                 `protobuf:"bytes,4,opt,name=actor,proto3" json:"actor,omitempty"`
 	unknownFields protoimpl.UnknownFields
 	sizeCache     protoimpl.SizeCache
 }
 
 func (x *AttachCmd) Reset() {
 	*x = AttachCmd{}
-	mi := &file_leasecluster_v1_commands_proto_msgTypes[4]
+	mi := &file_leasecluster_v1_commands_proto_msgTypes[5]
 	ms := protoimpl.X.MessageStateOf(protoimpl.Pointer(x))
 	ms.StoreMessageInfo(mi)
 }
@@ -436,7 +516,7 @@ func (x *AttachCmd) String() string {
 func (*AttachCmd) ProtoMessage() {}
 
 func (x *AttachCmd) ProtoReflect() protoreflect.Message {
-	mi := &file_leasecluster_v1_commands_proto_msgTypes[4]
+	mi := &file_leasecluster_v1_commands_proto_msgTypes[5]
 	if x != nil {
 		ms := protoimpl.X.MessageStateOf(protoimpl.Pointer(x))
 		if ms.LoadMessageInfo() == nil {
@@ -449,7 +529,7 @@ func (x *AttachCmd) ProtoReflect() protoreflect.Message {
 
 // Deprecated: Use AttachCmd.ProtoReflect.Descriptor instead.
 func (*AttachCmd) Descriptor() ([]byte, []int) {
-	return file_leasecluster_v1_commands_proto_rawDescGZIP(), []int{4}
+	return file_leasecluster_v1_commands_proto_rawDescGZIP(), []int{5}
 }
 
 func (x *AttachCmd) GetLeaseId() int64 {
@@ -473,18 +553,26 @@ func (x *AttachCmd) GetValue() string {
 	return ""
 }
 
+func (x *AttachCmd) GetActor() *Actor {
+	if x != nil {
+		return x.Actor
+	}
+	return nil
+}
+
 // DetachCmd detaches the item key from the lease that holds it.
 type DetachCmd struct {
 	state         protoimpl.MessageState `protogen:"open.v1"`
 	LeaseId       int64                  `protobuf:"varint,1,opt,name=lease_id,json=leaseId,proto3" json:"lease_id,omitempty"`
 	Key           string                 `protobuf:"bytes,2,opt,name=key,proto3" json:"key,omitempty"`
+	Actor         *Actor                 `protobuf:"bytes,3,opt,name=actor,proto3" json:"actor,omitempty"`
 	unknownFields protoimpl.UnknownFields
 	sizeCache     protoimpl.SizeCache
 }
 
 func (x *DetachCmd) Reset() {
 	*x = DetachCmd{}
-	mi := &file_leasecluster_v1_commands_proto_msgTypes[5]
+	mi := &file_leasecluster_v1_commands_proto_msgTypes[6]
 	ms := protoimpl.X.MessageStateOf(protoimpl.Pointer(x))
 	ms.StoreMessageInfo(mi)
 }
@@ -496,7 +584,7 @@ func (x *DetachCmd) String() string {
 func (*DetachCmd) ProtoMessage() {}
 
 func (x *DetachCmd) ProtoReflect() protoreflect.Message {
-	mi := &file_leasecluster_v1_commands_proto_msgTypes[5]
+	mi := &file_leasecluster_v1_commands_proto_msgTypes[6]
 	if x != nil {
 		ms := protoimpl.X.MessageStateOf(protoimpl.Pointer(x))
 		if ms.LoadMessageInfo() == nil {
@@ -509,7 +597,7 @@ func (x *DetachCmd) ProtoReflect() protoreflect.Message {
 
 // Deprecated: Use DetachCmd.ProtoReflect.Descriptor instead.
 func (*DetachCmd) Descriptor() ([]byte, []int) {
-	return file_leasecluster_v1_commands_proto_rawDescGZIP(), []int{5}
+	return file_leasecluster_v1_commands_proto_rawDescGZIP(), []int{6}
 }
 
 func (x *DetachCmd) GetLeaseId() int64 {
@@ -526,6 +614,13 @@ func (x *DetachCmd) GetKey() string {
 	return ""
 }
 
+func (x *DetachCmd) GetActor() *Actor {
+	if x != nil {
+		return x.Actor
+	}
+	return nil
+}
+
 // CheckpointCmd replicates leases' remaining TTLs (lessor.Checkpoint).
 type CheckpointCmd struct {
 	state         protoimpl.MessageState `protogen:"open.v1"`
@@ -536,7 +631,7 @@ type CheckpointCmd struct {
 
 func (x *CheckpointCmd) Reset() {
 	*x = CheckpointCmd{}
-	mi := &file_leasecluster_v1_commands_proto_msgTypes[6]
+	mi := &file_leasecluster_v1_commands_proto_msgTypes[7]
 	ms := protoimpl.X.MessageStateOf(protoimpl.Pointer(x))
 	ms.StoreMessageInfo(mi)
 }
@@ -548,7 +643,7 @@ func (x *CheckpointCmd) String() string {
 func (*CheckpointCmd) ProtoMessage() {}
 
 func (x *CheckpointCmd) ProtoReflect() protoreflect.Message {
-	mi := &file_leasecluster_v1_commands_proto_msgTypes[6]
+	mi := &file_leasecluster_v1_commands_proto_msgTypes[7]
 	if x != nil {
 		ms := protoimpl.X.MessageStateOf(protoimpl.Pointer(x))
 		if ms.LoadMessageInfo() == nil {
@@ -561,7 +656,7 @@ func (x *CheckpointCmd) ProtoReflect() protoreflect.Message {
 
 // Deprecated: Use CheckpointCmd.ProtoReflect.Descriptor instead.
 func (*CheckpointCmd) Descriptor() ([]byte, []int) {
-	return file_leasecluster_v1_commands_proto_rawDescGZIP(), []int{6}
+	return file_leasecluster_v1_commands_proto_rawDescGZIP(), []int{7}
 }
 
 func (x *CheckpointCmd) GetCheckpoints() []*LeaseCheckpoint {
@@ -583,7 +678,7 @@ type LeaseCheckpoint struct {
 
 func (x *LeaseCheckpoint) Reset() {
 	*x = LeaseCheckpoint{}
-	mi := &file_leasecluster_v1_commands_proto_msgTypes[7]
+	mi := &file_leasecluster_v1_commands_proto_msgTypes[8]
 	ms := protoimpl.X.MessageStateOf(protoimpl.Pointer(x))
 	ms.StoreMessageInfo(mi)
 }
@@ -595,7 +690,7 @@ func (x *LeaseCheckpoint) String() string {
 func (*LeaseCheckpoint) ProtoMessage() {}
 
 func (x *LeaseCheckpoint) ProtoReflect() protoreflect.Message {
-	mi := &file_leasecluster_v1_commands_proto_msgTypes[7]
+	mi := &file_leasecluster_v1_commands_proto_msgTypes[8]
 	if x != nil {
 		ms := protoimpl.X.MessageStateOf(protoimpl.Pointer(x))
 		if ms.LoadMessageInfo() == nil {
@@ -608,7 +703,7 @@ func (x *LeaseCheckpoint) ProtoReflect() protoreflect.Message {
 
 // Deprecated: Use LeaseCheckpoint.ProtoReflect.Descriptor instead.
 func (*LeaseCheckpoint) Descriptor() ([]byte, []int) {
-	return file_leasecluster_v1_commands_proto_rawDescGZIP(), []int{7}
+	return file_leasecluster_v1_commands_proto_rawDescGZIP(), []int{8}
 }
 
 func (x *LeaseCheckpoint) GetId() int64 {
@@ -652,20 +747,27 @@ const file_leasecluster_v1_commands_proto_rawDesc = "" +
 	"\x05batch\x18\x0f \x01(\v2\x19.leasecluster.v1.BatchCmdH\x00R\x05batchB\x06\n" +
 	"\x04body\"&\n" +
 	"\bBatchCmd\x12\x1a\n" +
-	"\bcommands\x18\x01 \x03(\fR\bcommands\"1\n" +
+	"\bcommands\x18\x01 \x03(\fR\bcommands\"G\n" +
 	"\bGrantCmd\x12\x0e\n" +
 	"\x02id\x18\x01 \x01(\x03R\x02id\x12\x15\n" +
-	"\x06ttl_ms\x18\x02 \x01(\x03R\x05ttlMs\"7\n" +
+	"\x06ttl_ms\x18\x02 \x01(\x03R\x05ttlMs\x12\x14\n" +
+	"\x05owner\x18\x03 \x01(\tR\x05owner\"9\n" +
+	"\x05Actor\x12\x1a\n" +
+	"\bidentity\x18\x01 \x01(\tR\bidentity\x12\x14\n" +
+	"\x05admin\x18\x02 \x01(\bR\x05admin\"e\n" +
 	"\tRevokeCmd\x12\x10\n" +
 	"\x03ids\x18\x01 \x03(\x03R\x03ids\x12\x18\n" +
-	"\aexpired\x18\x02 \x01(\bR\aexpired\"N\n" +
+	"\aexpired\x18\x02 \x01(\bR\aexpired\x12,\n" +
+	"\x05actor\x18\x03 \x01(\v2\x16.leasecluster.v1.ActorR\x05actor\"|\n" +
 	"\tAttachCmd\x12\x19\n" +
 	"\blease_id\x18\x01 \x01(\x03R\aleaseId\x12\x10\n" +
 	"\x03key\x18\x02 \x01(\tR\x03key\x12\x14\n" +
-	"\x05value\x18\x03 \x01(\tR\x05value\"8\n" +
+	"\x05value\x18\x03 \x01(\tR\x05value\x12,\n" +
+	"\x05actor\x18\x04 \x01(\v2\x16.leasecluster.v1.ActorR\x05actor\"f\n" +
 	"\tDetachCmd\x12\x19\n" +
 	"\blease_id\x18\x01 \x01(\x03R\aleaseId\x12\x10\n" +
-	"\x03key\x18\x02 \x01(\tR\x03key\"S\n" +
+	"\x03key\x18\x02 \x01(\tR\x03key\x12,\n" +
+	"\x05actor\x18\x03 \x01(\v2\x16.leasecluster.v1.ActorR\x05actor\"S\n" +
 	"\rCheckpointCmd\x12B\n" +
 	"\vcheckpoints\x18\x01 \x03(\v2 .leasecluster.v1.LeaseCheckpointR\vcheckpoints\"V\n" +
 	"\x0fLeaseCheckpoint\x12\x0e\n" +
@@ -693,31 +795,35 @@ func file_leasecluster_v1_commands_proto_rawDescGZIP() []byte {
 }
 
 var file_leasecluster_v1_commands_proto_enumTypes = make([]protoimpl.EnumInfo, 1)
-var file_leasecluster_v1_commands_proto_msgTypes = make([]protoimpl.MessageInfo, 8)
+var file_leasecluster_v1_commands_proto_msgTypes = make([]protoimpl.MessageInfo, 9)
 var file_leasecluster_v1_commands_proto_goTypes = []any{
 	(CommandKind)(0),        // 0: leasecluster.v1.CommandKind
 	(*Command)(nil),         // 1: leasecluster.v1.Command
 	(*BatchCmd)(nil),        // 2: leasecluster.v1.BatchCmd
 	(*GrantCmd)(nil),        // 3: leasecluster.v1.GrantCmd
-	(*RevokeCmd)(nil),       // 4: leasecluster.v1.RevokeCmd
-	(*AttachCmd)(nil),       // 5: leasecluster.v1.AttachCmd
-	(*DetachCmd)(nil),       // 6: leasecluster.v1.DetachCmd
-	(*CheckpointCmd)(nil),   // 7: leasecluster.v1.CheckpointCmd
-	(*LeaseCheckpoint)(nil), // 8: leasecluster.v1.LeaseCheckpoint
+	(*Actor)(nil),           // 4: leasecluster.v1.Actor
+	(*RevokeCmd)(nil),       // 5: leasecluster.v1.RevokeCmd
+	(*AttachCmd)(nil),       // 6: leasecluster.v1.AttachCmd
+	(*DetachCmd)(nil),       // 7: leasecluster.v1.DetachCmd
+	(*CheckpointCmd)(nil),   // 8: leasecluster.v1.CheckpointCmd
+	(*LeaseCheckpoint)(nil), // 9: leasecluster.v1.LeaseCheckpoint
 }
 var file_leasecluster_v1_commands_proto_depIdxs = []int32{
-	3, // 0: leasecluster.v1.Command.grant:type_name -> leasecluster.v1.GrantCmd
-	4, // 1: leasecluster.v1.Command.revoke:type_name -> leasecluster.v1.RevokeCmd
-	5, // 2: leasecluster.v1.Command.attach:type_name -> leasecluster.v1.AttachCmd
-	6, // 3: leasecluster.v1.Command.detach:type_name -> leasecluster.v1.DetachCmd
-	7, // 4: leasecluster.v1.Command.checkpoint:type_name -> leasecluster.v1.CheckpointCmd
-	2, // 5: leasecluster.v1.Command.batch:type_name -> leasecluster.v1.BatchCmd
-	8, // 6: leasecluster.v1.CheckpointCmd.checkpoints:type_name -> leasecluster.v1.LeaseCheckpoint
-	7, // [7:7] is the sub-list for method output_type
-	7, // [7:7] is the sub-list for method input_type
-	7, // [7:7] is the sub-list for extension type_name
-	7, // [7:7] is the sub-list for extension extendee
-	0, // [0:7] is the sub-list for field type_name
+	3,  // 0: leasecluster.v1.Command.grant:type_name -> leasecluster.v1.GrantCmd
+	5,  // 1: leasecluster.v1.Command.revoke:type_name -> leasecluster.v1.RevokeCmd
+	6,  // 2: leasecluster.v1.Command.attach:type_name -> leasecluster.v1.AttachCmd
+	7,  // 3: leasecluster.v1.Command.detach:type_name -> leasecluster.v1.DetachCmd
+	8,  // 4: leasecluster.v1.Command.checkpoint:type_name -> leasecluster.v1.CheckpointCmd
+	2,  // 5: leasecluster.v1.Command.batch:type_name -> leasecluster.v1.BatchCmd
+	4,  // 6: leasecluster.v1.RevokeCmd.actor:type_name -> leasecluster.v1.Actor
+	4,  // 7: leasecluster.v1.AttachCmd.actor:type_name -> leasecluster.v1.Actor
+	4,  // 8: leasecluster.v1.DetachCmd.actor:type_name -> leasecluster.v1.Actor
+	9,  // 9: leasecluster.v1.CheckpointCmd.checkpoints:type_name -> leasecluster.v1.LeaseCheckpoint
+	10, // [10:10] is the sub-list for method output_type
+	10, // [10:10] is the sub-list for method input_type
+	10, // [10:10] is the sub-list for extension type_name
+	10, // [10:10] is the sub-list for extension extendee
+	0,  // [0:10] is the sub-list for field type_name
 }
 
 func init() { file_leasecluster_v1_commands_proto_init() }
@@ -739,7 +845,7 @@ func file_leasecluster_v1_commands_proto_init() {
 			GoPackagePath: reflect.TypeOf(x{}).PkgPath(),
 			RawDescriptor: unsafe.Slice(unsafe.StringData(file_leasecluster_v1_commands_proto_rawDesc), len(file_leasecluster_v1_commands_proto_rawDesc)),
 			NumEnums:      1,
-			NumMessages:   8,
+			NumMessages:   9,
 			NumExtensions: 0,
 			NumServices:   0,
 		},

@@ -226,7 +226,8 @@ type SnapshotLease struct {
 	TtlMs         int64                  `protobuf:"varint,2,opt,name=ttl_ms,json=ttlMs,proto3" json:"ttl_ms,omitempty"`
 	RemainingMs   int64                  `protobuf:"varint,3,opt,name=remaining_ms,json=remainingMs,proto3" json:"remaining_ms,omitempty"`
 	Gen           uint64                 `protobuf:"varint,4,opt,name=gen,proto3" json:"gen,omitempty"`
-	Keys          []string               `protobuf:"bytes,5,rep,name=keys,proto3" json:"keys,omitempty"` // sorted
+	Keys          []string               `protobuf:"bytes,5,rep,name=keys,proto3" json:"keys,omitempty"`   // sorted
+	Owner         string                 `protobuf:"bytes,6,opt,name=owner,proto3" json:"owner,omitempty"` // the identity that granted it; empty (absent in older snapshots): no owner
 	unknownFields protoimpl.UnknownFields
 	sizeCache     protoimpl.SizeCache
 }
@@ -294,6 +295,13 @@ func (x *SnapshotLease) GetKeys() []string {
 		return x.Keys
 	}
 	return nil
+}
+
+func (x *SnapshotLease) GetOwner() string {
+	if x != nil {
+		return x.Owner
+	}
+	return ""
 }
 
 // SnapshotItem is one item of the item store.
@@ -468,13 +476,14 @@ const file_leasecluster_v1_snapshot_proto_rawDesc = "" +
 	"leaseCount\x12\x1d\n" +
 	"\n" +
 	"item_count\x18\x04 \x01(\x04R\titemCount\x12!\n" +
-	"\fdedupe_count\x18\x05 \x01(\x04R\vdedupeCount\"\x7f\n" +
+	"\fdedupe_count\x18\x05 \x01(\x04R\vdedupeCount\"\x95\x01\n" +
 	"\rSnapshotLease\x12\x0e\n" +
 	"\x02id\x18\x01 \x01(\x03R\x02id\x12\x15\n" +
 	"\x06ttl_ms\x18\x02 \x01(\x03R\x05ttlMs\x12!\n" +
 	"\fremaining_ms\x18\x03 \x01(\x03R\vremainingMs\x12\x10\n" +
 	"\x03gen\x18\x04 \x01(\x04R\x03gen\x12\x12\n" +
-	"\x04keys\x18\x05 \x03(\tR\x04keys\"m\n" +
+	"\x04keys\x18\x05 \x03(\tR\x04keys\x12\x14\n" +
+	"\x05owner\x18\x06 \x01(\tR\x05owner\"m\n" +
 	"\fSnapshotItem\x12\x10\n" +
 	"\x03key\x18\x01 \x01(\tR\x03key\x12\x19\n" +
 	"\blease_id\x18\x02 \x01(\x03R\aleaseId\x12\x14\n" +

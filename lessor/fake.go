@@ -3,8 +3,9 @@ package lessor
 import "time"
 
 // FakeLessor is a Lessor that does nothing, for tests of other packages that
-// need a Lessor but not its behaviour. Grant returns a lease with the
-// requested ID and TTL; everything else succeeds and finds nothing.
+// need a Lessor but not its behaviour. Grant and GrantOwned return a lease
+// with the requested ID, TTL and owner; everything else succeeds and finds
+// nothing.
 type FakeLessor struct{}
 
 var _ Lessor = (*FakeLessor)(nil)
@@ -12,6 +13,9 @@ var _ Lessor = (*FakeLessor)(nil)
 func (*FakeLessor) SetRangeDeleter(RangeDeleter) {}
 func (*FakeLessor) Grant(id LeaseID, ttl int64) (*Lease, error) {
 	return &Lease{ID: id, ttl: ttl}, nil
+}
+func (*FakeLessor) GrantOwned(id LeaseID, ttl int64, owner string) (*Lease, error) {
+	return &Lease{ID: id, ttl: ttl, owner: owner}, nil
 }
 func (*FakeLessor) Revoke(LeaseID) error                     { return nil }
 func (*FakeLessor) Attach(LeaseID, []LeaseItem) error        { return nil }

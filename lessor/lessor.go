@@ -31,6 +31,11 @@ var (
 	ErrInvalidID     = errors.New("lessor: lease ID must be positive")
 	ErrInvalidTTL    = errors.New("lessor: TTL out of range")
 	ErrInvalidItem   = errors.New("lessor: item key must not be empty")
+	// ErrPermissionDenied refuses a client revoke, an attach or a detach
+	// whose caller is neither the lease's owner nor an admin. The lessor
+	// itself never returns it: the FSM checks ownership on apply
+	// (ARCHITECTURE.md rule 9).
+	ErrPermissionDenied = errors.New("lessor: permission denied")
 )
 
 // LeaseItem is something a lease holds; in leasecluster, an item key.
@@ -62,6 +67,7 @@ type LeaseState struct {
 	Remaining int64 // checkpointed remainder in milliseconds; 0 if none
 	Gen       uint64
 	Keys      []string // sorted
+	Owner     string   // the identity that granted it; "" if none
 }
 
 // TxnDelete is a transaction that only permits deletes. The lessor deletes a
@@ -94,6 +100,12 @@ type Lessor interface {
 	// minimum is the proposer's job, so that every replica applies the same
 	// TTL.
 	Grant(id LeaseID, ttl int64) (*Lease, error)
+	// GrantOwned is Grant of a lease owned by owner, the identity that
+	// granted it ("" is no owner: Grant). The lessor records the owner,
+	// returns it from Lease.Owner, State and Recover, and enforces nothing:
+	// who may act on an owned lease is the FSM's rule (ARCHITECTURE.md
+	// rule 9), and owner's limits are package limits'.
+	GrantOwned(id LeaseID, ttl int64, owner string) (*Lease, error)
 	// Revoke removes a lease and deletes its items.
 	Revoke(id LeaseID) error
 	// Attach attaches items to a lease. An item held by another lease fails
@@ -147,9 +159,10 @@ type Lessor interface {
 
 // Lease is one lease. Its methods are safe for concurrent use.
 type Lease struct {
-	ID  LeaseID
-	ttl int64 // TTL in ms, as granted (logged); never changes
-	le  *lessor
+	ID    LeaseID
+	ttl   int64  // TTL in ms, as granted (logged); never changes
+	owner string // the identity that granted it (logged); never changes
+	le    *lessor
 
 	// The fields below are guarded by le.mu.
 	remaining  int64  // replicated: checkpointed remainder in ms, 0 if none
@@ -158,8 +171,8 @@ type Lease struct {
 	cpInflight bool   // local: a checkpoint was yielded and has not applied
 	revoked    bool
 	// Primary scheduling (this field and the ones below), valid only while
-	// epoch == le.epoch. The three flags share a word: 112 bytes in all, a
-	// size class below 128.
+	// epoch == le.epoch. The three flags share a word: 128 bytes in all,
+	// exactly a size class (the owner's string header took it from 112).
 	expired bool // the primary has seen it expire; renewals are refused
 
 	epoch    uint64
@@ -175,6 +188,10 @@ type Lease struct {
 
 // TTL returns the lease's TTL in milliseconds, as granted.
 func (l *Lease) TTL() int64 { return l.ttl }
+
+// Owner returns the identity that granted the lease ("" if none). It never
+// changes, so it needs no lock.
+func (l *Lease) Owner() string { return l.owner }
 
 // Remaining returns how long the lease has left. On a primary that is the
 // time until it expires; elsewhere an estimate from its checkpointed
@@ -329,6 +346,11 @@ func (le *lessor) SetRangeDeleter(rd RangeDeleter) {
 // is outside 1..TTLCeiling, and never consults Config.MinTTL or MaxTTL (the
 // leader applied its own before proposing).
 func (le *lessor) Grant(id LeaseID, ttl int64) (*Lease, error) {
+	return le.GrantOwned(id, ttl, "")
+}
+
+// GrantOwned is Grant with an owner, recorded as logged.
+func (le *lessor) GrantOwned(id LeaseID, ttl int64, owner string) (*Lease, error) {
 	if id <= NoLease {
 		return nil, ErrInvalidID
 	}
@@ -340,7 +362,7 @@ func (le *lessor) Grant(id LeaseID, ttl int64) (*Lease, error) {
 	if le.leases[id] != nil {
 		return nil, ErrLeaseExists
 	}
-	l := &Lease{ID: id, ttl: ttl, le: le, expIdx: -1, cpIdx: -1}
+	l := &Lease{ID: id, ttl: ttl, owner: owner, le: le, expIdx: -1, cpIdx: -1}
 	le.leases[id] = l
 	if le.primary {
 		le.renewLocked(l, le.now())

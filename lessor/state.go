@@ -25,7 +25,7 @@ func (le *lessor) CopyState() []LeaseState {
 	out := make([]LeaseState, 0, len(le.leases))
 	n := 0
 	for _, l := range le.leases {
-		out = append(out, LeaseState{ID: l.ID, TTL: l.ttl, Remaining: l.remaining, Gen: l.gen, Keys: sortedKeys(l.items)})
+		out = append(out, LeaseState{ID: l.ID, TTL: l.ttl, Remaining: l.remaining, Gen: l.gen, Keys: sortedKeys(l.items), Owner: l.owner})
 		if n++; n%le.sweepSize == 0 {
 			le.mu.RUnlock() // a waiting Renew takes the lock here
 			le.mu.RLock()
@@ -44,6 +44,7 @@ func SortState(s []LeaseState) {
 // validates them all before changing anything, against the format's bounds
 // only (TTLs in 1..TTLCeiling, remainders in 0..TTLCeiling), never this
 // node's config: a snapshot any replica wrote restores on every other.
+// Owners are restored as they are (their limits are checked by the FSM).
 // Checkpointed remainders count from now, this node's apply time. rd, if not
 // nil, replaces the range deleter.
 func (le *lessor) Recover(leases []LeaseState, rd RangeDeleter) error {
@@ -59,7 +60,7 @@ func (le *lessor) Recover(leases []LeaseState, rd RangeDeleter) error {
 		case fresh[s.ID] != nil:
 			return ErrLeaseExists
 		}
-		l := &Lease{ID: s.ID, ttl: s.TTL, le: le, remaining: s.Remaining, gen: s.Gen, expIdx: -1, cpIdx: -1}
+		l := &Lease{ID: s.ID, ttl: s.TTL, owner: s.Owner, le: le, remaining: s.Remaining, gen: s.Gen, expIdx: -1, cpIdx: -1}
 		if len(s.Keys) > 0 {
 			l.items = make(map[string]struct{}, len(s.Keys))
 		}

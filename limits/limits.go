@@ -43,17 +43,22 @@ const (
 	// that names no ID lets the leader choose one.
 	MinLeaseID = 1
 	MaxLeaseID = math.MaxInt64
+	// MaxIdentityBytes: a client identity (a certificate's CN), as a
+	// lease's owner or a command's actor, is at most MaxIdentityBytes bytes
+	// of valid UTF-8. The empty identity is allowed: no owner, no identity.
+	MaxIdentityBytes = 1024
 )
 
 // Sentinel errors. The functions below wrap them with details. Their texts
 // are made from the constants, so each limit is written once.
 var (
-	ErrKeyInvalid     = fmt.Errorf("limits: item key must be 1 to %d bytes of valid UTF-8", MaxKeyBytes)
-	ErrValueTooLarge  = fmt.Errorf("limits: item value exceeds %d bytes", MaxValueBytes)
-	ErrValueInvalid   = errors.New("limits: item value is not valid UTF-8")
-	ErrTTLInvalid     = fmt.Errorf("limits: TTL must be a whole number of milliseconds from %d to %d", MinTTLMs, MaxTTLMs)
-	ErrLeaseIDInvalid = fmt.Errorf("limits: lease ID must be a decimal integer from %d to %d", MinLeaseID, MaxLeaseID)
-	ErrBodyTooLarge   = fmt.Errorf("limits: request body exceeds %d bytes", MaxBodyBytes)
+	ErrKeyInvalid      = fmt.Errorf("limits: item key must be 1 to %d bytes of valid UTF-8", MaxKeyBytes)
+	ErrValueTooLarge   = fmt.Errorf("limits: item value exceeds %d bytes", MaxValueBytes)
+	ErrValueInvalid    = errors.New("limits: item value is not valid UTF-8")
+	ErrTTLInvalid      = fmt.Errorf("limits: TTL must be a whole number of milliseconds from %d to %d", MinTTLMs, MaxTTLMs)
+	ErrLeaseIDInvalid  = fmt.Errorf("limits: lease ID must be a decimal integer from %d to %d", MinLeaseID, MaxLeaseID)
+	ErrBodyTooLarge    = fmt.Errorf("limits: request body exceeds %d bytes", MaxBodyBytes)
+	ErrIdentityInvalid = fmt.Errorf("limits: identity must be at most %d bytes of valid UTF-8", MaxIdentityBytes)
 )
 
 // CheckKey returns an error wrapping ErrKeyInvalid unless key is 1 to
@@ -75,6 +80,16 @@ func CheckValue(v string) error {
 	}
 	if !utf8.ValidString(v) {
 		return ErrValueInvalid
+	}
+	return nil
+}
+
+// CheckIdentity returns an error wrapping ErrIdentityInvalid unless id is
+// at most MaxIdentityBytes bytes of valid UTF-8. The empty identity is
+// valid: a lease without an owner, a command from a caller without one.
+func CheckIdentity(id string) error {
+	if len(id) > MaxIdentityBytes || !utf8.ValidString(id) {
+		return fmt.Errorf("%w (got %d bytes)", ErrIdentityInvalid, len(id))
 	}
 	return nil
 }

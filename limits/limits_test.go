@@ -83,3 +83,16 @@ func TestParseLeaseID(t *testing.T) {
 		t.Errorf("CheckLeaseID(max) = %v", err)
 	}
 }
+
+func TestCheckIdentity(t *testing.T) {
+	for _, id := range []string{"", "app1", "CN with spaces", "ключ", strings.Repeat("a", limits.MaxIdentityBytes)} {
+		if err := limits.CheckIdentity(id); err != nil {
+			t.Errorf("CheckIdentity(%q) = %v, want nil", id, err)
+		}
+	}
+	for _, id := range []string{strings.Repeat("a", limits.MaxIdentityBytes+1), "a\xffb", strings.Repeat("é", limits.MaxIdentityBytes/2) + "x"} {
+		if err := limits.CheckIdentity(id); !errors.Is(err, limits.ErrIdentityInvalid) {
+			t.Errorf("CheckIdentity(%d bytes) = %v, want ErrIdentityInvalid", len(id), err)
+		}
+	}
+}

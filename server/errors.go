@@ -57,8 +57,9 @@ func (e *NotLeaderError) Is(target error) bool { return target == ErrNotLeader }
 //	lessor.ErrItemNotFound                   -> NotFound           -> client.ErrItemNotFound  -> 404 NOT_FOUND
 //	lessor.ErrLeaseExists                    -> AlreadyExists      -> client.ErrLeaseExists  -> 409 ALREADY_EXISTS
 //	lessor.ErrItemHeld                       -> FailedPrecondition -> client.ErrItemHeld     -> 409 FAILED_PRECONDITION
+//	lessor.ErrPermissionDenied               -> PermissionDenied   -> client.ErrPermissionDenied -> 403 PERMISSION_DENIED
 //	ErrInvalidArgument, the limits errors (fsm.ErrKeyInvalid, ErrValueTooLarge
-//	and ErrValueInvalid are the limits ones), lessor.ErrInvalidTTL,
+//	and ErrValueInvalid are the limits ones; limits.ErrIdentityInvalid), lessor.ErrInvalidTTL,
 //	ErrInvalidID, ErrInvalidItem, fsm.ErrNoLeases, ErrDuplicateLease,
 //	ErrRequestIDReused                       -> InvalidArgument    -> client.ErrInvalidArgument -> 400 INVALID_ARGUMENT
 //	fsm.ErrUnsupportedVersion                -> Unimplemented      -> client.ErrUnsupported  -> 501 UNIMPLEMENTED
@@ -92,10 +93,12 @@ func toStatus(err error) error {
 		code = codes.AlreadyExists
 	case errors.Is(err, lessor.ErrItemHeld):
 		code = codes.FailedPrecondition
+	case errors.Is(err, lessor.ErrPermissionDenied):
+		code = codes.PermissionDenied
 	case errors.Is(err, ErrInvalidArgument), errors.Is(err, lessor.ErrInvalidTTL), errors.Is(err, lessor.ErrInvalidID),
 		errors.Is(err, lessor.ErrInvalidItem), errors.Is(err, limits.ErrKeyInvalid), errors.Is(err, limits.ErrValueTooLarge),
 		errors.Is(err, limits.ErrValueInvalid), errors.Is(err, limits.ErrTTLInvalid), errors.Is(err, limits.ErrLeaseIDInvalid),
-		errors.Is(err, limits.ErrBodyTooLarge), errors.Is(err, fsm.ErrNoLeases), errors.Is(err, fsm.ErrDuplicateLease),
+		errors.Is(err, limits.ErrBodyTooLarge), errors.Is(err, limits.ErrIdentityInvalid), errors.Is(err, fsm.ErrNoLeases), errors.Is(err, fsm.ErrDuplicateLease),
 		errors.Is(err, fsm.ErrRequestIDReused):
 		code = codes.InvalidArgument
 	case errors.Is(err, fsm.ErrUnsupportedVersion):

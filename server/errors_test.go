@@ -112,7 +112,7 @@ var (
 // must match the one it should and no other.
 var clientSentinels = []error{
 	client.ErrLeaseNotFound, client.ErrLeaseExists, client.ErrItemHeld, client.ErrItemNotFound,
-	client.ErrInvalidArgument, client.ErrUnsupported, client.ErrNoLeader, client.ErrInternal,
+	client.ErrPermissionDenied, client.ErrInvalidArgument, client.ErrUnsupported, client.ErrNoLeader, client.ErrInternal,
 }
 
 // errorRoundTrips is the error table of the whole stack: a node's error, its
@@ -134,6 +134,7 @@ var errorRoundTrips = []struct {
 	{"lessor.ErrItemNotFound", lessor.ErrItemNotFound, []operation{opGet, opDetach}, codes.NotFound, client.ErrItemNotFound, 404, "NOT_FOUND"},
 	{"lessor.ErrLeaseExists", lessor.ErrLeaseExists, []operation{opGrant}, codes.AlreadyExists, client.ErrLeaseExists, 409, "ALREADY_EXISTS"},
 	{"lessor.ErrItemHeld", lessor.ErrItemHeld, []operation{opAttach, opDetach}, codes.FailedPrecondition, client.ErrItemHeld, 409, "FAILED_PRECONDITION"},
+	{"lessor.ErrPermissionDenied", lessor.ErrPermissionDenied, []operation{opRevoke, opAttach, opDetach}, codes.PermissionDenied, client.ErrPermissionDenied, 403, "PERMISSION_DENIED"},
 	{"lessor.ErrInvalidID", lessor.ErrInvalidID, []operation{opRevoke}, codes.InvalidArgument, client.ErrInvalidArgument, 400, "INVALID_ARGUMENT"},
 	{"lessor.ErrInvalidTTL", lessor.ErrInvalidTTL, []operation{opGrant}, codes.InvalidArgument, client.ErrInvalidArgument, 400, "INVALID_ARGUMENT"},
 	{"lessor.ErrInvalidItem", lessor.ErrInvalidItem, []operation{opAttach}, codes.InvalidArgument, client.ErrInvalidArgument, 400, "INVALID_ARGUMENT"},
@@ -153,6 +154,7 @@ var errorRoundTrips = []struct {
 	{"limits.ErrValueInvalid", limits.ErrValueInvalid, []operation{opAttach}, codes.InvalidArgument, client.ErrInvalidArgument, 400, "INVALID_ARGUMENT"},
 	{"limits.ErrTTLInvalid", limits.ErrTTLInvalid, []operation{opGrant}, codes.InvalidArgument, client.ErrInvalidArgument, 400, "INVALID_ARGUMENT"},
 	{"limits.ErrLeaseIDInvalid", limits.ErrLeaseIDInvalid, []operation{opLease, opAttach}, codes.InvalidArgument, client.ErrInvalidArgument, 400, "INVALID_ARGUMENT"},
+	{"limits.ErrIdentityInvalid", limits.ErrIdentityInvalid, []operation{opGrant, opAttach}, codes.InvalidArgument, client.ErrInvalidArgument, 400, "INVALID_ARGUMENT"},
 	{"limits.ErrBodyTooLarge", limits.ErrBodyTooLarge, []operation{opAttach}, codes.InvalidArgument, client.ErrInvalidArgument, 400, "INVALID_ARGUMENT"},
 	{"server.ErrInvalidArgument", ErrInvalidArgument, []operation{opGrant}, codes.InvalidArgument, client.ErrInvalidArgument, 400, "INVALID_ARGUMENT"},
 	{"server.ErrNotLeader", ErrNotLeader, []operation{opGrant, opGet}, codes.Unavailable, client.ErrNoLeader, 503, "UNAVAILABLE"},

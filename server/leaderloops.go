@@ -37,7 +37,7 @@ func (ll *leaderLoops) Leases() []*lessor.Lease { return ll.lessor.Leases() }
 
 // RevokeExpired proposes one expiry revoke of ids.
 func (ll *leaderLoops) RevokeExpired(ctx context.Context, ids []lessor.LeaseID) error {
-	data, err := fsm.EncodeRevoke(0, ids, true)
+	data, err := fsm.EncodeRevoke(0, ids, true, fsm.Actor{})
 	if err != nil {
 		return err
 	}

@@ -36,7 +36,7 @@ func (o *leaseOps) grant(ctx context.Context, id lessor.LeaseID, ttlMs int64, re
 	if id == lessor.NoLease {
 		id = lessor.LeaseID(rand.Int64N(math.MaxInt64-1) + 1)
 	}
-	data, err := fsm.EncodeGrant(reqID, id, ttlMs)
+	data, err := fsm.EncodeGrant(reqID, id, ttlMs, "")
 	if err != nil {
 		return 0, 0, err
 	}
@@ -57,7 +57,7 @@ func (o *leaseOps) revoke(ctx context.Context, id lessor.LeaseID, reqID uint64) 
 		}
 		return o.lessor.Revoke(id)
 	}
-	data, err := fsm.EncodeRevoke(reqID, []lessor.LeaseID{id}, false)
+	data, err := fsm.EncodeRevoke(reqID, []lessor.LeaseID{id}, false, fsm.Actor{})
 	if err != nil {
 		return err
 	}
@@ -68,7 +68,7 @@ func (o *leaseOps) revoke(ctx context.Context, id lessor.LeaseID, reqID uint64) 
 // attach attaches (or re-attaches) an item to a lease. Attaches are not
 // grouped: an item's fencing token is its entry's index (rule 7).
 func (o *leaseOps) attach(ctx context.Context, leaseID lessor.LeaseID, key, value string, reqID uint64) (fsm.Item, error) {
-	data, err := fsm.EncodeAttach(reqID, leaseID, key, value)
+	data, err := fsm.EncodeAttach(reqID, leaseID, key, value, fsm.Actor{})
 	if err != nil {
 		return fsm.Item{}, err
 	}
@@ -81,7 +81,7 @@ func (o *leaseOps) attach(ctx context.Context, leaseID lessor.LeaseID, key, valu
 
 // detach detaches an item from the lease that holds it.
 func (o *leaseOps) detach(ctx context.Context, leaseID lessor.LeaseID, key string, reqID uint64) error {
-	data, err := fsm.EncodeDetach(reqID, leaseID, key)
+	data, err := fsm.EncodeDetach(reqID, leaseID, key, fsm.Actor{})
 	if err != nil {
 		return err
 	}

@@ -251,7 +251,7 @@ func records(s *Snapshot, emit func(*leasepb.SnapshotRecord) error) error {
 		return err
 	}
 	for _, l := range s.Leases {
-		r := &leasepb.SnapshotLease{Id: int64(l.ID), TtlMs: l.TTL, RemainingMs: l.Remaining, Gen: l.Gen, Keys: l.Keys}
+		r := &leasepb.SnapshotLease{Id: int64(l.ID), TtlMs: l.TTL, RemainingMs: l.Remaining, Gen: l.Gen, Keys: l.Keys, Owner: l.Owner}
 		if err := emit(&leasepb.SnapshotRecord{Record: &leasepb.SnapshotRecord_Lease{Lease: r}}); err != nil {
 			return err
 		}
@@ -287,7 +287,7 @@ func (c *collector) add(rec *leasepb.SnapshotRecord) {
 	case *leasepb.SnapshotRecord_Lease:
 		l := r.Lease
 		c.s.Leases = append(c.s.Leases, lessor.LeaseState{
-			ID: lessor.LeaseID(l.Id), TTL: l.TtlMs, Remaining: l.RemainingMs, Gen: l.Gen, Keys: slices.Clip(l.Keys),
+			ID: lessor.LeaseID(l.Id), TTL: l.TtlMs, Remaining: l.RemainingMs, Gen: l.Gen, Keys: slices.Clip(l.Keys), Owner: l.Owner,
 		})
 	case *leasepb.SnapshotRecord_Item:
 		it := r.Item
