@@ -33,6 +33,7 @@ func addClientCommands(root *cobra.Command) {
 		pf.StringVar(&cf.endpoints, "endpoints", "127.0.0.1:7001,127.0.0.1:7002,127.0.0.1:7003", "comma-separated gRPC endpoints of the cluster")
 		pf.StringVarP(&cf.output, "output", "o", "text", "output format: text or json")
 		pf.DurationVar(&cf.timeout, "timeout", 10*time.Second, "how long a command may take")
+		addClientTLSFlags(pf)
 		root.AddCommand(cmd)
 	}
 }
@@ -48,7 +49,7 @@ func withClient(cmd *cobra.Command, f func(ctx context.Context, c *client.Client
 	}
 	ctx, cancel := context.WithTimeout(cmd.Context(), cf.timeout)
 	defer cancel()
-	c, err := client.New(ctx, eps)
+	c, err := newCLIClient(ctx, eps)
 	if err != nil {
 		return err
 	}
@@ -250,7 +251,7 @@ func keepAliveUntilInterrupted(cmd *cobra.Command, id int64) error {
 	}
 	ctx, cancel := signalContext(cmd.Context())
 	defer cancel()
-	c, err := client.New(ctx, eps)
+	c, err := newCLIClient(ctx, eps)
 	if err != nil {
 		return err
 	}

@@ -16,7 +16,7 @@ import (
 func main() {
 	root := newRootCmd()
 	if err := root.Execute(); err != nil {
-		fmt.Fprintln(os.Stderr, "Error:", oneLine(err))
+		fmt.Fprintln(os.Stderr, "Error:", oneLine(tlsHint(err)))
 		os.Exit(1)
 	}
 }
@@ -31,7 +31,7 @@ func newRootCmd() *cobra.Command {
 			return applyEnv(cmd)
 		},
 	}
-	root.AddCommand(newServeCmd(), newDevCmd(), newSnapshotCmd())
+	root.AddCommand(newServeCmd(), newDevCmd(), newSnapshotCmd(), newTLSCmd())
 	addClientCommands(root)
 	return root
 }
