@@ -28,7 +28,7 @@ type testCluster struct {
 	t    testing.TB
 	cfgs []Config
 
-	mu    sync.Mutex // guards nodes: background renewers read it while tests kill nodes
+	mu    sync.Mutex // guards nodes: background samplers read it while tests kill nodes
 	nodes []*Node    // nil while a node is stopped
 }
 
@@ -113,24 +113,6 @@ func (c *testCluster) kill(i int) {
 	n := c.node(i)
 	c.setNode(i, nil)
 	n.Abort()
-}
-
-// restart starts node i again from its data dir on the same address.
-func (c *testCluster) restart(i int) {
-	c.t.Helper()
-	var lis net.Listener
-	err := eventually(10*time.Second, func() (err error) {
-		lis, err = net.Listen("tcp", c.cfgs[i].GRPCAddr)
-		return err
-	})
-	if err != nil {
-		c.t.Fatal(err)
-	}
-	n, err := NewWithListener(c.cfgs[i], lis)
-	if err != nil {
-		c.t.Fatal(err)
-	}
-	c.setNode(i, n)
 }
 
 // leader waits for exactly one serving leader among the running nodes.
