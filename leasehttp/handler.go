@@ -17,7 +17,17 @@
 // rest of the path after /v1/items/, percent-decoded, taken verbatim (no path
 // cleaning, so "a//b", "a/./b" and "a/../b" are keys like any other, stored
 // as sent). A body declared (Content-Length) or found to be over 1 MiB gets
-// 413. The limits are package limits'.
+// 413. Invalid UTF-8, in a key or anywhere in a body (a lone surrogate
+// escape in a value too), is 400: never replaced with U+FFFD. The limits are
+// package limits'.
+//
+// Browser requests (an Origin header, or Sec-Fetch-Site: cross-site) are
+// served only from the origins listed in Config.AllowedOrigins, else 403
+// PERMISSION_DENIED; programs send no Origin and are served. A panic in a
+// route is answered 500 INTERNAL and logged (guard.go). Every error this
+// handler answers has the JSON body; what http.Server answers before any
+// handler runs (400 for a malformed request line, 431 for headers over its
+// MaxHeaderBytes) stays net/http's plain text.
 package leasehttp
 
 import (
@@ -28,6 +38,7 @@ import (
 	"net/http"
 	"net/url"
 	"path"
+	"slices"
 	"strconv"
 	"strings"
 	"time"
@@ -63,6 +74,14 @@ type Config struct {
 	RequestTimeout time.Duration
 	// RetryAfter is the Retry-After sent with 503 (default 1 s; whole seconds).
 	RetryAfter time.Duration
+	// AllowedOrigins are the exact origins (https://ops.example.com) whose
+	// browser pages may call the API; a request with any other Origin gets
+	// 403 PERMISSION_DENIED (guard.go). Empty: no browser origin. Entries
+	// that CheckOrigin refuses never match.
+	AllowedOrigins []string
+	// OnPanic logs a panic of a route, answered 500 INTERNAL (default: the
+	// standard logger).
+	OnPanic func(r *http.Request, v any, stack []byte)
 }
 
 type handler struct {
@@ -70,7 +89,8 @@ type handler struct {
 	mux *http.ServeMux
 }
 
-// NewHandler returns the HTTP API handler.
+// NewHandler returns the HTTP API handler: the routes behind the origin
+// rule and panic recovery (guard.go).
 func NewHandler(cfg Config) http.Handler {
 	if cfg.RequestTimeout <= 0 {
 		cfg.RequestTimeout = DefaultRequestTimeout
@@ -91,14 +111,18 @@ func NewHandler(cfg Config) http.Handler {
 	h.mux.HandleFunc("/", func(w http.ResponseWriter, r *http.Request) {
 		writeError(w, http.StatusNotFound, "NOT_FOUND", "no route for "+r.URL.Path, 0)
 	})
-	return h
+	return newGuard(h, cfg)
 }
 
 func (h *handler) route(pattern string, methods map[string]http.HandlerFunc) {
-	allow := make([]string, 0, len(methods))
+	allow := make([]string, 0, len(methods)+1)
 	for m := range methods {
 		allow = append(allow, m)
 	}
+	if methods[http.MethodGet] != nil && methods[http.MethodHead] == nil {
+		allow = append(allow, http.MethodHead) // HEAD is served as GET
+	}
+	slices.Sort(allow)
 	h.mux.HandleFunc(pattern, func(w http.ResponseWriter, r *http.Request) {
 		f, ok := methods[r.Method]
 		if !ok && r.Method == http.MethodHead {
@@ -140,7 +164,7 @@ func (h *handler) ServeHTTP(w http.ResponseWriter, r *http.Request) {
 		case http.MethodDelete:
 			h.detach(w, r, key)
 		default:
-			methodNotAllowed(w, r, []string{"PUT", "GET", "DELETE"})
+			methodNotAllowed(w, r, []string{"DELETE", "GET", "HEAD", "PUT"})
 		}
 		return
 	}
@@ -206,7 +230,7 @@ func (h *handler) keepAlive(w http.ResponseWriter, r *http.Request) {
 	}
 	ctx, cancel := h.ctx(r)
 	defer cancel()
-	ttl, err := h.cfg.Client.Renew(ctx, id)
+	ttl, err := h.cfg.Client.RenewOnce(ctx, id) // its own stream: it carries the caller (lease ownership)
 	if err != nil {
 		h.fail(w, err)
 		return
@@ -289,13 +313,13 @@ func (h *handler) attach(w http.ResponseWriter, r *http.Request, key string) {
 		h.fail(w, fmt.Errorf("%w: lease_id is required", ErrBadRequest))
 		return
 	}
-	if err := limits.CheckValue(req.Value); err != nil {
+	if err := limits.CheckValue(string(req.Value)); err != nil {
 		h.fail(w, fmt.Errorf("%w: %w", ErrBadRequest, err))
 		return
 	}
 	ctx, cancel := h.ctx(r)
 	defer cancel()
-	it, err := h.cfg.Client.Attach(ctx, int64(*req.LeaseID), key, req.Value)
+	it, err := h.cfg.Client.Attach(ctx, int64(*req.LeaseID), key, string(req.Value))
 	if err != nil {
 		h.fail(w, err)
 		return

@@ -8,6 +8,7 @@ import (
 	"io"
 	"net/http"
 	"strconv"
+	"unicode/utf8"
 
 	"github.com/leasecluster/leasecluster/limits"
 )
@@ -99,6 +100,63 @@ func idText(b []byte) (string, error) {
 	return s, nil
 }
 
+// strictString is a JSON string taken as sent. encoding/json replaces
+// invalid UTF-8 and lone surrogate escapes ("\ud800") with U+FFFD; here
+// either is an error (limits.ErrValueInvalid), so a value is never stored
+// other than it was sent. null leaves it empty, as for a plain string.
+type strictString string
+
+func (v *strictString) UnmarshalJSON(b []byte) error {
+	if string(b) == "null" {
+		return nil
+	}
+	if !utf8.Valid(b) || loneSurrogate(b) {
+		return limits.ErrValueInvalid
+	}
+	var s string
+	if err := json.Unmarshal(b, &s); err != nil {
+		return err
+	}
+	*v = strictString(s)
+	return nil
+}
+
+// loneSurrogate reports a \uXXXX escape of a UTF-16 surrogate that is not
+// a high surrogate followed by a low one, in the raw text of a JSON string
+// (which the decoder has already found well formed).
+func loneSurrogate(b []byte) bool {
+	hex4 := func(i int) rune { // the 4 hex digits of the \u escape at b[i]
+		if i+6 > len(b) || b[i] != '\\' || b[i+1] != 'u' {
+			return -1
+		}
+		n, err := strconv.ParseUint(string(b[i+2:i+6]), 16, 32)
+		if err != nil {
+			return -1
+		}
+		return rune(n)
+	}
+	for i := 0; i < len(b); i++ {
+		if b[i] != '\\' {
+			continue
+		}
+		r := hex4(i)
+		switch {
+		case r < 0:
+			i++ // a one-character escape: skip the escaped character
+		case r >= 0xD800 && r < 0xDC00:
+			if lo := hex4(i + 6); lo < 0xDC00 || lo >= 0xE000 {
+				return true
+			}
+			i += 11
+		case r >= 0xDC00 && r < 0xE000:
+			return true
+		default:
+			i += 5
+		}
+	}
+	return false
+}
+
 // jsonUint64 is jsonInt64 for unsigned values (revisions).
 type jsonUint64 uint64
 
@@ -162,6 +220,11 @@ func decode(w http.ResponseWriter, r *http.Request, v any) error {
 	case err != nil:
 		return fmt.Errorf("%w: reading the body: %v", ErrBadRequest, err)
 	}
+	// encoding/json would replace invalid UTF-8 with U+FFFD and store a
+	// value other than the one sent; JSON text must be UTF-8 (RFC 8259).
+	if !utf8.Valid(body) {
+		return fmt.Errorf("%w: the body is not valid UTF-8", ErrBadRequest)
+	}
 	dec := json.NewDecoder(bytes.NewReader(body))
 	dec.DisallowUnknownFields()
 	err = dec.Decode(v)
@@ -203,7 +266,7 @@ type (
 	}
 	attachRequest struct {
 		LeaseID *jsonLeaseID `json:"lease_id"`
-		Value   string       `json:"value"`
+		Value   strictString `json:"value"`
 	}
 	itemResponse struct {
 		Key      string     `json:"key"`
