@@ -22,11 +22,11 @@ type Status struct {
 var httpc = &http.Client{Timeout: 5 * time.Second}
 
 func (m *Member) get(ctx context.Context, path string) ([]byte, error) {
-	req, err := http.NewRequestWithContext(ctx, http.MethodGet, "http://"+m.HTTPAddr+path, nil)
+	req, err := http.NewRequestWithContext(ctx, http.MethodGet, m.scheme+"://"+m.HTTPAddr+path, nil)
 	if err != nil {
 		return nil, err
 	}
-	resp, err := httpc.Do(req)
+	resp, err := m.httpc.Do(req)
 	if err != nil {
 		return nil, err
 	}

@@ -7,8 +7,10 @@ package proccluster
 
 import (
 	"context"
+	"crypto/tls"
 	"errors"
 	"fmt"
+	"net/http"
 	"os"
 	"path/filepath"
 	"strings"
@@ -28,7 +30,14 @@ type Config struct {
 	Dir    string   // data dirs are Dir/<name> unless DataDir says otherwise
 	Prefix string   // members are named Prefix1, Prefix2, ...; default "n"
 	Flags  []string // extra flags of serve (timeouts, --log-level, --pprof)
-	Env    []string // extra environment of every member; inherited LEASECLUSTER_* variables are dropped
+	// MemberFlags, if set, gives more flags of one member, after Flags (a
+	// certificate of its own).
+	MemberFlags func(name string) []string
+	// TLS, if set, means the members serve HTTP as https (started with
+	// certificate flags): the leader wait's status and readiness reads dial
+	// with it (a client certificate, the CA of the members' certificates).
+	TLS *tls.Config
+	Env []string // extra environment of every member; inherited LEASECLUSTER_* variables are dropped
 	// ViaEnv lists the members (by index) configured through LEASECLUSTER_*
 	// variables instead of flags: name, data dir, addresses and initial
 	// cluster.
@@ -61,6 +70,9 @@ type Member struct {
 	HTTPAddr string
 	DataDir  string
 	LogFile  string // "" when the output is kept in memory
+
+	httpc  *http.Client // status and readiness reads
+	scheme string       // of the HTTP address: http, or https with Config.TLS
 }
 
 // Cluster is the members of one cluster.
@@ -160,9 +172,13 @@ func (c *Cluster) setup() error {
 		}
 	}
 	c.Members = nil
+	hc, scheme := httpc, "http"
+	if cfg.TLS != nil {
+		hc, scheme = &http.Client{Timeout: httpc.Timeout, Transport: &http.Transport{TLSClientConfig: cfg.TLS}}, "https"
+	}
 	var peers []string
 	for i := range cfg.Nodes {
-		m := &Member{Name: fmt.Sprintf("%s%d", cfg.Prefix, i+1), Index: i}
+		m := &Member{Name: fmt.Sprintf("%s%d", cfg.Prefix, i+1), Index: i, httpc: hc, scheme: scheme}
 		m.GRPCAddr, m.HTTPAddr = addr(i, m.Name)
 		m.DataDir = cfg.DataDir(m.Name)
 		if cfg.LogFile != nil {
@@ -202,6 +218,9 @@ func (c *Cluster) spec(m *Member) proctest.Spec {
 			"--grpc-addr", m.GRPCAddr, "--http-addr", m.HTTPAddr, "--initial-cluster", c.initial)
 	}
 	args = append(args, c.cfg.Flags...)
+	if c.cfg.MemberFlags != nil {
+		args = append(args, c.cfg.MemberFlags(m.Name)...)
+	}
 	bin := c.cfg.Binary
 	if c.cfg.Wrap != nil {
 		w := c.cfg.Wrap(m.Name)

@@ -2,6 +2,7 @@ package proccluster
 
 import (
 	"context"
+	"crypto/tls"
 	"net"
 	"os"
 	"os/exec"
@@ -109,5 +110,29 @@ func testCluster(t *testing.T, bin string, takenIdx int) {
 	}
 	if _, err := c.WaitLeader(ctx); err != nil {
 		t.Fatalf("after a full restart: %v\n%s", err, c.Logs(20))
+	}
+}
+
+// TestMemberFlagsAndTLS: a member's own flags follow the shared ones, and
+// with TLS its status reads go to https.
+func TestMemberFlagsAndTLS(t *testing.T) {
+	c := &Cluster{cfg: Config{Binary: "leasecluster", Nodes: 2, Prefix: "n", Dir: t.TempDir(),
+		Flags:       []string{"--client-cert-auth"},
+		MemberFlags: func(name string) []string { return []string{"--cert-file", name + ".crt"} },
+		TLS:         &tls.Config{},
+		Addrs:       func(i int, _ string) (string, string) { return "127.0.0.1:1", "127.0.0.1:2" },
+	}}
+	c.cfg.DataDir = func(name string) string { return filepath.Join(c.cfg.Dir, name) }
+	if err := c.setup(); err != nil {
+		t.Fatal(err)
+	}
+	for _, m := range c.Members {
+		args := strings.Join(c.spec(m).Args, " ")
+		if !strings.HasSuffix(args, "--client-cert-auth --cert-file "+m.Name+".crt") {
+			t.Errorf("%s: args %q", m.Name, args)
+		}
+		if m.scheme != "https" || m.httpc == httpc {
+			t.Errorf("%s: scheme %q, shared plaintext client %v", m.Name, m.scheme, m.httpc == httpc)
+		}
 	}
 }
