@@ -2,6 +2,7 @@ package chaos
 
 import (
 	"context"
+	"crypto/tls"
 	"errors"
 	"fmt"
 	"io"
@@ -15,7 +16,6 @@ import (
 	"time"
 
 	"google.golang.org/grpc"
-	"google.golang.org/grpc/credentials/insecure"
 
 	"github.com/leasecluster/leasecluster/internal/proccluster"
 	"github.com/leasecluster/leasecluster/leasepb"
@@ -38,7 +38,11 @@ type ClusterConfig struct {
 	Election  time.Duration // --election-timeout
 	Heartbeat time.Duration // --heartbeat-timeout
 	Env       []string      // extra environment (LEASECLUSTER_CHAOS_BUG=...)
-	Logf      func(format string, args ...any)
+	// TLS: a PKI is made in Dir/tls (tls.go) and every node serves mutual
+	// TLS with --client-cert-auth; every connection of the harness, its
+	// HTTP controls included, dials with a client certificate.
+	TLS  bool
+	Logf func(format string, args ...any)
 }
 
 // NodeProc is one node process.
@@ -48,7 +52,8 @@ type NodeProc struct {
 	GRPCAddr string
 	HTTPAddr string
 	m        *proccluster.Member
-	conn     *grpc.ClientConn
+	conn     *grpc.ClientConn // the harness's own (with TLS: the admin certificate)
+	wconn    *grpc.ClientConn // the workload's (with TLS: the workload certificate)
 
 	mu     sync.Mutex // guards paused
 	paused bool
@@ -61,6 +66,8 @@ type Cluster struct {
 	procs *proccluster.Cluster
 	net   *network // nil in loopback mode
 	http  *http.Client
+	pki   *pki   // nil without TLS
+	sch   string // scheme of the HTTP controls: http or https
 }
 
 // StartCluster sets up the network (root mode), starts every node (through
@@ -70,7 +77,7 @@ func StartCluster(ctx context.Context, cfg ClusterConfig) (_ *Cluster, err error
 	if cfg.Logf == nil {
 		cfg.Logf = func(string, ...any) {}
 	}
-	c := &Cluster{cfg: cfg, http: &http.Client{Timeout: 2 * time.Second}}
+	c := &Cluster{cfg: cfg, http: &http.Client{Timeout: 2 * time.Second}, sch: "http"}
 	defer func() {
 		if err != nil {
 			c.Close()
@@ -97,17 +104,69 @@ func StartCluster(ctx context.Context, cfg ClusterConfig) (_ *Cluster, err error
 		// node's: signals reach it directly.
 		pc.Wrap = func(name string) []string { return []string{"ip", "netns", "exec", c.net.ns(name)} }
 	}
+	if cfg.TLS {
+		if err := c.setupTLS(&pc); err != nil {
+			return nil, err
+		}
+	}
 	if c.procs, err = proccluster.Start(ctx, pc); err != nil {
 		return nil, fmt.Errorf("chaos: start cluster: %w", err)
 	}
 	for _, m := range c.procs.Members {
-		conn, err := grpc.NewClient(m.GRPCAddr, grpc.WithTransportCredentials(insecure.NewCredentials()))
-		if err != nil {
+		n := &NodeProc{Name: m.Name, Index: m.Index, GRPCAddr: m.GRPCAddr, HTTPAddr: m.HTTPAddr, m: m}
+		c.Nodes = append(c.Nodes, n)
+		if n.conn, err = dial(m.GRPCAddr, c.adminTLS()); err != nil {
 			return nil, err
 		}
-		c.Nodes = append(c.Nodes, &NodeProc{Name: m.Name, Index: m.Index, GRPCAddr: m.GRPCAddr, HTTPAddr: m.HTTPAddr, m: m, conn: conn})
+		n.wconn = n.conn
+		if c.pki != nil {
+			if n.wconn, err = dial(m.GRPCAddr, c.pki.workload); err != nil {
+				return nil, err
+			}
+		}
 	}
 	return c, nil
+}
+
+// setupTLS makes the run's PKI (after the network: a node's certificate
+// names its namespace address) and adds the nodes' TLS flags and the
+// harness's https to pc and c.
+func (c *Cluster) setupTLS(pc *proccluster.Config) (err error) {
+	names := make([]string, c.cfg.Nodes)
+	for i := range names {
+		names[i] = fmt.Sprintf("n%d", i+1)
+	}
+	c.pki, err = newPKI(pkiDir(c.cfg.Dir), names, func(i int) []string {
+		if c.net == nil {
+			return nil
+		}
+		return []string{c.net.ip(i + 1)}
+	})
+	if err != nil {
+		return fmt.Errorf("chaos: certificates: %w", err)
+	}
+	pc.Flags = append(pc.Flags, c.pki.flags()...)
+	pc.MemberFlags = c.pki.nodeFlags
+	pc.TLS = c.pki.admin
+	c.http.Transport = &http.Transport{TLSClientConfig: c.pki.admin}
+	c.sch = "https"
+	return nil
+}
+
+// adminTLS is the harness's own client configuration; nil without TLS.
+func (c *Cluster) adminTLS() *tls.Config {
+	if c.pki == nil {
+		return nil
+	}
+	return c.pki.admin
+}
+
+// WorkloadTLS is the workload client's configuration; nil without TLS.
+func (c *Cluster) WorkloadTLS() *tls.Config {
+	if c.pki == nil {
+		return nil
+	}
+	return c.pki.workload
 }
 
 // Endpoints are the nodes' gRPC addresses, for clients.
@@ -196,7 +255,7 @@ func (c *Cluster) ChaosPost(ctx context.Context, n *NodeProc, path string) error
 }
 
 func (c *Cluster) do(ctx context.Context, method string, n *NodeProc, path string) error {
-	req, err := http.NewRequestWithContext(ctx, method, "http://"+n.HTTPAddr+path, nil)
+	req, err := http.NewRequestWithContext(ctx, method, c.sch+"://"+n.HTTPAddr+path, nil)
 	if err != nil {
 		return err
 	}
@@ -298,6 +357,9 @@ func (c *Cluster) Close() error {
 			_ = c.Resume(n)
 		}
 		c.Kill(n)
+		if n.wconn != nil && n.wconn != n.conn {
+			n.wconn.Close()
+		}
 		if n.conn != nil {
 			n.conn.Close()
 		}

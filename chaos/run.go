@@ -36,6 +36,7 @@ type Options struct {
 	Loopback bool   // use loopback even as root (no partitions)
 	TTL      time.Duration
 	Election time.Duration
+	TLS      bool      // mutual TLS on every connection, --client-cert-auth on the nodes
 	Log      io.Writer // progress; default io.Discard
 }
 
@@ -71,6 +72,7 @@ type Summary struct {
 	Nodes    int                `json:"nodes"`
 	Nemeses  []string           `json:"nemeses"`
 	Bug      string             `json:"bug,omitempty"`
+	TLS      bool               `json:"tls"`
 	Schedule []string           `json:"schedule"`
 	Notes    []string           `json:"notes,omitempty"`
 }
@@ -118,7 +120,7 @@ func Run(ctx context.Context, opts Options) (*Summary, error) {
 		}
 		opts.Binary = bin
 	}
-	sum := &Summary{Seed: opts.Seed, Nodes: opts.Nodes, Bug: opts.Bug, Mode: "loopback", Checkers: map[string]Verdict{}}
+	sum := &Summary{Seed: opts.Seed, Nodes: opts.Nodes, Bug: opts.Bug, TLS: opts.TLS, Mode: "loopback", Checkers: map[string]Verdict{}}
 	netns := os.Geteuid() == 0 && !opts.Loopback
 	if netns {
 		sum.Mode = "netns"
@@ -141,10 +143,10 @@ func Run(ctx context.Context, opts Options) (*Summary, error) {
 	if opts.Bug != "" {
 		env = append(env, "LEASECLUSTER_CHAOS_BUG="+opts.Bug)
 	}
-	logf("starting %d nodes (%s mode)", opts.Nodes, sum.Mode)
+	logf("starting %d nodes (%s mode, TLS %s)", opts.Nodes, sum.Mode, onOff(opts.TLS))
 	c, err := StartCluster(ctx, ClusterConfig{
 		Binary: opts.Binary, Nodes: opts.Nodes, Dir: opts.OutDir, Netns: netns,
-		Election: opts.Election, Heartbeat: opts.Election, Env: env, Logf: logf,
+		Election: opts.Election, Heartbeat: opts.Election, Env: env, TLS: opts.TLS, Logf: logf,
 	})
 	if err != nil {
 		return nil, err
@@ -154,7 +156,11 @@ func Run(ctx context.Context, opts Options) (*Summary, error) {
 			logf("cleanup: %v", cerr)
 		}
 	}()
-	cl, err := client.New(ctx, c.Endpoints(), client.WithRequestTimeout(2*time.Second))
+	copts := []client.Option{client.WithRequestTimeout(2 * time.Second)}
+	if cfg := c.WorkloadTLS(); cfg != nil {
+		copts = append(copts, client.WithTLS(cfg))
+	}
+	cl, err := client.New(ctx, c.Endpoints(), copts...)
 	if err != nil {
 		return nil, err
 	}
@@ -215,7 +221,7 @@ func Run(ctx context.Context, opts Options) (*Summary, error) {
 func (c *Cluster) connections() []*grpc.ClientConn {
 	var out []*grpc.ClientConn
 	for _, n := range c.Nodes {
-		out = append(out, n.conn)
+		out = append(out, n.wconn)
 	}
 	return out
 }
@@ -271,7 +277,7 @@ func (s *Summary) Text() string {
 	if !s.OK {
 		verdict = "FAIL"
 	}
-	fmt.Fprintf(&b, "%s  seed=%d nodes=%d mode=%s nemeses=%s ops=%d faults=%d", verdict, s.Seed, s.Nodes, s.Mode, strings.Join(s.Nemeses, ","), s.Ops, s.Faults)
+	fmt.Fprintf(&b, "%s  seed=%d nodes=%d mode=%s tls=%s nemeses=%s ops=%d faults=%d", verdict, s.Seed, s.Nodes, s.Mode, onOff(s.TLS), strings.Join(s.Nemeses, ","), s.Ops, s.Faults)
 	if s.Bug != "" {
 		fmt.Fprintf(&b, " bug=%s", s.Bug)
 	}
@@ -288,4 +294,11 @@ func (s *Summary) Text() string {
 		fmt.Fprintf(&b, "  note: %s\n", n)
 	}
 	return b.String()
+}
+
+func onOff(b bool) string {
+	if b {
+		return "on"
+	}
+	return "off"
 }

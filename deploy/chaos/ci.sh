@@ -1,13 +1,17 @@
 #!/usr/bin/env bash
 # A few minutes of chaos for CI: several seeds over the main nemeses, on 3
-# and 5 nodes. Exits non-zero if any run fails a checker (or cannot run).
-# Partitions need root (network namespaces); without it they are skipped.
+# and 5 nodes, and one shorter run with mutual TLS on every connection
+# (-tls: certificates made in the run's directory, nodes with
+# --client-cert-auth). Exits non-zero if any run fails a checker (or cannot
+# run). Partitions need root (network namespaces); without it they are
+# skipped.
 source "$(dirname "$0")/lib.sh"
 fail=0
 for seed in 1 2 3; do
 	run ci-mix "$seed" 40s kill,pause,partition,clock,fsync,transfer || fail=1
 done
 NODES=5 run ci-5nodes 4 40s kill,partition,pause || fail=1
+NODES=3 run ci-tls 5 30s kill,pause,partition,clock -tls || fail=1
 if [[ $fail -ne 0 ]]; then
 	echo "chaos: FAILED; see $OUT/*/summary.json, report.html and nodes/*/node.log" >&2
 	exit 1
