@@ -199,3 +199,25 @@ func TestRotation(t *testing.T) {
 }
 
 func chain(c ...*x509.Certificate) []*x509.Certificate { return c }
+
+// TestDialChecksIPAddress: a server certificate from the trusted CA that is
+// not valid for the dialled IP address is refused.
+func TestDialChecksIPAddress(t *testing.T) {
+	p := newPKI(t)
+	n := p.node(t, false)
+	is, err := p.peerCA.Issue("elsewhere", []string{"10.9.9.9", "example.org"}, time.Time{}, time.Time{})
+	if err != nil {
+		t.Fatal(err)
+	}
+	cf, kf, err := is.Write(p.dir, "elsewhere")
+	if err != nil {
+		t.Fatal(err)
+	}
+	if n.Pair, err = LoadKeyPair(cf, kf); err != nil {
+		t.Fatal(err)
+	}
+	roots, _ := LoadPool(p.peerCAFile)
+	if _, c := handshake(t, n.ServerTLS(), DialTLS(nil, roots)); c == nil {
+		t.Fatal("a certificate for 10.9.9.9 was accepted at 127.0.0.1")
+	}
+}

@@ -265,6 +265,10 @@ func (m *keepAliveManager) ackLocked(resp *leasepb.KeepAliveResponse) bool {
 	case resp.GetError() == "" || resp.GetError() == "NOT_FOUND":
 		m.loseLocked(e, fmt.Errorf("%w: lease %d", ErrLeaseNotFound, e.id))
 		return true
+	case resp.GetError() == "PERMISSION_DENIED":
+		// The lease belongs to another identity: asking again changes nothing.
+		m.loseLocked(e, fmt.Errorf("%w: lease %d", ErrPermissionDenied, e.id))
+		return true
 	default:
 		e.nextSend = time.Time{}
 		m.c.cfg.logger.Debug("renewal refused", "lease_id", e.id, "error", resp.GetError())
