@@ -28,6 +28,13 @@ type caller struct {
 	member   bool   // a peer certificate acting for itself (not for a caller of its own)
 }
 
+// mayAct reports whether c may act on a lease owned by owner ("" is no
+// owner). The FSM applies the same rule to mutations (from the command's
+// actor); renewals, which are not log entries, are checked with this.
+func (c caller) mayAct(owner string) bool {
+	return owner == "" || owner == c.identity || c.admin || c.member
+}
+
 type callerKey struct{}
 
 func withCaller(ctx context.Context, c caller) context.Context {

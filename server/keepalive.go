@@ -170,8 +170,11 @@ func (r *renewer) send(stream leasepb.Leases_KeepAliveServer, results []RenewRes
 			resp.TtlMs = 0
 			code := status.Code(toStatus(res.Err))
 			resp.Error = code.String()
-			if code == codes.NotFound {
+			switch code {
+			case codes.NotFound:
 				resp.Error = "NOT_FOUND"
+			case codes.PermissionDenied:
+				resp.Error = "PERMISSION_DENIED"
 			}
 		}
 		if err := stream.Send(resp); err != nil {

@@ -41,6 +41,7 @@ type Node struct {
 	health  *health.Server
 	lis     net.Listener
 	http    *httpServer
+	debug   *debugServer // pprof's own listener; nil unless Pprof
 	metrics *metrics
 	tls     *certs.Node       // nil: plaintext
 	dial    []grpc.DialOption // how this node dials its peers (credentials)
@@ -167,6 +168,9 @@ func newNode(cfg Config, lis net.Listener) (_ *Node, err error) {
 			return nil, err
 		}
 	}
+	if cfg.Pprof {
+		n.debug = startDebug(n)
+	}
 	n.log.Info("node started", "grpc_addr", lis.Addr().String(), "advertise_addr", cfg.AdvertiseAddr, "data_dir", cfg.DataDir)
 	return n, nil
 }
@@ -184,7 +188,7 @@ func (n *Node) assemble(notify chan bool, self raft.ServerID) {
 	v := &verifier{check: func() error { return rs.raft.VerifyLeader().Error() }, stopped: n.stopC}
 	n.renewer = &renewer{rs: rs, lessor: n.lessor, proposer: n.proposer, leading: leading, verifier: v,
 		lease:   renewLease{dur: cfg.RenewLease, self: self, raft: rs.raft, contact: rs.trans.LastContact},
-		metrics: n.metrics, faults: cfg.Faults}
+		metrics: n.metrics, faults: cfg.Faults, owners: cfg.Security.Enabled()}
 	n.reader = &reader{rs: rs, leading: leading, verifier: v, applied: n.applied, lessor: n.lessor, fsm: n.fsm}
 	n.ops = &leaseOps{proposer: n.proposer, lessor: n.lessor, minTTL: cfg.MinTTL, maxTTL: cfg.MaxTTL, metrics: n.metrics, faults: cfg.Faults}
 	n.info = &clusterInfo{rs: rs, name: cfg.Name, leading: leading, fsm: n.fsm}
@@ -255,6 +259,7 @@ func (n *Node) shutdown(ctx context.Context, graceful bool) error {
 	if n.http != nil {
 		n.http.stop(ctx, graceful)
 	}
+	n.debug.stop()
 	n.running.Wait()
 	err := n.rs.raft.Shutdown().Error()
 	n.rs.trans.Close()

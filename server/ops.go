@@ -22,6 +22,14 @@ type leaseOps struct {
 	faults         *Faults
 }
 
+// actor is who a mutation acts for, as the command records it: the caller's
+// identity, and whether this leader counts it an admin (decided here, from
+// this node's --admin-cn, so that apply reads no flag: rule 8).
+func actor(ctx context.Context) fsm.Actor {
+	c := callerOf(ctx)
+	return fsm.Actor{Identity: c.identity, Admin: c.admin || c.member}
+}
+
 // grant creates a lease. id 0 lets the leader choose one. ttlMs below the
 // minimum is raised to it here, on the leader, and the log carries the
 // effective TTL, which every replica applies as is.
@@ -36,7 +44,7 @@ func (o *leaseOps) grant(ctx context.Context, id lessor.LeaseID, ttlMs int64, re
 	if id == lessor.NoLease {
 		id = lessor.LeaseID(rand.Int64N(math.MaxInt64-1) + 1)
 	}
-	data, err := fsm.EncodeGrant(reqID, id, ttlMs, "")
+	data, err := fsm.EncodeGrant(reqID, id, ttlMs, callerOf(ctx).identity) // the lease belongs to its granter
 	if err != nil {
 		return 0, 0, err
 	}
@@ -57,7 +65,7 @@ func (o *leaseOps) revoke(ctx context.Context, id lessor.LeaseID, reqID uint64) 
 		}
 		return o.lessor.Revoke(id)
 	}
-	data, err := fsm.EncodeRevoke(reqID, []lessor.LeaseID{id}, false, fsm.Actor{})
+	data, err := fsm.EncodeRevoke(reqID, []lessor.LeaseID{id}, false, actor(ctx))
 	if err != nil {
 		return err
 	}
@@ -68,7 +76,7 @@ func (o *leaseOps) revoke(ctx context.Context, id lessor.LeaseID, reqID uint64) 
 // attach attaches (or re-attaches) an item to a lease. Attaches are not
 // grouped: an item's fencing token is its entry's index (rule 7).
 func (o *leaseOps) attach(ctx context.Context, leaseID lessor.LeaseID, key, value string, reqID uint64) (fsm.Item, error) {
-	data, err := fsm.EncodeAttach(reqID, leaseID, key, value, fsm.Actor{})
+	data, err := fsm.EncodeAttach(reqID, leaseID, key, value, actor(ctx))
 	if err != nil {
 		return fsm.Item{}, err
 	}
@@ -81,7 +89,7 @@ func (o *leaseOps) attach(ctx context.Context, leaseID lessor.LeaseID, key, valu
 
 // detach detaches an item from the lease that holds it.
 func (o *leaseOps) detach(ctx context.Context, leaseID lessor.LeaseID, key string, reqID uint64) error {
-	data, err := fsm.EncodeDetach(reqID, leaseID, key, fsm.Actor{})
+	data, err := fsm.EncodeDetach(reqID, leaseID, key, actor(ctx))
 	if err != nil {
 		return err
 	}

@@ -27,6 +27,9 @@ type renewer struct {
 	lease    renewLease // lets renewals skip the verifier while raft's contacts are fresh
 	metrics  *metrics
 	faults   *Faults
+	// owners: leases may belong to identities (TLS is on), so a renewal is
+	// checked against its lease's owner first.
+	owners bool
 }
 
 // renew renews ids, waits for their confirmation and appends one result per
@@ -69,7 +72,7 @@ func (r *renewer) renewLocal(ctx context.Context, ids []lessor.LeaseID, out []Re
 	for _, id := range ids {
 		out = append(out, RenewResult{ID: id})
 	}
-	r.lessor.RenewAll(out[base:])
+	r.renewPermitted(ctx, out[base:])
 	var resets []lessor.Checkpoint
 	for _, res := range out[base:] {
 		switch {
@@ -103,6 +106,31 @@ func (r *renewer) renewLocal(ctx context.Context, ids []lessor.LeaseID, out []Re
 		}
 	}
 	return out, nil
+}
+
+// renewPermitted renews each of rs in the lessor, except the leases that
+// belong to another identity than the caller's (unless it is an admin or a
+// member), which get ErrPermissionDenied and are not renewed.
+func (r *renewer) renewPermitted(ctx context.Context, rs []RenewResult) {
+	if !r.owners {
+		r.lessor.RenewAll(rs) // plaintext: no lease has an owner
+		return
+	}
+	c := callerOf(ctx)
+	allowed := make([]RenewResult, 0, len(rs))
+	at := make([]int, 0, len(rs))
+	for i := range rs {
+		if l := r.lessor.Lookup(rs[i].ID); l != nil && !c.mayAct(l.Owner()) {
+			rs[i].Err = lessor.ErrPermissionDenied
+			continue
+		}
+		allowed = append(allowed, rs[i])
+		at = append(at, i)
+	}
+	r.lessor.RenewAll(allowed)
+	for j, i := range at {
+		rs[i] = allowed[j]
+	}
 }
 
 // confirmation returns what confirms the renewals made before this call:
