@@ -45,6 +45,7 @@ type settings struct {
 	Passes         int           `json:"throughput_passes"`
 	ScaleKills     int           `json:"scale_kills"`
 	LCLogLevel     string        `json:"leasecluster_log_level"`
+	TLS            bool          `json:"tls"`
 	Phases         nameSet       `json:"phases"`
 	Systems        nameSet       `json:"systems"`
 }
@@ -65,6 +66,7 @@ func main() {
 	scaleKills := flag.Int("scale-kills", 1, "leader kills in the scale phase, each on the same large table (the killed node is restarted between them); targets must hold in every one")
 	fill := flag.Int("fill-clients", 512, "concurrent grants that fill the memory phase's table")
 	lcLog := flag.String("lc-log-level", "warn", "log level of the leasecluster nodes (their logs stay in the work directory with -keep)")
+	useTLS := flag.Bool("tls", false, "both systems with mutual TLS on client and peer connections (certificates made for the run); results in *-tls.json and latest-tls.md")
 	flag.Parse()
 	ph, err := parseNames(*phases, allPhases)
 	if err != nil {
@@ -79,7 +81,7 @@ func main() {
 	set := settings{Quick: *quick, Warm: time.Second, Dur: 5 * time.Second,
 		ExpiryLeases: 100_000, ScaleLeases: 1_000_000, FailoverLeases: 1000, FailoverTTL: 3 * time.Second,
 		IdleTTL: 60 * time.Second, IdleFor: 35 * time.Second, KAStreams: kaStreams, Clients: clientsPerSystem, Profile: *profile, FillClients: max(*fill, 1), Passes: 2,
-		Phases: ph, Systems: sy, ScaleKills: max(*scaleKills, 1), LCLogLevel: *lcLog}
+		Phases: ph, Systems: sy, ScaleKills: max(*scaleKills, 1), LCLogLevel: *lcLog, TLS: *useTLS}
 	if *quick {
 		set.Warm, set.Dur, set.Passes = 500*time.Millisecond, 2*time.Second, 1
 		// etcd revokes about 1,000 expired leases per second, and the
@@ -157,7 +159,13 @@ func run(ctx context.Context, set settings, keep bool, outDir string) error {
 	res.Notes = notes(set, pprof)
 	cl := &clusters{}
 	defer cl.stopAll()
-	if err := startClusters(ctx, cl, bin, etcdBin, work, pprof, set.Systems, set.LCLogLevel); err != nil {
+	var tlsSet *benchTLS
+	if set.TLS {
+		if tlsSet, err = newBenchTLS(filepath.Join(work, "tls"), []string{"lc1", "lc2", "lc3", "e1", "e2", "e3"}); err != nil {
+			return fmt.Errorf("certificates: %w", err)
+		}
+	}
+	if err := startClusters(ctx, cl, bin, etcdBin, work, pprof, set.Systems, set.LCLogLevel, tlsSet); err != nil {
 		return err
 	}
 	// Each system is run only if selected; an unselected one's figures stay
@@ -316,16 +324,16 @@ func scale(ctx context.Context, s system, set settings, pprof bool, profDir stri
 	return runs
 }
 
-func startClusters(ctx context.Context, cl *clusters, bin, etcdBin, work string, pprof bool, systems nameSet, logLevel string) error {
+func startClusters(ctx context.Context, cl *clusters, bin, etcdBin, work string, pprof bool, systems nameSet, logLevel string, t *benchTLS) error {
 	lcDir, etcdDir := filepath.Join(work, "leasecluster"), filepath.Join(work, "etcd")
 	os.MkdirAll(lcDir, 0o755)
 	os.MkdirAll(etcdDir, 0o755)
 	var err error
 	if systems.has(sysLC) {
-		if cl.lcNodes, err = startLC(ctx, bin, lcDir, pprof, logLevel); err != nil {
+		if cl.lcNodes, err = startLC(ctx, bin, lcDir, pprof, logLevel, t); err != nil {
 			return err
 		}
-		if cl.lc, err = newLCSystem(ctx, cl.lcNodes); err != nil {
+		if cl.lc, err = newLCSystem(ctx, cl.lcNodes, t); err != nil {
 			return err
 		}
 		wctx, cancel := context.WithTimeout(ctx, time.Minute)
@@ -335,7 +343,7 @@ func startClusters(ctx context.Context, cl *clusters, bin, etcdBin, work string,
 		}
 	}
 	if systems.has(sysEtcd) {
-		if cl.etcdNodes, cl.etcd, err = startEtcd(ctx, etcdBin, etcdDir); err != nil {
+		if cl.etcdNodes, cl.etcd, err = startEtcd(ctx, etcdBin, etcdDir, t); err != nil {
 			return err
 		}
 	}
@@ -436,6 +444,9 @@ func notes(set settings, pprof bool) []string {
 		"Through a follower: etcd forwards a follower's keepalives to the leader; leasecluster's gRPC KeepAlive is refused on a follower (UNAVAILABLE + leader hint), so its follower path is the HTTP/JSON API, which forwards each renewal (POST /v1/leases/{id}/keepalive) — unless a probe renewal over the follower's gRPC stream succeeds, in which case the stream is used.",
 		fmt.Sprintf("The throughput workloads take turns, one workload at a time, and each runs %d time(s) per system: with two, in the order leasecluster, etcd, etcd, leasecluster, so that the shared machine's drifting speed falls on both systems alike; a figure is over both passes (throughput: all operations over all the time; p50 and p99: the mean of the passes'). The two failovers of the small-table phase run concurrently (timer-paced); everything else runs one system at a time. The machine has 2 cores shared with other work: figures are from one run and noisy.", set.Passes),
 		"CPU per operation: the user and system CPU time of all of a system's node processes, and of the bench process (the load generator), from the start to the end of each workload's measured interval, divided by its operations (all passes).",
+	}
+	if set.TLS {
+		n = append(n, tlsNote())
 	}
 	if set.Quick {
 		n = append(n, fmt.Sprintf("QUICK MODE: %v per workload after %v warm-up; expiry of %d leases instead of 100,000; memory and scale phases with %d leases instead of 1,000,000; idle lease of %v left for %v instead of 60 s for 35 s.",

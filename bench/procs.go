@@ -62,13 +62,14 @@ func rssKiB(pid int) (int64, error) {
 // free loopback ports, a leader waited for) with default settings except
 // the log level (warn unless -lc-log-level) and, when the binary has it,
 // --pprof so the leader can be profiled.
-func startLC(ctx context.Context, bin, dir string, pprof bool, logLevel string) ([]*node, error) {
-	flags := []string{"--log-level", logLevel}
+func startLC(ctx context.Context, bin, dir string, pprof bool, logLevel string, t *benchTLS) ([]*node, error) {
+	flags := append([]string{"--log-level", logLevel}, t.lcFlags()...)
 	if pprof {
 		flags = append(flags, "--pprof")
 	}
 	c, err := proccluster.Start(ctx, proccluster.Config{
 		Binary: bin, Nodes: 3, Dir: dir, Prefix: "lc", Flags: flags, StartTimeout: time.Minute,
+		MemberFlags: t.lcMemberFlags(), TLS: t.lcConfig(),
 		LogFile: func(name string) string { return filepath.Join(dir, name+".log") },
 	})
 	if err != nil {
@@ -83,23 +84,24 @@ func startLC(ctx context.Context, bin, dir string, pprof bool, logLevel string) 
 
 // newEtcdNodes prepares three etcd nodes on free loopback ports: the
 // etcdnode program (./etcdnode), each an embed.Etcd with etcd's default
-// settings.
-func newEtcdNodes(bin, dir string) ([]*node, error) {
+// settings (and, with t, client and peer TLS on https URLs).
+func newEtcdNodes(bin, dir string, t *benchTLS) ([]*node, error) {
 	ports, err := proctest.FreePorts(6)
 	if err != nil {
 		return nil, err
 	}
 	var peers []string
 	for i := range 3 {
-		peers = append(peers, fmt.Sprintf("e%d=http://127.0.0.1:%d", i+1, ports[i]))
+		peers = append(peers, fmt.Sprintf("e%d=%s://127.0.0.1:%d", i+1, t.scheme(), ports[i]))
 	}
 	var nodes []*node
 	for i := range 3 {
 		name := fmt.Sprintf("e%d", i+1)
 		clientAddr := fmt.Sprintf("127.0.0.1:%d", ports[3+i])
 		args := []string{"-name", name, "-data-dir", filepath.Join(dir, name),
-			"-peer-url", fmt.Sprintf("http://127.0.0.1:%d", ports[i]), "-client-url", "http://" + clientAddr,
+			"-peer-url", fmt.Sprintf("%s://127.0.0.1:%d", t.scheme(), ports[i]), "-client-url", t.scheme() + "://" + clientAddr,
 			"-initial-cluster", strings.Join(peers, ",")}
+		args = append(args, t.etcdArgs(name)...)
 		d := proctest.NewDaemon(proctest.Spec{Name: name, Bin: bin, Args: args, Log: filepath.Join(dir, name+".log")})
 		nodes = append(nodes, &node{d: d, name: name, dataDir: filepath.Join(dir, name), clientEP: clientAddr})
 	}
@@ -109,12 +111,12 @@ func newEtcdNodes(bin, dir string) ([]*node, error) {
 // startEtcd starts three etcd nodes and waits until they are ready. A node
 // that cannot bind its port (taken since it was picked) makes it start over
 // on new ports with empty data dirs.
-func startEtcd(ctx context.Context, bin, dir string) ([]*node, *etcdSystem, error) {
+func startEtcd(ctx context.Context, bin, dir string, t *benchTLS) ([]*node, *etcdSystem, error) {
 	var nodes []*node
 	var sys *etcdSystem
 	err := proctest.RetryAddrInUse(func() (err error) {
 		sys = nil
-		if nodes, err = newEtcdNodes(bin, dir); err != nil {
+		if nodes, err = newEtcdNodes(bin, dir, t); err != nil {
 			return err
 		}
 		defer func() {
@@ -135,7 +137,7 @@ func startEtcd(ctx context.Context, bin, dir string) ([]*node, *etcdSystem, erro
 			}
 			ds = append(ds, n.d)
 		}
-		if sys, err = newEtcdSystem(nodes); err != nil {
+		if sys, err = newEtcdSystem(nodes, t); err != nil {
 			return err
 		}
 		wctx, cancel := context.WithTimeout(ctx, time.Minute)

@@ -265,6 +265,9 @@ func gitCommit(root string) string {
 // table renders the results as Markdown (also the stdout table): a section
 // for each phase the run included, then the targets.
 func (r *Results) table(w io.Writer) {
+	if r.Settings.TLS {
+		fmt.Fprintf(w, "Both systems with mutual TLS on every client and peer connection (-tls).\n\n")
+	}
 	if r.phaseRan(phaseThroughput) {
 		r.throughputTables(w)
 	}
@@ -383,6 +386,9 @@ func (r *Results) write(stdout io.Writer, dir string) error {
 	if r.Settings.Quick {
 		name += "-quick"
 	}
+	if r.Settings.TLS {
+		name += "-tls"
+	}
 	if r.Settings.Partial() {
 		name += "-partial"
 	}
@@ -394,8 +400,13 @@ func (r *Results) write(stdout io.Writer, dir string) error {
 	if r.Settings.Quick {
 		mode = "quick (-quick)"
 	}
+	latest, flags := "latest.md", map[bool]string{true: " -quick"}[r.Settings.Quick]
+	if r.Settings.TLS {
+		// A TLS run is compared with the plaintext one, never replaces it.
+		mode, latest, flags = mode+", TLS (-tls)", "latest-tls.md", flags+" -tls"
+	}
 	fmt.Fprintf(&b, "# leasecluster vs etcd lease benchmark\n\n")
-	fmt.Fprintf(&b, "- run: %s, %s mode, %.0f s (`cd bench && go run .%s`); JSON: `%s.json`\n", r.Started, mode, r.Seconds, map[bool]string{true: " -quick"}[r.Settings.Quick], name)
+	fmt.Fprintf(&b, "- run: %s, %s mode, %.0f s (`cd bench && go run .%s`); JSON: `%s.json`\n", r.Started, mode, r.Seconds, flags, name)
 	fmt.Fprintf(&b, "- commit: %s\n", r.Commit)
 	fmt.Fprintf(&b, "- machine: %s CPUs (%s), %s memory, Linux %s, %s\n", r.Machine["nproc"], r.Machine["cpu"], r.Machine["memory"], r.Machine["kernel"], r.Machine["go"])
 	fmt.Fprintf(&b, "- settings: %v per workload after %v warm-up; %d renewal streams per keepalive workload; %d client objects per system; expiry %d leases; memory/scale %d leases; failover %d leases TTL %v, idle lease %v unrenewed for %v\n\n",
@@ -421,5 +432,5 @@ func (r *Results) write(stdout io.Writer, dir string) error {
 			strings.Join(r.Settings.Phases, ","), strings.Join(r.Settings.Systems, ","), name)
 		return nil
 	}
-	return os.WriteFile(filepath.Join(dir, "latest.md"), []byte(b.String()), 0o644)
+	return os.WriteFile(filepath.Join(dir, latest), []byte(b.String()), 0o644)
 }

@@ -1,6 +1,8 @@
 package main
 
 import (
+	"os"
+	"path/filepath"
 	"strings"
 	"testing"
 )
@@ -99,5 +101,35 @@ func TestFullRunJudgesEveryTarget(t *testing.T) {
 	// No throughput figures: missed, not passed over.
 	if tg := got[wGrant64+" throughput"]; tg.status() != "MISSED" {
 		t.Errorf("grant c=64 with no figures: %s, want MISSED", tg.status())
+	}
+}
+
+// A -tls run says so and keeps its own files: latest.md stays the
+// plaintext comparison.
+func TestTLSRunWritesItsOwnFiles(t *testing.T) {
+	dir := t.TempDir()
+	r := scaleOnlyLC()
+	r.Settings.Phases, r.Settings.Systems, r.Settings.TLS, r.Settings.Quick = allPhases, allSystems, true, true
+	r.evaluate()
+	var out strings.Builder
+	if err := r.write(&out, dir); err != nil {
+		t.Fatal(err)
+	}
+	if !strings.Contains(out.String(), "mutual TLS") {
+		t.Errorf("table does not say TLS:\n%s", out.String())
+	}
+	if _, err := os.Stat(filepath.Join(dir, "latest.md")); !os.IsNotExist(err) {
+		t.Errorf("latest.md written by a TLS run (%v)", err)
+	}
+	md, err := os.ReadFile(filepath.Join(dir, "latest-tls.md"))
+	if err != nil || !strings.Contains(string(md), "go run . -quick -tls") {
+		t.Errorf("latest-tls.md: %v\n%s", err, md)
+	}
+	js, _ := filepath.Glob(filepath.Join(dir, "*-quick-tls.json"))
+	if len(js) != 1 {
+		t.Fatalf("JSON files %v, want one *-quick-tls.json", js)
+	}
+	if b, _ := os.ReadFile(js[0]); !strings.Contains(string(b), `"tls": true`) {
+		t.Errorf("%s lacks \"tls\": true", js[0])
 	}
 }

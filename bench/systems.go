@@ -2,6 +2,7 @@ package main
 
 import (
 	"context"
+	"crypto/tls"
 	"errors"
 	"fmt"
 	"io"
@@ -15,7 +16,6 @@ import (
 	clientv3 "go.etcd.io/etcd/client/v3"
 	"go.uber.org/zap"
 	"google.golang.org/grpc"
-	"google.golang.org/grpc/credentials/insecure"
 
 	"github.com/leasecluster/leasecluster/client"
 	"github.com/leasecluster/leasecluster/leasepb"
@@ -68,19 +68,26 @@ type lcSystem struct {
 	ns      []*node
 	clients []*client.Client
 
-	conns connPool // raw connections for renewal streams
-	http  *http.Client
+	conns  connPool // raw connections for renewal streams
+	http   *http.Client
+	prof   *http.Client // CPU profiles (no timeout)
+	scheme string       // of the HTTP addresses: http, or https with -tls
 }
 
-func newLCSystem(ctx context.Context, ns []*node) (*lcSystem, error) {
-	s := &lcSystem{ns: ns,
-		http: &http.Client{Transport: &http.Transport{MaxIdleConnsPerHost: 512}, Timeout: opTimeout}}
+func newLCSystem(ctx context.Context, ns []*node, t *benchTLS) (*lcSystem, error) {
+	s := &lcSystem{ns: ns, conns: connPool{tls: t.lcConfig()}, scheme: t.scheme(),
+		http: &http.Client{Transport: httpTransport(t.lcConfig(), 512), Timeout: opTimeout},
+		prof: &http.Client{Transport: httpTransport(t.lcConfig(), 0)}}
 	var eps []string
 	for _, n := range ns {
 		eps = append(eps, n.clientEP)
 	}
+	var opts []client.Option
+	if cfg := t.lcConfig(); cfg != nil {
+		opts = append(opts, client.WithTLS(cfg))
+	}
 	for range clientsPerSystem {
-		c, err := client.New(ctx, eps)
+		c, err := client.New(ctx, eps, opts...)
 		if err != nil {
 			s.close()
 			return nil, err
@@ -197,7 +204,7 @@ func (l lcStream) recv() (int64, error) {
 // httpRenew renews through node i's HTTP/JSON API, which forwards a
 // follower's renewal to the leader.
 func (s *lcSystem) httpRenew(ctx context.Context, i int, id int64) error {
-	req, err := http.NewRequestWithContext(ctx, "POST", fmt.Sprintf("http://%s/v1/leases/%d/keepalive", s.ns[i].httpEP, id), nil)
+	req, err := http.NewRequestWithContext(ctx, "POST", fmt.Sprintf("%s://%s/v1/leases/%d/keepalive", s.scheme, s.ns[i].httpEP, id), nil)
 	if err != nil {
 		return err
 	}
@@ -275,14 +282,14 @@ type etcdSystem struct {
 	conns connPool
 }
 
-func newEtcdSystem(ns []*node) (*etcdSystem, error) {
-	s := &etcdSystem{ns: ns}
+func newEtcdSystem(ns []*node, t *benchTLS) (*etcdSystem, error) {
+	s := &etcdSystem{ns: ns, conns: connPool{tls: t.etcdConfig()}}
 	var eps []string
 	for _, n := range ns {
 		eps = append(eps, n.clientEP)
 	}
 	for range clientsPerSystem {
-		c, err := clientv3.New(clientv3.Config{Endpoints: eps, DialTimeout: 5 * time.Second, Logger: zap.NewNop()})
+		c, err := clientv3.New(clientv3.Config{Endpoints: eps, DialTimeout: 5 * time.Second, Logger: zap.NewNop(), TLS: t.etcdConfig()})
 		if err != nil {
 			s.close()
 			return nil, err
@@ -413,7 +420,8 @@ func (s *etcdSystem) close() {
 
 // connPool caches one raw gRPC connection per address.
 type connPool struct {
-	mu    sync.Mutex // guards conns
+	tls   *tls.Config // nil: plaintext
+	mu    sync.Mutex  // guards conns
 	conns map[string]*grpc.ClientConn
 }
 
@@ -423,7 +431,7 @@ func (p *connPool) get(addr string) (*grpc.ClientConn, error) {
 	if cc, ok := p.conns[addr]; ok {
 		return cc, nil
 	}
-	cc, err := grpc.NewClient(addr, grpc.WithTransportCredentials(insecure.NewCredentials()))
+	cc, err := grpc.NewClient(addr, grpc.WithTransportCredentials(creds(p.tls)))
 	if err != nil {
 		return nil, err
 	}

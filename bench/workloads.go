@@ -277,14 +277,14 @@ func survivorProfiler(sys *lcSystem, dir, tag string) func(killed int) {
 			if i == killed {
 				continue
 			}
-			go fetchProfile(fmt.Sprintf("http://%s/debug/pprof/profile?seconds=6", n.httpEP), filepath.Join(dir, tag+"-"+n.name+".pprof"))
+			go fetchProfile(sys.prof, fmt.Sprintf("%s://%s/debug/pprof/profile?seconds=6", sys.scheme, n.httpEP), filepath.Join(dir, tag+"-"+n.name+".pprof"))
 		}
 	}
 }
 
 // fetchProfile saves what url answers to path; a failure leaves no file.
-func fetchProfile(url, path string) {
-	resp, err := http.Get(url)
+func fetchProfile(c *http.Client, url, path string) {
+	resp, err := c.Get(url)
 	if err != nil {
 		return
 	}
@@ -309,7 +309,7 @@ func lcProfiler(ctx context.Context, sys *lcSystem, dir string) profiler {
 		done := make(chan struct{})
 		go func() {
 			defer close(done)
-			fetchProfile(fmt.Sprintf("http://%s/debug/pprof/profile?seconds=%d", sys.ns[li].httpEP, max(secs, 1)), profilePath(dir, workload))
+			fetchProfile(sys.prof, fmt.Sprintf("%s://%s/debug/pprof/profile?seconds=%d", sys.scheme, sys.ns[li].httpEP, max(secs, 1)), profilePath(dir, workload))
 		}()
 		return func() { <-done }
 	}

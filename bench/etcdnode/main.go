@@ -17,6 +17,7 @@ import (
 	"os/signal"
 	"syscall"
 
+	"go.etcd.io/etcd/client/pkg/v3/transport"
 	"go.etcd.io/etcd/server/v3/embed"
 )
 
@@ -34,6 +35,17 @@ func run(args []string) error {
 	peerURL := fs.String("peer-url", "", "peer URL")
 	clientURL := fs.String("client-url", "", "client URL")
 	initial := fs.String("initial-cluster", "", "initial cluster")
+	// TLS, with etcd's own flag names (https URLs above): the client side
+	// and the peer side, each with its CA and certificate authentication.
+	var client, peer transport.TLSInfo
+	fs.StringVar(&client.CertFile, "cert-file", "", "client-facing server certificate")
+	fs.StringVar(&client.KeyFile, "key-file", "", "its key")
+	fs.StringVar(&client.TrustedCAFile, "trusted-ca-file", "", "CA of client certificates")
+	fs.BoolVar(&client.ClientCertAuth, "client-cert-auth", false, "require client certificates")
+	fs.StringVar(&peer.CertFile, "peer-cert-file", "", "peer certificate (served and presented)")
+	fs.StringVar(&peer.KeyFile, "peer-key-file", "", "its key")
+	fs.StringVar(&peer.TrustedCAFile, "peer-trusted-ca-file", "", "CA of peer certificates")
+	fs.BoolVar(&peer.ClientCertAuth, "peer-client-cert-auth", false, "require peer certificates")
 	if err := fs.Parse(args); err != nil {
 		return err
 	}
@@ -51,6 +63,7 @@ func run(args []string) error {
 	cfg.ListenPeerUrls, cfg.AdvertisePeerUrls = []url.URL{*pu}, []url.URL{*pu}
 	cfg.ListenClientUrls, cfg.AdvertiseClientUrls = []url.URL{*cu}, []url.URL{*cu}
 	cfg.InitialCluster = *initial
+	cfg.ClientTLSInfo, cfg.PeerTLSInfo = client, peer
 	cfg.InitialClusterToken = "bench"
 	cfg.ClusterState = embed.ClusterStateFlagNew // ignored when the data dir already holds a member
 	cfg.LogLevel = "warn"
