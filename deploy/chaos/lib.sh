@@ -13,8 +13,10 @@ build() {
 	# Once per script (go build is incremental, so this is cheap).
 	if [[ -z "${_CHAOS_BUILT:-}" ]]; then
 		mkdir -p "$BIN"
-		(cd "$ROOT" && go build -o "$BIN/leasechaos" ./cmd/leasechaos)
-		(cd "$ROOT" && go build -tags chaos -o "$BIN/leasecluster" ./cmd/leasecluster)
+		# Explicit returns: run is called as `run ... || fail=1`, where set -e
+		# does not apply, and a failed build must not start a run.
+		(cd "$ROOT" && go build -o "$BIN/leasechaos" ./cmd/leasechaos) || return 2
+		(cd "$ROOT" && go build -tags chaos -o "$BIN/leasecluster" ./cmd/leasecluster) || return 2
 		_CHAOS_BUILT=1
 	fi
 }
@@ -23,7 +25,7 @@ build() {
 run() {
 	local name=$1 seed=$2 duration=$3 nemeses=$4
 	shift 4
-	build
+	build || { echo "chaos: build failed; $name not run" >&2; return 2; }
 	local dir="$OUT/$name-seed$seed"
 	rm -rf "$dir"
 	echo "=== $name: seed=$seed duration=$duration nemesis=$nemeses nodes=$NODES"
