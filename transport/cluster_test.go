@@ -109,7 +109,13 @@ func testRaftConfig(id raft.ServerID) *raft.Config {
 // any port).
 func startRaftNode(t *testing.T, id raft.ServerID, addr string) *raftNode {
 	t.Helper()
-	n := &raftNode{id: id, net: newNode(t, addr, testTimeout), fsm: &listFSM{}, logs: raft.NewInmemStore()}
+	return startRaftNodeConfig(t, id, addr, Config{Timeout: testTimeout, CheckCommand: AnyCommand})
+}
+
+// startRaftNodeConfig is startRaftNode with the transport's cfg.
+func startRaftNodeConfig(t *testing.T, id raft.ServerID, addr string, cfg Config) *raftNode {
+	t.Helper()
+	n := &raftNode{id: id, net: newNodeConfig(t, addr, cfg), fsm: &listFSM{}, logs: raft.NewInmemStore()}
 	r, err := raft.NewRaft(testRaftConfig(id), n.fsm, n.logs, raft.NewInmemStore(),
 		raft.NewInmemSnapshotStore(), n.net.trans)
 	if err != nil {
