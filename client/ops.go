@@ -22,6 +22,10 @@ type LeaseInfo struct {
 	GrantedTTL time.Duration
 	Remaining  time.Duration
 	Keys       []string // attached item keys, when asked for
+	// Owner is the identity (client certificate CN) that granted the
+	// lease; only it, or an admin, may revoke, renew, attach to it or
+	// detach from it. Empty: no owner, anyone may.
+	Owner string
 }
 
 // Item is an item attached to a lease. Revision is its fencing token: the
@@ -97,6 +101,7 @@ func (c *Client) TimeToLive(ctx context.Context, id int64, withKeys bool) (Lease
 		GrantedTTL: time.Duration(resp.GetGrantedTtlMs()) * time.Millisecond,
 		Remaining:  time.Duration(resp.GetRemainingMs()) * time.Millisecond,
 		Keys:       resp.GetKeys(),
+		Owner:      resp.GetOwner(),
 	}, nil
 }
 
@@ -116,6 +121,7 @@ func (c *Client) Leases(ctx context.Context) ([]LeaseInfo, error) {
 			ID:         l.GetId(),
 			GrantedTTL: time.Duration(l.GetGrantedTtlMs()) * time.Millisecond,
 			Remaining:  time.Duration(l.GetRemainingMs()) * time.Millisecond,
+			Owner:      l.GetOwner(),
 		})
 	}
 	return out, nil

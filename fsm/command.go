@@ -42,7 +42,7 @@ var (
 // a caller without one) and Admin whether the leader's --admin-cn lists it.
 // Apply reads only these logged values, never a node's flags (rule 8): a
 // command is allowed on a lease without an owner, or when Admin is set, or
-// when Identity equals the lease's owner (ARCHITECTURE.md rule 9). The zero
+// when Identity equals the lease's owner (ARCHITECTURE.md rule 10). The zero
 // Actor is encoded as no actor at all, so commands of a cluster without
 // identities are byte for byte those of builds before ownership.
 type Actor struct {

@@ -40,7 +40,9 @@ type step struct {
 
 // flagLog is what a leader might log during a rolling change of --min-ttl
 // and --max-ttl: TTLs below one node's minimum and above another's maximum,
-// attaches, checkpoints, a retry, revokes, a snapshot and more after it.
+// attaches, checkpoints, a retry, revokes, an owned lease and refusals of
+// other identities (whose admin flag is logged, never a node's), a snapshot
+// and more after it.
 func flagLog(t testing.TB) []step {
 	m := must(t)
 	ceiling := lessor.TTLCeiling.Milliseconds()
@@ -63,8 +65,13 @@ func flagLog(t testing.TB) []step {
 		{name: "checkpoint 3 at 20 days", data: m(EncodeCheckpoint([]lessor.Checkpoint{{ID: 3, Remaining: (20 * 24 * time.Hour).Milliseconds()}}))},
 		{name: "expiry revoke of 1 and 99", data: m(EncodeRevoke(0, []lessor.LeaseID{1, 99}, true, Actor{}))},
 		{name: "attach d to 5", data: m(EncodeAttach(10, 5, "d", "v4", Actor{}))},
+		{name: "grant 7 owned by app1", data: m(EncodeGrant(12, 7, 60000, "app1"))},
+		{name: "attach e to 7 by app2 (denied)", data: m(EncodeAttach(13, 7, "e", "v5", Actor{Identity: "app2"}))},
+		{name: "attach e to 7 by an admin", data: m(EncodeAttach(14, 7, "e", "v5", Actor{Identity: "ops", Admin: true}))},
 		{name: "second snapshot and restore", snapshot: true},
 		{name: "grant 2000 ms", data: m(EncodeGrant(11, 6, 2000, ""))},
+		{name: "revoke 7 by app2 (denied)", data: m(EncodeRevoke(15, []lessor.LeaseID{7}, false, Actor{Identity: "app2"}))},
+		{name: "revoke 7 by app1", data: m(EncodeRevoke(16, []lessor.LeaseID{7}, false, Actor{Identity: "app1"}))},
 	}
 }
 

@@ -283,7 +283,7 @@ func (f *FSM) execute(index uint64, cmd *leasepb.Command) *Result {
 	return &Result{Err: fmt.Errorf("%w: command without a body", ErrUndecodable)}
 }
 
-// mayAct is the ownership rule (ARCHITECTURE.md rule 9): a client command
+// mayAct is the ownership rule (ARCHITECTURE.md rule 10): a client command
 // on a lease is allowed if the lease has no owner, or the logged actor is an
 // admin or the owner. It reads only the logged actor and the replicated
 // owner, so every replica decides alike.

@@ -17,9 +17,18 @@ import (
 	"github.com/leasecluster/leasecluster/snapshot"
 )
 
-// workload returns a reproducible log: grants, attaches, re-attaches,
-// detaches, revokes (client and expiry), checkpoints, retries of earlier
-// requests, commands that fail, and configuration entries.
+// Owners and actors of the workload: leases without an owner and owned by
+// two identities; callers without an identity, with each of them, and an
+// admin (rule 10).
+var (
+	workloadOwners = []string{"", "alice", "bob"}
+	workloadActors = []Actor{{}, {Identity: "alice"}, {Identity: "bob"}, {Identity: "root", Admin: true}}
+)
+
+// workload returns a reproducible log: grants (with and without owners),
+// attaches, re-attaches, detaches, revokes (client and expiry), by owners,
+// other identities and admins, checkpoints, retries of earlier requests,
+// commands that fail, and configuration entries.
 func workload(t testing.TB, seed uint64, count int) []*raft.Log {
 	r := rand.New(rand.NewPCG(seed, 1))
 	m := must(t)
@@ -32,16 +41,18 @@ func workload(t testing.TB, seed uint64, count int) []*raft.Log {
 		if r.IntN(4) == 0 {
 			req = 0
 		}
+		owner := workloadOwners[r.IntN(len(workloadOwners))]
+		actor := workloadActors[r.IntN(len(workloadActors))]
 		var data []byte
 		switch op := r.IntN(10); {
 		case op < 2:
-			data = m(EncodeGrant(req, id, int64(r.IntN(10000)+1), ""))
+			data = m(EncodeGrant(req, id, int64(r.IntN(10000)+1), owner))
 		case op < 5:
-			data = m(EncodeAttach(req, id, key, fmt.Sprint(r.Uint32()), Actor{}))
+			data = m(EncodeAttach(req, id, key, fmt.Sprint(r.Uint32()), actor))
 		case op == 5:
-			data = m(EncodeDetach(req, id, key, Actor{}))
+			data = m(EncodeDetach(req, id, key, actor))
 		case op == 6:
-			data = m(EncodeRevoke(req, []lessor.LeaseID{id, id + 20}, r.IntN(2) == 0, Actor{}))
+			data = m(EncodeRevoke(req, []lessor.LeaseID{id, id + 20}, r.IntN(2) == 0, actor))
 		case op == 7:
 			data = m(EncodeCheckpoint([]lessor.Checkpoint{{ID: id, Remaining: int64(r.IntN(3)) * 500, Gen: uint64(r.IntN(2))}}))
 		case op == 8 && len(sent) > 0:
@@ -100,7 +111,7 @@ func TestDeterminism(t *testing.T) {
 	}
 	// The workload must have exercised the interesting paths for this to
 	// mean anything.
-	var ok, failed int
+	var ok, failed, denied, owned int
 	for _, r := range resA {
 		if r, isRes := r.(*Result); isRes {
 			if r.Err == nil {
@@ -108,10 +119,19 @@ func TestDeterminism(t *testing.T) {
 			} else {
 				failed++
 			}
+			if errors.Is(r.Err, lessor.ErrPermissionDenied) {
+				denied++
+			}
 		}
 	}
-	if ok < 100 || failed < 50 || len(a.le.State()) == 0 || a.f.dedupe.len() != 50 {
-		t.Fatalf("weak workload: %d ok, %d failed, %d leases, %d remembered", ok, failed, len(a.le.State()), a.f.dedupe.len())
+	for _, l := range a.le.State() {
+		if l.Owner != "" && len(l.Keys) > 0 {
+			owned++
+		}
+	}
+	if ok < 100 || failed < 50 || denied < 20 || owned == 0 || len(a.le.State()) == 0 || a.f.dedupe.len() != 50 {
+		t.Fatalf("weak workload: %d ok, %d failed (%d denied), %d leases (%d owned with items), %d remembered",
+			ok, failed, denied, len(a.le.State()), owned, a.f.dedupe.len())
 	}
 
 	// A different log gives a different hash.
@@ -251,7 +271,7 @@ func TestSnapshotRestore(t *testing.T) {
 		}
 	}
 	b.idx = a.f.AppliedIndex()
-	b.ok(must(t)(EncodeRevoke(0, []lessor.LeaseID{l.ID}, false, Actor{})))
+	b.ok(must(t)(EncodeRevoke(0, []lessor.LeaseID{l.ID}, false, Actor{Identity: l.Owner}))) // the owner (or nobody, for no owner)
 	for _, k := range l.Keys {
 		if _, ok := b.f.Item(k); ok {
 			t.Fatalf("item %q survived a revoke after restore", k)

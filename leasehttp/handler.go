@@ -259,7 +259,7 @@ func (h *handler) lease(w http.ResponseWriter, r *http.Request) {
 }
 
 func toLeaseInfo(l client.LeaseInfo) leaseInfo {
-	return leaseInfo{ID: jsonInt64(l.ID), GrantedTTLMs: l.GrantedTTL.Milliseconds(), RemainingMs: l.Remaining.Milliseconds()}
+	return leaseInfo{ID: jsonInt64(l.ID), GrantedTTLMs: l.GrantedTTL.Milliseconds(), RemainingMs: l.Remaining.Milliseconds(), Owner: l.Owner}
 }
 
 func (h *handler) revoke(w http.ResponseWriter, r *http.Request) {

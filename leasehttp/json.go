@@ -256,6 +256,7 @@ type (
 		ID           jsonInt64 `json:"id"`
 		GrantedTTLMs int64     `json:"granted_ttl_ms"`
 		RemainingMs  int64     `json:"remaining_ms"`
+		Owner        string    `json:"owner,omitempty"` // the identity that granted it
 	}
 	leaseDetail struct {
 		leaseInfo

@@ -197,7 +197,7 @@ func equalStates(a, b []LeaseState) bool {
 	}
 	for i := range a {
 		if a[i].ID != b[i].ID || a[i].TTL != b[i].TTL || a[i].Remaining != b[i].Remaining || a[i].Gen != b[i].Gen ||
-			len(a[i].Keys) != len(b[i].Keys) {
+			a[i].Owner != b[i].Owner || len(a[i].Keys) != len(b[i].Keys) {
 			return false
 		}
 		for j := range a[i].Keys {

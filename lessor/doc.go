@@ -16,7 +16,9 @@
 //     proposes; etcd's lessor raises at apply on every replica instead.
 //   - Replicated state (what every replica holds identically, and what a
 //     snapshot carries) is LeaseState: ID, TTL, the checkpointed remainder, the
-//     reset generation and the attached keys. Everything time-related that a
+//     reset generation, the attached keys and the owner (the identity that
+//     granted it, set once by GrantOwned; who may act on an owned lease is
+//     the FSM's rule, not the lessor's). Everything time-related that a
 //     node derives locally (when it applied a checkpoint, when a primary will
 //     expire a lease) lives beside it and only ever makes an expiry later.
 //   - Recover takes the leases decoded from a Raft snapshot (State returns

@@ -34,7 +34,7 @@ var (
 	// ErrPermissionDenied refuses a client revoke, an attach or a detach
 	// whose caller is neither the lease's owner nor an admin. The lessor
 	// itself never returns it: the FSM checks ownership on apply
-	// (ARCHITECTURE.md rule 9).
+	// (ARCHITECTURE.md rule 10).
 	ErrPermissionDenied = errors.New("lessor: permission denied")
 )
 
@@ -104,7 +104,7 @@ type Lessor interface {
 	// granted it ("" is no owner: Grant). The lessor records the owner,
 	// returns it from Lease.Owner, State and Recover, and enforces nothing:
 	// who may act on an owned lease is the FSM's rule (ARCHITECTURE.md
-	// rule 9), and owner's limits are package limits'.
+	// rule 10), and owner's limits are package limits'.
 	GrantOwned(id LeaseID, ttl int64, owner string) (*Lease, error)
 	// Revoke removes a lease and deletes its items.
 	Revoke(id LeaseID) error

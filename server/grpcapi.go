@@ -54,7 +54,7 @@ func (a *leasesAPI) TimeToLive(ctx context.Context, r *leasepb.TimeToLiveRequest
 	if err != nil {
 		return nil, toStatus(err)
 	}
-	return &leasepb.TimeToLiveResponse{Id: int64(info.ID), GrantedTtlMs: info.GrantedTTL, RemainingMs: info.Remaining.Milliseconds(), Keys: info.Keys}, nil
+	return &leasepb.TimeToLiveResponse{Id: int64(info.ID), GrantedTtlMs: info.GrantedTTL, RemainingMs: info.Remaining.Milliseconds(), Keys: info.Keys, Owner: info.Owner}, nil
 }
 
 func (a *leasesAPI) Leases(ctx context.Context, r *leasepb.LeasesRequest) (*leasepb.LeasesResponse, error) {
@@ -64,7 +64,7 @@ func (a *leasesAPI) Leases(ctx context.Context, r *leasepb.LeasesRequest) (*leas
 	}
 	out := &leasepb.LeasesResponse{Leases: make([]*leasepb.LeaseStatus, len(ls))}
 	for i, l := range ls {
-		out.Leases[i] = &leasepb.LeaseStatus{Id: int64(l.ID), GrantedTtlMs: l.GrantedTTL, RemainingMs: l.Remaining.Milliseconds()}
+		out.Leases[i] = &leasepb.LeaseStatus{Id: int64(l.ID), GrantedTtlMs: l.GrantedTTL, RemainingMs: l.Remaining.Milliseconds(), Owner: l.Owner}
 	}
 	return out, nil
 }

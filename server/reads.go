@@ -14,6 +14,7 @@ type LeaseInfo struct {
 	GrantedTTL int64 // ms
 	Remaining  time.Duration
 	Keys       []string // only when asked for
+	Owner      string   // the identity that granted it; "" if none
 }
 
 // reader serves reads. They are linearizable unless the caller asks for a
@@ -57,7 +58,7 @@ func (r *reader) timeToLive(ctx context.Context, id lessor.LeaseID, keys, serial
 	if l == nil {
 		return LeaseInfo{}, lessor.ErrLeaseNotFound
 	}
-	info := LeaseInfo{ID: id, GrantedTTL: l.TTL(), Remaining: l.Remaining()}
+	info := LeaseInfo{ID: id, GrantedTTL: l.TTL(), Remaining: l.Remaining(), Owner: l.Owner()}
 	if keys {
 		info.Keys = l.Keys()
 	}
@@ -72,7 +73,7 @@ func (r *reader) leases(ctx context.Context, serializable bool) ([]LeaseInfo, er
 	ls := r.lessor.Leases()
 	out := make([]LeaseInfo, len(ls))
 	for i, l := range ls {
-		out[i] = LeaseInfo{ID: l.ID, GrantedTTL: l.TTL(), Remaining: l.Remaining()}
+		out[i] = LeaseInfo{ID: l.ID, GrantedTTL: l.TTL(), Remaining: l.Remaining(), Owner: l.Owner()}
 	}
 	return out, nil
 }

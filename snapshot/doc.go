@@ -16,10 +16,15 @@
 //
 // Nothing may follow the trailer. Write streams a Snapshot in this format;
 // Read validates a whole stream (magic, version, record lengths, record order,
-// counts, the consistency of leases and items, and the checksum) before it
+// counts, the consistency of leases and items, no field unknown to this build
+// in any record, and the checksum) before it
 // returns anything, so a caller can replace its state only with a snapshot
 // that is known to be complete and intact. Inspect performs the same
 // validation and returns a Summary instead of the contents.
+//
+// A lease record carries the lease's owner (lessor.LeaseState.Owner); a lease
+// without one is written without the field, exactly as before owners existed,
+// so older snapshots read with every owner empty.
 //
 // A Snapshot's contents are fully determined by the state it holds: the same
 // state always writes the same bytes, so snapshots of replicas that agree

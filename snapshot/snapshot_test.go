@@ -22,8 +22,8 @@ func sample() *Snapshot {
 		Term:  3,
 		Leases: []lessor.LeaseState{
 			{ID: 1, TTL: 1500, Keys: []string{"a", "b/c"}},
-			{ID: 7, TTL: 60000, Remaining: 1234, Gen: 2},
-			{ID: 9, TTL: 5000, Gen: 1, Keys: []string{"z"}},
+			{ID: 7, TTL: 60000, Remaining: 1234, Gen: 2, Owner: "app1"},
+			{ID: 9, TTL: 5000, Gen: 1, Keys: []string{"z"}, Owner: "ключ CN"},
 		},
 		Items: []Item{
 			{Key: "a", LeaseID: 1, Value: "va", Revision: 10},

@@ -199,7 +199,7 @@ func scan(r io.Reader, visit func(*leasepb.SnapshotRecord)) (scanResult, error) 
 		if err := proto.Unmarshal(buf.Bytes(), rec); err != nil {
 			return scanResult{}, fmt.Errorf("%w: record at byte %d: %v", ErrCorrupt, at, err)
 		}
-		if len(rec.ProtoReflect().GetUnknown()) > 0 {
+		if hasUnknown(rec) {
 			return scanResult{}, fmt.Errorf("%w: record at byte %d has unknown fields", ErrCorrupt, at)
 		}
 		if err := chk.add(rec); err != nil {
@@ -225,4 +225,25 @@ func scan(r io.Reader, visit func(*leasepb.SnapshotRecord)) (scanResult, error) 
 		return scanResult{}, err
 	}
 	return scanResult{size: cr.n + 4, crc: sum}, nil
+}
+
+// hasUnknown reports fields this build does not know in a record or in the
+// message it holds: a field a newer writer added (as the lease's owner once
+// was) must not be dropped silently, which would restore a different state.
+func hasUnknown(rec *leasepb.SnapshotRecord) bool {
+	if len(rec.ProtoReflect().GetUnknown()) > 0 {
+		return true
+	}
+	var m proto.Message
+	switch r := rec.Record.(type) {
+	case *leasepb.SnapshotRecord_Header:
+		m = r.Header
+	case *leasepb.SnapshotRecord_Lease:
+		m = r.Lease
+	case *leasepb.SnapshotRecord_Item:
+		m = r.Item
+	case *leasepb.SnapshotRecord_Dedupe:
+		m = r.Dedupe
+	}
+	return m != nil && len(m.ProtoReflect().GetUnknown()) > 0
 }

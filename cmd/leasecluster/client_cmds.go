@@ -176,11 +176,16 @@ func newLeaseCmd() *cobra.Command {
 					ID           string   `json:"id"`
 					GrantedTTLMs int64    `json:"granted_ttl_ms"`
 					RemainingMs  int64    `json:"remaining_ms"`
+					Owner        string   `json:"owner,omitempty"` // the identity that granted it, as in the HTTP API
 					Items        []string `json:"items"`
-				}{idString(info.ID), info.GrantedTTL.Milliseconds(), rem, items}
+				}{idString(info.ID), info.GrantedTTL.Milliseconds(), rem, info.Owner, items}
 				return emit(cmd.OutOrStdout(), out, func(w io.Writer) {
-					fmt.Fprintf(w, "lease %d: granted TTL %v, remaining %v, items: %s\n", info.ID, info.GrantedTTL,
-						info.Remaining.Round(time.Millisecond), strings.Join(items, ", "))
+					owner := ""
+					if info.Owner != "" {
+						owner = fmt.Sprintf(", owner %q", info.Owner)
+					}
+					fmt.Fprintf(w, "lease %d: granted TTL %v, remaining %v%s, items: %s\n", info.ID, info.GrantedTTL,
+						info.Remaining.Round(time.Millisecond), owner, strings.Join(items, ", "))
 				})
 			})
 		},
