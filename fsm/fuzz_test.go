@@ -23,10 +23,15 @@ func FuzzApply(f *testing.F) {
 	f.Add(m(EncodeCheckpoint([]lessor.Checkpoint{{ID: 1, Remaining: 10}, {ID: 2}})))
 	f.Add(m(EncodeBatch([][]byte{m(EncodeGrant(6, 4, 2000, "")), m(EncodeRevoke(7, []lessor.LeaseID{2}, false, Actor{}))})))
 	f.Add(m(EncodeBatch([][]byte{m(EncodeAttach(8, 1, "j", "v", Actor{})), {0xff}})))
+	f.Add(m(EncodeAttach(9, 2, "j", "v", Actor{Identity: "app1"})))
+	f.Add(m(EncodeRevoke(10, []lessor.LeaseID{2}, false, Actor{Identity: "app2"})))
+	f.Add(m(EncodeDetach(11, 1, "k", Actor{Identity: "ops", Admin: true})))
+	f.Add(m(EncodeGrant(12, 5, 2000, "app2")))
 	f.Add([]byte{})
 	f.Add([]byte{0x08, 0x02})
 	f.Add([]byte{0xff})
-	prefix := [][]byte{m(EncodeGrant(1, 1, 5000, "")), m(EncodeGrant(2, 2, 5000, "")), m(EncodeAttach(3, 1, "k", "v", Actor{}))}
+	// Lease 2 is owned by app1: refusals of other identities are explored too.
+	prefix := [][]byte{m(EncodeGrant(1, 1, 5000, "")), m(EncodeGrant(2, 2, 5000, "app1")), m(EncodeAttach(3, 1, "k", "v", Actor{}))}
 	f.Fuzz(func(t *testing.T, data []byte) {
 		n := newNode(t, 4)
 		for _, p := range prefix {

@@ -15,7 +15,9 @@ import (
 
 // ownedLeases answers TimeToLive: lease 1 is owned by "app 1", the others
 // have no owner.
-type ownedLeases struct{ leasepb.UnimplementedLeasesServer }
+type ownedLeases struct {
+	leasepb.UnimplementedLeasesServer
+}
 
 func (ownedLeases) TimeToLive(_ context.Context, r *leasepb.TimeToLiveRequest) (*leasepb.TimeToLiveResponse, error) {
 	resp := &leasepb.TimeToLiveResponse{Id: r.GetId(), GrantedTtlMs: 5000, RemainingMs: 4000, Keys: []string{"k"}}
