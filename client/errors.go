@@ -30,6 +30,11 @@ var (
 	// certificate's CN) and this client's is neither it nor an admin's
 	// (gRPC PermissionDenied). Not retried: the answer will not change.
 	ErrPermissionDenied = errors.New("client: permission denied")
+	// ErrQuotaExceeded: the cluster refused the request because it would
+	// pass a quota (--max-leases, --max-items-per-lease) or a message size
+	// limit (gRPC ResourceExhausted). Not retried: the answer changes only
+	// once leases or items go.
+	ErrQuotaExceeded = errors.New("client: quota exceeded")
 	// ErrUnsupported: the cluster cannot carry out the request (gRPC
 	// Unimplemented): a node runs a version that does not know the command
 	// or the method, as during a rolling upgrade. Retrying will not help
@@ -76,6 +81,7 @@ func (e *rpcError) GRPCStatus() *status.Status { return e.st }
 //	PermissionDenied         -> ErrPermissionDenied
 //	InvalidArgument, OutOfRange -> ErrInvalidArgument
 //	Unimplemented            -> ErrUnsupported
+//	ResourceExhausted        -> ErrQuotaExceeded
 //	Unavailable              -> ErrNoLeader (after retries: retriable)
 //	DeadlineExceeded         -> context.DeadlineExceeded (retried first)
 //	Canceled                 -> context.Canceled
@@ -105,6 +111,8 @@ func mapError(err error, notFound error) error {
 		sentinel = ErrInvalidArgument
 	case codes.Unimplemented:
 		sentinel = ErrUnsupported
+	case codes.ResourceExhausted:
+		sentinel = ErrQuotaExceeded
 	case codes.Unavailable:
 		sentinel = ErrNoLeader
 	case codes.DeadlineExceeded:
@@ -129,7 +137,7 @@ func retriable(err error) (retry bool, hint string) {
 	switch st.Code() {
 	case codes.Unavailable:
 		return true, leaderHint(st)
-	case codes.DeadlineExceeded, codes.Aborted, codes.ResourceExhausted:
+	case codes.DeadlineExceeded, codes.Aborted:
 		return true, ""
 	}
 	return false, ""

@@ -420,6 +420,8 @@ func (h *handler) fail(w http.ResponseWriter, err error) {
 		writeError(w, http.StatusForbidden, "PERMISSION_DENIED", err.Error(), 0)
 	case errors.Is(err, client.ErrUnsupported):
 		writeError(w, http.StatusNotImplemented, "UNIMPLEMENTED", err.Error(), 0)
+	case errors.Is(err, client.ErrQuotaExceeded):
+		writeError(w, http.StatusTooManyRequests, "RESOURCE_EXHAUSTED", err.Error(), 0)
 	case errors.Is(err, client.ErrNoLeader), errors.Is(err, client.ErrClosed):
 		writeError(w, http.StatusServiceUnavailable, "UNAVAILABLE", err.Error(), h.cfg.RetryAfter)
 	case errors.Is(err, context.DeadlineExceeded):

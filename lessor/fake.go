@@ -28,6 +28,7 @@ func (*FakeLessor) Renew(LeaseID) (int64, error)             { return 0, nil }
 func (*FakeLessor) RenewAll([]Renewal)                       {}
 func (*FakeLessor) Lookup(LeaseID) *Lease                    { return nil }
 func (*FakeLessor) Leases() []*Lease                         { return nil }
+func (*FakeLessor) Len() int                                 { return 0 }
 func (*FakeLessor) Expired(LeaseID) bool                     { return false }
 func (*FakeLessor) ExpiredLeasesC() <-chan []*Lease          { return nil }
 func (*FakeLessor) CheckpointsC() <-chan []Checkpoint        { return nil }

@@ -9,6 +9,7 @@ import (
 
 	"github.com/hashicorp/go-hclog"
 
+	"github.com/leasecluster/leasecluster/leasehttp"
 	"github.com/leasecluster/leasecluster/lessor"
 )
 
@@ -78,8 +79,25 @@ type Config struct {
 	TrailingLogs      uint64        // entries kept after a snapshot; default 10240
 	ApplyTimeout      time.Duration // how long a proposal may wait to be applied; default 10s
 
-	// Pprof serves net/http/pprof under /debug/pprof/ on the HTTP address.
+	// MaxLeases bounds the leases the cluster holds: a grant beyond it is
+	// refused (RESOURCE_EXHAUSTED), decided by the leader before it proposes.
+	// Default 10,000,000; negative: no bound.
+	MaxLeases int
+	// MaxItemsPerLease bounds the items one lease holds, likewise. Default
+	// 10,000; negative: no bound.
+	MaxItemsPerLease int
+
+	// Pprof serves net/http/pprof under /debug/pprof/ on DebugAddr, never
+	// on the HTTP address.
 	Pprof bool
+	// DebugAddr is the listen address of the profiles (plain HTTP) when
+	// Pprof is on; empty: DefaultDebugAddr (127.0.0.1:6060). A non-loopback
+	// address is served with a warning in the log.
+	DebugAddr string
+	// AllowedOrigins are the exact origins (https://ops.example.com) whose
+	// browser pages may call the HTTP API; a request with another Origin
+	// header gets 403. Empty: none (programs send no Origin and are served).
+	AllowedOrigins []string
 
 	Logger hclog.Logger // default: hclog to stderr, named after the node
 	// Clock is the lessor's time source; nil means the real clock. The chaos
@@ -91,6 +109,13 @@ type Config struct {
 	// Security configures mutual TLS and lease ownership; zero: plaintext.
 	Security Security
 }
+
+// The default quotas: generous, but finite, so that a runaway client fills
+// an error log rather than the leader's memory.
+const (
+	DefaultMaxLeases        = 10_000_000
+	DefaultMaxItemsPerLease = 10_000
+)
 
 // withDefaults fills zero fields.
 func (c Config) withDefaults() Config {
@@ -130,6 +155,12 @@ func (c Config) withDefaults() Config {
 	if c.TrailingLogs == 0 {
 		c.TrailingLogs = 10240
 	}
+	if c.MaxLeases == 0 {
+		c.MaxLeases = DefaultMaxLeases
+	}
+	if c.MaxItemsPerLease == 0 {
+		c.MaxItemsPerLease = DefaultMaxItemsPerLease
+	}
 	if c.ApplyTimeout == 0 {
 		c.ApplyTimeout = 10 * time.Second
 	}
@@ -156,6 +187,16 @@ func (c Config) Validate() error {
 	if c.HTTPAddr != "" {
 		if _, _, err := net.SplitHostPort(c.HTTPAddr); err != nil {
 			errs = append(errs, fmt.Errorf("server: http addr %q: %w", c.HTTPAddr, err))
+		}
+	}
+	if c.DebugAddr != "" {
+		if _, _, err := net.SplitHostPort(c.DebugAddr); err != nil {
+			errs = append(errs, fmt.Errorf("server: debug addr %q: %w", c.DebugAddr, err))
+		}
+	}
+	for _, o := range c.AllowedOrigins {
+		if err := leasehttp.CheckOrigin(o); err != nil {
+			errs = append(errs, fmt.Errorf("server: %w", err))
 		}
 	}
 	if c.Extend < c.ElectionTimeout {

@@ -23,6 +23,9 @@ var (
 	ErrOutcomeUnknown = errors.New("server: leadership lost, outcome unknown")
 	// ErrStopped: the node is shutting down.
 	ErrStopped = errors.New("server: node stopped")
+	// ErrQuotaExceeded: the request would pass --max-leases or
+	// --max-items-per-lease. Not retried: it changes only when leases go.
+	ErrQuotaExceeded = errors.New("server: quota exceeded")
 	// ErrInvalidArgument: the request is malformed or out of range.
 	ErrInvalidArgument = errors.New("server: invalid argument")
 )
@@ -63,6 +66,7 @@ func (e *NotLeaderError) Is(target error) bool { return target == ErrNotLeader }
 //	ErrInvalidID, ErrInvalidItem, fsm.ErrNoLeases, ErrDuplicateLease,
 //	ErrRequestIDReused                       -> InvalidArgument    -> client.ErrInvalidArgument -> 400 INVALID_ARGUMENT
 //	fsm.ErrUnsupportedVersion                -> Unimplemented      -> client.ErrUnsupported  -> 501 UNIMPLEMENTED
+//	ErrQuotaExceeded                         -> ResourceExhausted  -> client.ErrQuotaExceeded -> 429 RESOURCE_EXHAUSTED
 //	context.DeadlineExceeded                 -> DeadlineExceeded   -> (retried) ErrNoLeader  -> 503 UNAVAILABLE
 //	context.Canceled                         -> Canceled           -> context.Canceled       -> 500 INTERNAL
 //	anything else (fsm.ErrUndecodable, ErrNotBatchable, lessor.ErrNotPrimary)
@@ -103,6 +107,8 @@ func toStatus(err error) error {
 		code = codes.InvalidArgument
 	case errors.Is(err, fsm.ErrUnsupportedVersion):
 		code = codes.Unimplemented
+	case errors.Is(err, ErrQuotaExceeded):
+		code = codes.ResourceExhausted
 	case errors.Is(err, context.DeadlineExceeded):
 		code = codes.DeadlineExceeded
 	case errors.Is(err, context.Canceled):

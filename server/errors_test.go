@@ -112,7 +112,7 @@ var (
 // must match the one it should and no other.
 var clientSentinels = []error{
 	client.ErrLeaseNotFound, client.ErrLeaseExists, client.ErrItemHeld, client.ErrItemNotFound,
-	client.ErrPermissionDenied, client.ErrInvalidArgument, client.ErrUnsupported, client.ErrNoLeader, client.ErrInternal,
+	client.ErrPermissionDenied, client.ErrInvalidArgument, client.ErrUnsupported, client.ErrQuotaExceeded, client.ErrNoLeader, client.ErrInternal,
 }
 
 // errorRoundTrips is the error table of the whole stack: a node's error, its
@@ -147,6 +147,7 @@ var errorRoundTrips = []struct {
 	{"fsm.ErrDuplicateLease", fsm.ErrDuplicateLease, []operation{opRevoke}, codes.InvalidArgument, client.ErrInvalidArgument, 400, "INVALID_ARGUMENT"},
 	{"fsm.ErrRequestIDReused", fsm.ErrRequestIDReused, []operation{opGrant, opAttach}, codes.InvalidArgument, client.ErrInvalidArgument, 400, "INVALID_ARGUMENT"},
 	{"fsm.ErrUnsupportedVersion", fsm.ErrUnsupportedVersion, []operation{opGrant, opAttach, opDetach}, codes.Unimplemented, client.ErrUnsupported, 501, "UNIMPLEMENTED"},
+	{"server.ErrQuotaExceeded", ErrQuotaExceeded, []operation{opGrant, opAttach}, codes.ResourceExhausted, client.ErrQuotaExceeded, 429, "RESOURCE_EXHAUSTED"},
 	{"fsm.ErrUndecodable", fsm.ErrUndecodable, []operation{opGrant}, codes.Unknown, client.ErrInternal, 500, "INTERNAL"},
 	{"fsm.ErrNotBatchable", fsm.ErrNotBatchable, []operation{opGrant}, codes.Unknown, client.ErrInternal, 500, "INTERNAL"},
 	{"limits.ErrKeyInvalid", limits.ErrKeyInvalid, []operation{opAttach}, codes.InvalidArgument, client.ErrInvalidArgument, 400, "INVALID_ARGUMENT"},

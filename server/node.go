@@ -190,7 +190,8 @@ func (n *Node) assemble(notify chan bool, self raft.ServerID) {
 		lease:   renewLease{dur: cfg.RenewLease, self: self, raft: rs.raft, contact: rs.trans.LastContact},
 		metrics: n.metrics, faults: cfg.Faults, owners: cfg.Security.Enabled()}
 	n.reader = &reader{rs: rs, leading: leading, verifier: v, applied: n.applied, lessor: n.lessor, fsm: n.fsm}
-	n.ops = &leaseOps{proposer: n.proposer, lessor: n.lessor, minTTL: cfg.MinTTL, maxTTL: cfg.MaxTTL, metrics: n.metrics, faults: cfg.Faults}
+	n.ops = &leaseOps{proposer: n.proposer, lessor: n.lessor, fsm: n.fsm, minTTL: cfg.MinTTL, maxTTL: cfg.MaxTTL,
+		maxLeases: cfg.MaxLeases, maxItems: cfg.MaxItemsPerLease, metrics: n.metrics, faults: cfg.Faults}
 	n.info = &clusterInfo{rs: rs, name: cfg.Name, leading: leading, fsm: n.fsm}
 	n.fwd = &forwarder{rs: rs, name: cfg.Name, conn: leaderConn{dial: n.dial}}
 }

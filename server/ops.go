@@ -17,9 +17,14 @@ import (
 type leaseOps struct {
 	proposer       *proposer
 	lessor         lessor.Lessor
+	fsm            *fsm.FSM
 	minTTL, maxTTL time.Duration
-	metrics        *metrics
-	faults         *Faults
+	// Quotas, checked by the leader before it proposes (rule 8: apply reads
+	// no flag). Concurrent grants may pass a full quota by the few that are
+	// in flight together: a bound on memory, not an exact count. <0: none.
+	maxLeases, maxItems int
+	metrics             *metrics
+	faults              *Faults
 }
 
 // actor is who a mutation acts for, as the command records it: the caller's
@@ -41,6 +46,9 @@ func (o *leaseOps) grant(ctx context.Context, id lessor.LeaseID, ttlMs int64, re
 		return 0, 0, fmt.Errorf("%w: TTL %d ms is outside 1..%d", ErrInvalidArgument, ttlMs, o.maxTTL.Milliseconds())
 	}
 	ttlMs = max(ttlMs, o.minTTL.Milliseconds())
+	if o.maxLeases >= 0 && o.lessor.Len() >= o.maxLeases {
+		return 0, 0, fmt.Errorf("%w: the cluster holds %d leases, --max-leases is %d", ErrQuotaExceeded, o.lessor.Len(), o.maxLeases)
+	}
 	if id == lessor.NoLease {
 		id = lessor.LeaseID(rand.Int64N(math.MaxInt64-1) + 1)
 	}
@@ -76,6 +84,9 @@ func (o *leaseOps) revoke(ctx context.Context, id lessor.LeaseID, reqID uint64) 
 // attach attaches (or re-attaches) an item to a lease. Attaches are not
 // grouped: an item's fencing token is its entry's index (rule 7).
 func (o *leaseOps) attach(ctx context.Context, leaseID lessor.LeaseID, key, value string, reqID uint64) (fsm.Item, error) {
+	if err := o.itemQuota(leaseID, key); err != nil {
+		return fsm.Item{}, err
+	}
 	data, err := fsm.EncodeAttach(reqID, leaseID, key, value, actor(ctx))
 	if err != nil {
 		return fsm.Item{}, err
@@ -85,6 +96,22 @@ func (o *leaseOps) attach(ctx context.Context, leaseID lessor.LeaseID, key, valu
 		return fsm.Item{}, err
 	}
 	return res.Item, nil
+}
+
+// itemQuota refuses a new item for a lease that holds --max-items-per-lease
+// already; re-attaching an item the lease holds (a new value) is no new item.
+func (o *leaseOps) itemQuota(leaseID lessor.LeaseID, key string) error {
+	if o.maxItems < 0 {
+		return nil
+	}
+	l := o.lessor.Lookup(leaseID)
+	if l == nil || l.ItemCount() < o.maxItems {
+		return nil // an unknown lease is refused by apply, as NotFound
+	}
+	if it, ok := o.fsm.Item(key); ok && it.LeaseID == leaseID {
+		return nil
+	}
+	return fmt.Errorf("%w: lease %d holds %d items, --max-items-per-lease is %d", ErrQuotaExceeded, leaseID, l.ItemCount(), o.maxItems)
 }
 
 // detach detaches an item from the lease that holds it.

@@ -19,6 +19,7 @@ type nodeFlags struct {
 	heartbeat, election, extend, minTTL time.Duration
 	renewLease                          time.Duration
 	revokeRate                          int
+	maxLeases, maxItemsPerLease         int
 	snapshotThreshold                   uint64
 	logLevel                            string
 	pprof                               bool
@@ -32,6 +33,8 @@ func (f *nodeFlags) register(cmd *cobra.Command) {
 	fl.DurationVar(&f.renewLease, "renew-lease", 0, "how old a quorum's acceptance of the leader may be for renewals to be acknowledged without a new quorum round; at most half of --extend, negative disables (default: --extend/5)")
 	fl.DurationVar(&f.minTTL, "min-ttl", 0, "shortest lease TTL; shorter requests are raised to it (default: 1.5 x the election timeout)")
 	fl.IntVar(&f.revokeRate, "revoke-rate", 100_000, "most expired leases revoked per second")
+	fl.IntVar(&f.maxLeases, "max-leases", server.DefaultMaxLeases, "most leases the cluster holds; a grant beyond it is refused (RESOURCE_EXHAUSTED, HTTP 429); negative: no bound")
+	fl.IntVar(&f.maxItemsPerLease, "max-items-per-lease", server.DefaultMaxItemsPerLease, "most items one lease holds; an attach beyond it is refused likewise; negative: no bound")
 	fl.Uint64Var(&f.snapshotThreshold, "snapshot-threshold", 8192, "Raft log entries between snapshots")
 	fl.StringVar(&f.logLevel, "log-level", "info", "log level: trace, debug, info, warn, error")
 	fl.BoolVar(&f.pprof, "pprof", false, "serve Go profiles under /debug/pprof/ on the HTTP address")
@@ -44,6 +47,8 @@ func (f *nodeFlags) apply(cfg *server.Config) {
 	cfg.RenewLease = f.renewLease
 	cfg.MinTTL = f.minTTL
 	cfg.RevokeRate = f.revokeRate
+	cfg.MaxLeases = f.maxLeases
+	cfg.MaxItemsPerLease = f.maxItemsPerLease
 	cfg.SnapshotThreshold = f.snapshotThreshold
 	cfg.Pprof = f.pprof
 	cfg.Logger = hclog.New(&hclog.LoggerOptions{Name: cfg.Name, Level: hclog.LevelFromString(f.logLevel), Output: os.Stderr})
