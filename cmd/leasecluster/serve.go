@@ -17,6 +17,7 @@ import (
 // nodeFlags are the flags of one node, shared by serve and dev.
 type nodeFlags struct {
 	heartbeat, election, extend, minTTL time.Duration
+	maxTTL                              time.Duration
 	renewLease                          time.Duration
 	revokeRate                          int
 	maxLeases, maxItemsPerLease         int
@@ -32,6 +33,7 @@ func (f *nodeFlags) register(cmd *cobra.Command) {
 	fl.DurationVar(&f.extend, "extend", 0, "added to every lease's expiry when a node becomes leader (default: the election timeout)")
 	fl.DurationVar(&f.renewLease, "renew-lease", 0, "how old a quorum's acceptance of the leader may be for renewals to be acknowledged without a new quorum round; at most half of --extend, negative disables (default: --extend/5)")
 	fl.DurationVar(&f.minTTL, "min-ttl", 0, "shortest lease TTL; shorter requests are raised to it (default: 1.5 x the election timeout)")
+	fl.DurationVar(&f.maxTTL, "max-ttl", 0, "longest lease TTL; longer requests are refused (default 30 days, at most 10 years)")
 	fl.IntVar(&f.revokeRate, "revoke-rate", 100_000, "most expired leases revoked per second")
 	fl.IntVar(&f.maxLeases, "max-leases", server.DefaultMaxLeases, "most leases the cluster holds; a grant beyond it is refused (RESOURCE_EXHAUSTED, HTTP 429); negative: no bound")
 	fl.IntVar(&f.maxItemsPerLease, "max-items-per-lease", server.DefaultMaxItemsPerLease, "most items one lease holds; an attach beyond it is refused likewise; negative: no bound")
@@ -46,6 +48,7 @@ func (f *nodeFlags) apply(cfg *server.Config) {
 	cfg.Extend = f.extend
 	cfg.RenewLease = f.renewLease
 	cfg.MinTTL = f.minTTL
+	cfg.MaxTTL = f.maxTTL
 	cfg.RevokeRate = f.revokeRate
 	cfg.MaxLeases = f.maxLeases
 	cfg.MaxItemsPerLease = f.maxItemsPerLease
