@@ -1095,16 +1095,18 @@ func (x *StatusRequest) GetStateHash() bool {
 }
 
 type StatusResponse struct {
-	state         protoimpl.MessageState `protogen:"open.v1"`
-	Name          string                 `protobuf:"bytes,1,opt,name=name,proto3" json:"name,omitempty"`
-	Role          string                 `protobuf:"bytes,2,opt,name=role,proto3" json:"role,omitempty"`     // "leader", "follower" or "candidate"
-	Leader        string                 `protobuf:"bytes,3,opt,name=leader,proto3" json:"leader,omitempty"` // the leader's name, empty if none is known
-	LeaderAddress string                 `protobuf:"bytes,4,opt,name=leader_address,json=leaderAddress,proto3" json:"leader_address,omitempty"`
-	Term          uint64                 `protobuf:"varint,5,opt,name=term,proto3" json:"term,omitempty"`
-	AppliedIndex  uint64                 `protobuf:"varint,6,opt,name=applied_index,json=appliedIndex,proto3" json:"applied_index,omitempty"`
-	CommitIndex   uint64                 `protobuf:"varint,7,opt,name=commit_index,json=commitIndex,proto3" json:"commit_index,omitempty"`
-	LastIndex     uint64                 `protobuf:"varint,8,opt,name=last_index,json=lastIndex,proto3" json:"last_index,omitempty"`
-	StateHash     string                 `protobuf:"bytes,9,opt,name=state_hash,json=stateHash,proto3" json:"state_hash,omitempty"` // hex; equal on replicas that applied the same entries; only if asked for
+	state protoimpl.MessageState `protogen:"open.v1"`
+	Name  string                 `protobuf:"bytes,1,opt,name=name,proto3" json:"name,omitempty"`
+	// "leader", "follower", "candidate", "shutdown", or "removed": this node
+	// is no longer in the cluster's configuration and serves no more.
+	Role          string `protobuf:"bytes,2,opt,name=role,proto3" json:"role,omitempty"`
+	Leader        string `protobuf:"bytes,3,opt,name=leader,proto3" json:"leader,omitempty"` // the leader's name, empty if none is known
+	LeaderAddress string `protobuf:"bytes,4,opt,name=leader_address,json=leaderAddress,proto3" json:"leader_address,omitempty"`
+	Term          uint64 `protobuf:"varint,5,opt,name=term,proto3" json:"term,omitempty"`
+	AppliedIndex  uint64 `protobuf:"varint,6,opt,name=applied_index,json=appliedIndex,proto3" json:"applied_index,omitempty"`
+	CommitIndex   uint64 `protobuf:"varint,7,opt,name=commit_index,json=commitIndex,proto3" json:"commit_index,omitempty"`
+	LastIndex     uint64 `protobuf:"varint,8,opt,name=last_index,json=lastIndex,proto3" json:"last_index,omitempty"`
+	StateHash     string `protobuf:"bytes,9,opt,name=state_hash,json=stateHash,proto3" json:"state_hash,omitempty"` // hex; equal on replicas that applied the same entries; only if asked for
 	unknownFields protoimpl.UnknownFields
 	sizeCache     protoimpl.SizeCache
 }
@@ -1203,11 +1205,17 @@ func (x *StatusResponse) GetStateHash() string {
 }
 
 type Member struct {
-	state         protoimpl.MessageState `protogen:"open.v1"`
-	Name          string                 `protobuf:"bytes,1,opt,name=name,proto3" json:"name,omitempty"`
-	Address       string                 `protobuf:"bytes,2,opt,name=address,proto3" json:"address,omitempty"`
-	Voter         bool                   `protobuf:"varint,3,opt,name=voter,proto3" json:"voter,omitempty"`
-	Leader        bool                   `protobuf:"varint,4,opt,name=leader,proto3" json:"leader,omitempty"`
+	state   protoimpl.MessageState `protogen:"open.v1"`
+	Name    string                 `protobuf:"bytes,1,opt,name=name,proto3" json:"name,omitempty"`
+	Address string                 `protobuf:"bytes,2,opt,name=address,proto3" json:"address,omitempty"`
+	Voter   bool                   `protobuf:"varint,3,opt,name=voter,proto3" json:"voter,omitempty"` // false: a non-voter (a learner catching up, or added with non_voter)
+	Leader  bool                   `protobuf:"varint,4,opt,name=leader,proto3" json:"leader,omitempty"`
+	// The member's own applied index, read from its Status by the node that
+	// answers Members; 0 with status_error set when it could not be read.
+	AppliedIndex uint64 `protobuf:"varint,5,opt,name=applied_index,json=appliedIndex,proto3" json:"applied_index,omitempty"`
+	StatusError  string `protobuf:"bytes,6,opt,name=status_error,json=statusError,proto3" json:"status_error,omitempty"`
+	// A non-voter the leader will promote once it has caught up.
+	Promoting     bool `protobuf:"varint,7,opt,name=promoting,proto3" json:"promoting,omitempty"`
 	unknownFields protoimpl.UnknownFields
 	sizeCache     protoimpl.SizeCache
 }
@@ -1266,6 +1274,27 @@ func (x *Member) GetVoter() bool {
 func (x *Member) GetLeader() bool {
 	if x != nil {
 		return x.Leader
+	}
+	return false
+}
+
+func (x *Member) GetAppliedIndex() uint64 {
+	if x != nil {
+		return x.AppliedIndex
+	}
+	return 0
+}
+
+func (x *Member) GetStatusError() string {
+	if x != nil {
+		return x.StatusError
+	}
+	return ""
+}
+
+func (x *Member) GetPromoting() bool {
+	if x != nil {
+		return x.Promoting
 	}
 	return false
 }
@@ -1348,6 +1377,305 @@ func (x *MembersResponse) GetMembers() []*Member {
 		return x.Members
 	}
 	return nil
+}
+
+type AddMemberRequest struct {
+	state    protoimpl.MessageState `protogen:"open.v1"`
+	Name     string                 `protobuf:"bytes,1,opt,name=name,proto3" json:"name,omitempty"`                          // the node's --name, its Raft server ID
+	Address  string                 `protobuf:"bytes,2,opt,name=address,proto3" json:"address,omitempty"`                    // its gRPC address (host:port), as peers dial it
+	NonVoter bool                   `protobuf:"varint,3,opt,name=non_voter,json=nonVoter,proto3" json:"non_voter,omitempty"` // stay a non-voter: never promoted
+	// The node starts from an empty data dir (serve --join sets it): if name
+	// is a voter already, its acknowledged entries are gone, so it is removed
+	// first and added again as a non-voter under the same name.
+	Replace       bool `protobuf:"varint,4,opt,name=replace,proto3" json:"replace,omitempty"`
+	unknownFields protoimpl.UnknownFields
+	sizeCache     protoimpl.SizeCache
+}
+
+func (x *AddMemberRequest) Reset() {
+	*x = AddMemberRequest{}
+	mi := &file_leasecluster_v1_api_proto_msgTypes[24]
+	ms := protoimpl.X.MessageStateOf(protoimpl.Pointer(x))
+	ms.StoreMessageInfo(mi)
+}
+
+func (x *AddMemberRequest) String() string {
+	return protoimpl.X.MessageStringOf(x)
+}
+
+func (*AddMemberRequest) ProtoMessage() {}
+
+func (x *AddMemberRequest) ProtoReflect() protoreflect.Message {
+	mi := &file_leasecluster_v1_api_proto_msgTypes[24]
+	if x != nil {
+		ms := protoimpl.X.MessageStateOf(protoimpl.Pointer(x))
+		if ms.LoadMessageInfo() == nil {
+			ms.StoreMessageInfo(mi)
+		}
+		return ms
+	}
+	return mi.MessageOf(x)
+}
+
+// Deprecated: Use AddMemberRequest.ProtoReflect.Descriptor instead.
+func (*AddMemberRequest) Descriptor() ([]byte, []int) {
+	return file_leasecluster_v1_api_proto_rawDescGZIP(), []int{24}
+}
+
+func (x *AddMemberRequest) GetName() string {
+	if x != nil {
+		return x.Name
+	}
+	return ""
+}
+
+func (x *AddMemberRequest) GetAddress() string {
+	if x != nil {
+		return x.Address
+	}
+	return ""
+}
+
+func (x *AddMemberRequest) GetNonVoter() bool {
+	if x != nil {
+		return x.NonVoter
+	}
+	return false
+}
+
+func (x *AddMemberRequest) GetReplace() bool {
+	if x != nil {
+		return x.Replace
+	}
+	return false
+}
+
+type AddMemberResponse struct {
+	state         protoimpl.MessageState `protogen:"open.v1"`
+	Member        *Member                `protobuf:"bytes,1,opt,name=member,proto3" json:"member,omitempty"` // as added (a non-voter until promoted)
+	unknownFields protoimpl.UnknownFields
+	sizeCache     protoimpl.SizeCache
+}
+
+func (x *AddMemberResponse) Reset() {
+	*x = AddMemberResponse{}
+	mi := &file_leasecluster_v1_api_proto_msgTypes[25]
+	ms := protoimpl.X.MessageStateOf(protoimpl.Pointer(x))
+	ms.StoreMessageInfo(mi)
+}
+
+func (x *AddMemberResponse) String() string {
+	return protoimpl.X.MessageStringOf(x)
+}
+
+func (*AddMemberResponse) ProtoMessage() {}
+
+func (x *AddMemberResponse) ProtoReflect() protoreflect.Message {
+	mi := &file_leasecluster_v1_api_proto_msgTypes[25]
+	if x != nil {
+		ms := protoimpl.X.MessageStateOf(protoimpl.Pointer(x))
+		if ms.LoadMessageInfo() == nil {
+			ms.StoreMessageInfo(mi)
+		}
+		return ms
+	}
+	return mi.MessageOf(x)
+}
+
+// Deprecated: Use AddMemberResponse.ProtoReflect.Descriptor instead.
+func (*AddMemberResponse) Descriptor() ([]byte, []int) {
+	return file_leasecluster_v1_api_proto_rawDescGZIP(), []int{25}
+}
+
+func (x *AddMemberResponse) GetMember() *Member {
+	if x != nil {
+		return x.Member
+	}
+	return nil
+}
+
+type RemoveMemberRequest struct {
+	state         protoimpl.MessageState `protogen:"open.v1"`
+	Name          string                 `protobuf:"bytes,1,opt,name=name,proto3" json:"name,omitempty"`
+	Force         bool                   `protobuf:"varint,2,opt,name=force,proto3" json:"force,omitempty"` // remove even if the remaining live voters are no quorum
+	unknownFields protoimpl.UnknownFields
+	sizeCache     protoimpl.SizeCache
+}
+
+func (x *RemoveMemberRequest) Reset() {
+	*x = RemoveMemberRequest{}
+	mi := &file_leasecluster_v1_api_proto_msgTypes[26]
+	ms := protoimpl.X.MessageStateOf(protoimpl.Pointer(x))
+	ms.StoreMessageInfo(mi)
+}
+
+func (x *RemoveMemberRequest) String() string {
+	return protoimpl.X.MessageStringOf(x)
+}
+
+func (*RemoveMemberRequest) ProtoMessage() {}
+
+func (x *RemoveMemberRequest) ProtoReflect() protoreflect.Message {
+	mi := &file_leasecluster_v1_api_proto_msgTypes[26]
+	if x != nil {
+		ms := protoimpl.X.MessageStateOf(protoimpl.Pointer(x))
+		if ms.LoadMessageInfo() == nil {
+			ms.StoreMessageInfo(mi)
+		}
+		return ms
+	}
+	return mi.MessageOf(x)
+}
+
+// Deprecated: Use RemoveMemberRequest.ProtoReflect.Descriptor instead.
+func (*RemoveMemberRequest) Descriptor() ([]byte, []int) {
+	return file_leasecluster_v1_api_proto_rawDescGZIP(), []int{26}
+}
+
+func (x *RemoveMemberRequest) GetName() string {
+	if x != nil {
+		return x.Name
+	}
+	return ""
+}
+
+func (x *RemoveMemberRequest) GetForce() bool {
+	if x != nil {
+		return x.Force
+	}
+	return false
+}
+
+type RemoveMemberResponse struct {
+	state         protoimpl.MessageState `protogen:"open.v1"`
+	unknownFields protoimpl.UnknownFields
+	sizeCache     protoimpl.SizeCache
+}
+
+func (x *RemoveMemberResponse) Reset() {
+	*x = RemoveMemberResponse{}
+	mi := &file_leasecluster_v1_api_proto_msgTypes[27]
+	ms := protoimpl.X.MessageStateOf(protoimpl.Pointer(x))
+	ms.StoreMessageInfo(mi)
+}
+
+func (x *RemoveMemberResponse) String() string {
+	return protoimpl.X.MessageStringOf(x)
+}
+
+func (*RemoveMemberResponse) ProtoMessage() {}
+
+func (x *RemoveMemberResponse) ProtoReflect() protoreflect.Message {
+	mi := &file_leasecluster_v1_api_proto_msgTypes[27]
+	if x != nil {
+		ms := protoimpl.X.MessageStateOf(protoimpl.Pointer(x))
+		if ms.LoadMessageInfo() == nil {
+			ms.StoreMessageInfo(mi)
+		}
+		return ms
+	}
+	return mi.MessageOf(x)
+}
+
+// Deprecated: Use RemoveMemberResponse.ProtoReflect.Descriptor instead.
+func (*RemoveMemberResponse) Descriptor() ([]byte, []int) {
+	return file_leasecluster_v1_api_proto_rawDescGZIP(), []int{27}
+}
+
+type TransferLeaderRequest struct {
+	state         protoimpl.MessageState `protogen:"open.v1"`
+	Name          string                 `protobuf:"bytes,1,opt,name=name,proto3" json:"name,omitempty"` // the voter to hand leadership to; empty: any
+	unknownFields protoimpl.UnknownFields
+	sizeCache     protoimpl.SizeCache
+}
+
+func (x *TransferLeaderRequest) Reset() {
+	*x = TransferLeaderRequest{}
+	mi := &file_leasecluster_v1_api_proto_msgTypes[28]
+	ms := protoimpl.X.MessageStateOf(protoimpl.Pointer(x))
+	ms.StoreMessageInfo(mi)
+}
+
+func (x *TransferLeaderRequest) String() string {
+	return protoimpl.X.MessageStringOf(x)
+}
+
+func (*TransferLeaderRequest) ProtoMessage() {}
+
+func (x *TransferLeaderRequest) ProtoReflect() protoreflect.Message {
+	mi := &file_leasecluster_v1_api_proto_msgTypes[28]
+	if x != nil {
+		ms := protoimpl.X.MessageStateOf(protoimpl.Pointer(x))
+		if ms.LoadMessageInfo() == nil {
+			ms.StoreMessageInfo(mi)
+		}
+		return ms
+	}
+	return mi.MessageOf(x)
+}
+
+// Deprecated: Use TransferLeaderRequest.ProtoReflect.Descriptor instead.
+func (*TransferLeaderRequest) Descriptor() ([]byte, []int) {
+	return file_leasecluster_v1_api_proto_rawDescGZIP(), []int{28}
+}
+
+func (x *TransferLeaderRequest) GetName() string {
+	if x != nil {
+		return x.Name
+	}
+	return ""
+}
+
+type TransferLeaderResponse struct {
+	state         protoimpl.MessageState `protogen:"open.v1"`
+	Leader        string                 `protobuf:"bytes,1,opt,name=leader,proto3" json:"leader,omitempty"` // the new leader's name
+	LeaderAddress string                 `protobuf:"bytes,2,opt,name=leader_address,json=leaderAddress,proto3" json:"leader_address,omitempty"`
+	unknownFields protoimpl.UnknownFields
+	sizeCache     protoimpl.SizeCache
+}
+
+func (x *TransferLeaderResponse) Reset() {
+	*x = TransferLeaderResponse{}
+	mi := &file_leasecluster_v1_api_proto_msgTypes[29]
+	ms := protoimpl.X.MessageStateOf(protoimpl.Pointer(x))
+	ms.StoreMessageInfo(mi)
+}
+
+func (x *TransferLeaderResponse) String() string {
+	return protoimpl.X.MessageStringOf(x)
+}
+
+func (*TransferLeaderResponse) ProtoMessage() {}
+
+func (x *TransferLeaderResponse) ProtoReflect() protoreflect.Message {
+	mi := &file_leasecluster_v1_api_proto_msgTypes[29]
+	if x != nil {
+		ms := protoimpl.X.MessageStateOf(protoimpl.Pointer(x))
+		if ms.LoadMessageInfo() == nil {
+			ms.StoreMessageInfo(mi)
+		}
+		return ms
+	}
+	return mi.MessageOf(x)
+}
+
+// Deprecated: Use TransferLeaderResponse.ProtoReflect.Descriptor instead.
+func (*TransferLeaderResponse) Descriptor() ([]byte, []int) {
+	return file_leasecluster_v1_api_proto_rawDescGZIP(), []int{29}
+}
+
+func (x *TransferLeaderResponse) GetLeader() string {
+	if x != nil {
+		return x.Leader
+	}
+	return ""
+}
+
+func (x *TransferLeaderResponse) GetLeaderAddress() string {
+	if x != nil {
+		return x.LeaderAddress
+	}
+	return ""
 }
 
 var File_leasecluster_v1_api_proto protoreflect.FileDescriptor
@@ -1436,15 +1764,34 @@ const file_leasecluster_v1_api_proto_rawDesc = "" +
 	"\n" +
 	"last_index\x18\b \x01(\x04R\tlastIndex\x12\x1d\n" +
 	"\n" +
-	"state_hash\x18\t \x01(\tR\tstateHash\"d\n" +
+	"state_hash\x18\t \x01(\tR\tstateHash\"\xca\x01\n" +
 	"\x06Member\x12\x12\n" +
 	"\x04name\x18\x01 \x01(\tR\x04name\x12\x18\n" +
 	"\aaddress\x18\x02 \x01(\tR\aaddress\x12\x14\n" +
 	"\x05voter\x18\x03 \x01(\bR\x05voter\x12\x16\n" +
-	"\x06leader\x18\x04 \x01(\bR\x06leader\"\x10\n" +
+	"\x06leader\x18\x04 \x01(\bR\x06leader\x12#\n" +
+	"\rapplied_index\x18\x05 \x01(\x04R\fappliedIndex\x12!\n" +
+	"\fstatus_error\x18\x06 \x01(\tR\vstatusError\x12\x1c\n" +
+	"\tpromoting\x18\a \x01(\bR\tpromoting\"\x10\n" +
 	"\x0eMembersRequest\"D\n" +
 	"\x0fMembersResponse\x121\n" +
-	"\amembers\x18\x01 \x03(\v2\x17.leasecluster.v1.MemberR\amembers2\x95\x03\n" +
+	"\amembers\x18\x01 \x03(\v2\x17.leasecluster.v1.MemberR\amembers\"w\n" +
+	"\x10AddMemberRequest\x12\x12\n" +
+	"\x04name\x18\x01 \x01(\tR\x04name\x12\x18\n" +
+	"\aaddress\x18\x02 \x01(\tR\aaddress\x12\x1b\n" +
+	"\tnon_voter\x18\x03 \x01(\bR\bnonVoter\x12\x18\n" +
+	"\areplace\x18\x04 \x01(\bR\areplace\"D\n" +
+	"\x11AddMemberResponse\x12/\n" +
+	"\x06member\x18\x01 \x01(\v2\x17.leasecluster.v1.MemberR\x06member\"?\n" +
+	"\x13RemoveMemberRequest\x12\x12\n" +
+	"\x04name\x18\x01 \x01(\tR\x04name\x12\x14\n" +
+	"\x05force\x18\x02 \x01(\bR\x05force\"\x16\n" +
+	"\x14RemoveMemberResponse\"+\n" +
+	"\x15TransferLeaderRequest\x12\x12\n" +
+	"\x04name\x18\x01 \x01(\tR\x04name\"W\n" +
+	"\x16TransferLeaderResponse\x12\x16\n" +
+	"\x06leader\x18\x01 \x01(\tR\x06leader\x12%\n" +
+	"\x0eleader_address\x18\x02 \x01(\tR\rleaderAddress2\x95\x03\n" +
 	"\x06Leases\x12F\n" +
 	"\x05Grant\x12\x1d.leasecluster.v1.GrantRequest\x1a\x1e.leasecluster.v1.GrantResponse\x12I\n" +
 	"\x06Revoke\x12\x1e.leasecluster.v1.RevokeRequest\x1a\x1f.leasecluster.v1.RevokeResponse\x12V\n" +
@@ -1455,10 +1802,13 @@ const file_leasecluster_v1_api_proto_rawDesc = "" +
 	"\x05Items\x12I\n" +
 	"\x06Attach\x12\x1e.leasecluster.v1.AttachRequest\x1a\x1f.leasecluster.v1.AttachResponse\x12I\n" +
 	"\x06Detach\x12\x1e.leasecluster.v1.DetachRequest\x1a\x1f.leasecluster.v1.DetachResponse\x12@\n" +
-	"\x03Get\x12\x1b.leasecluster.v1.GetRequest\x1a\x1c.leasecluster.v1.GetResponse2\xa2\x01\n" +
+	"\x03Get\x12\x1b.leasecluster.v1.GetRequest\x1a\x1c.leasecluster.v1.GetResponse2\xb6\x03\n" +
 	"\aCluster\x12I\n" +
 	"\x06Status\x12\x1e.leasecluster.v1.StatusRequest\x1a\x1f.leasecluster.v1.StatusResponse\x12L\n" +
-	"\aMembers\x12\x1f.leasecluster.v1.MembersRequest\x1a .leasecluster.v1.MembersResponseB.Z,github.com/leasecluster/leasecluster/leasepbb\x06proto3"
+	"\aMembers\x12\x1f.leasecluster.v1.MembersRequest\x1a .leasecluster.v1.MembersResponse\x12R\n" +
+	"\tAddMember\x12!.leasecluster.v1.AddMemberRequest\x1a\".leasecluster.v1.AddMemberResponse\x12[\n" +
+	"\fRemoveMember\x12$.leasecluster.v1.RemoveMemberRequest\x1a%.leasecluster.v1.RemoveMemberResponse\x12a\n" +
+	"\x0eTransferLeader\x12&.leasecluster.v1.TransferLeaderRequest\x1a'.leasecluster.v1.TransferLeaderResponseB.Z,github.com/leasecluster/leasecluster/leasepbb\x06proto3"
 
 var (
 	file_leasecluster_v1_api_proto_rawDescOnce sync.Once
@@ -1472,63 +1822,76 @@ func file_leasecluster_v1_api_proto_rawDescGZIP() []byte {
 	return file_leasecluster_v1_api_proto_rawDescData
 }
 
-var file_leasecluster_v1_api_proto_msgTypes = make([]protoimpl.MessageInfo, 24)
+var file_leasecluster_v1_api_proto_msgTypes = make([]protoimpl.MessageInfo, 30)
 var file_leasecluster_v1_api_proto_goTypes = []any{
-	(*LeaderHint)(nil),         // 0: leasecluster.v1.LeaderHint
-	(*GrantRequest)(nil),       // 1: leasecluster.v1.GrantRequest
-	(*GrantResponse)(nil),      // 2: leasecluster.v1.GrantResponse
-	(*RevokeRequest)(nil),      // 3: leasecluster.v1.RevokeRequest
-	(*RevokeResponse)(nil),     // 4: leasecluster.v1.RevokeResponse
-	(*KeepAliveRequest)(nil),   // 5: leasecluster.v1.KeepAliveRequest
-	(*KeepAliveResponse)(nil),  // 6: leasecluster.v1.KeepAliveResponse
-	(*TimeToLiveRequest)(nil),  // 7: leasecluster.v1.TimeToLiveRequest
-	(*TimeToLiveResponse)(nil), // 8: leasecluster.v1.TimeToLiveResponse
-	(*LeasesRequest)(nil),      // 9: leasecluster.v1.LeasesRequest
-	(*LeaseStatus)(nil),        // 10: leasecluster.v1.LeaseStatus
-	(*LeasesResponse)(nil),     // 11: leasecluster.v1.LeasesResponse
-	(*Item)(nil),               // 12: leasecluster.v1.Item
-	(*AttachRequest)(nil),      // 13: leasecluster.v1.AttachRequest
-	(*AttachResponse)(nil),     // 14: leasecluster.v1.AttachResponse
-	(*DetachRequest)(nil),      // 15: leasecluster.v1.DetachRequest
-	(*DetachResponse)(nil),     // 16: leasecluster.v1.DetachResponse
-	(*GetRequest)(nil),         // 17: leasecluster.v1.GetRequest
-	(*GetResponse)(nil),        // 18: leasecluster.v1.GetResponse
-	(*StatusRequest)(nil),      // 19: leasecluster.v1.StatusRequest
-	(*StatusResponse)(nil),     // 20: leasecluster.v1.StatusResponse
-	(*Member)(nil),             // 21: leasecluster.v1.Member
-	(*MembersRequest)(nil),     // 22: leasecluster.v1.MembersRequest
-	(*MembersResponse)(nil),    // 23: leasecluster.v1.MembersResponse
+	(*LeaderHint)(nil),             // 0: leasecluster.v1.LeaderHint
+	(*GrantRequest)(nil),           // 1: leasecluster.v1.GrantRequest
+	(*GrantResponse)(nil),          // 2: leasecluster.v1.GrantResponse
+	(*RevokeRequest)(nil),          // 3: leasecluster.v1.RevokeRequest
+	(*RevokeResponse)(nil),         // 4: leasecluster.v1.RevokeResponse
+	(*KeepAliveRequest)(nil),       // 5: leasecluster.v1.KeepAliveRequest
+	(*KeepAliveResponse)(nil),      // 6: leasecluster.v1.KeepAliveResponse
+	(*TimeToLiveRequest)(nil),      // 7: leasecluster.v1.TimeToLiveRequest
+	(*TimeToLiveResponse)(nil),     // 8: leasecluster.v1.TimeToLiveResponse
+	(*LeasesRequest)(nil),          // 9: leasecluster.v1.LeasesRequest
+	(*LeaseStatus)(nil),            // 10: leasecluster.v1.LeaseStatus
+	(*LeasesResponse)(nil),         // 11: leasecluster.v1.LeasesResponse
+	(*Item)(nil),                   // 12: leasecluster.v1.Item
+	(*AttachRequest)(nil),          // 13: leasecluster.v1.AttachRequest
+	(*AttachResponse)(nil),         // 14: leasecluster.v1.AttachResponse
+	(*DetachRequest)(nil),          // 15: leasecluster.v1.DetachRequest
+	(*DetachResponse)(nil),         // 16: leasecluster.v1.DetachResponse
+	(*GetRequest)(nil),             // 17: leasecluster.v1.GetRequest
+	(*GetResponse)(nil),            // 18: leasecluster.v1.GetResponse
+	(*StatusRequest)(nil),          // 19: leasecluster.v1.StatusRequest
+	(*StatusResponse)(nil),         // 20: leasecluster.v1.StatusResponse
+	(*Member)(nil),                 // 21: leasecluster.v1.Member
+	(*MembersRequest)(nil),         // 22: leasecluster.v1.MembersRequest
+	(*MembersResponse)(nil),        // 23: leasecluster.v1.MembersResponse
+	(*AddMemberRequest)(nil),       // 24: leasecluster.v1.AddMemberRequest
+	(*AddMemberResponse)(nil),      // 25: leasecluster.v1.AddMemberResponse
+	(*RemoveMemberRequest)(nil),    // 26: leasecluster.v1.RemoveMemberRequest
+	(*RemoveMemberResponse)(nil),   // 27: leasecluster.v1.RemoveMemberResponse
+	(*TransferLeaderRequest)(nil),  // 28: leasecluster.v1.TransferLeaderRequest
+	(*TransferLeaderResponse)(nil), // 29: leasecluster.v1.TransferLeaderResponse
 }
 var file_leasecluster_v1_api_proto_depIdxs = []int32{
 	10, // 0: leasecluster.v1.LeasesResponse.leases:type_name -> leasecluster.v1.LeaseStatus
 	12, // 1: leasecluster.v1.AttachResponse.item:type_name -> leasecluster.v1.Item
 	12, // 2: leasecluster.v1.GetResponse.item:type_name -> leasecluster.v1.Item
 	21, // 3: leasecluster.v1.MembersResponse.members:type_name -> leasecluster.v1.Member
-	1,  // 4: leasecluster.v1.Leases.Grant:input_type -> leasecluster.v1.GrantRequest
-	3,  // 5: leasecluster.v1.Leases.Revoke:input_type -> leasecluster.v1.RevokeRequest
-	5,  // 6: leasecluster.v1.Leases.KeepAlive:input_type -> leasecluster.v1.KeepAliveRequest
-	7,  // 7: leasecluster.v1.Leases.TimeToLive:input_type -> leasecluster.v1.TimeToLiveRequest
-	9,  // 8: leasecluster.v1.Leases.Leases:input_type -> leasecluster.v1.LeasesRequest
-	13, // 9: leasecluster.v1.Items.Attach:input_type -> leasecluster.v1.AttachRequest
-	15, // 10: leasecluster.v1.Items.Detach:input_type -> leasecluster.v1.DetachRequest
-	17, // 11: leasecluster.v1.Items.Get:input_type -> leasecluster.v1.GetRequest
-	19, // 12: leasecluster.v1.Cluster.Status:input_type -> leasecluster.v1.StatusRequest
-	22, // 13: leasecluster.v1.Cluster.Members:input_type -> leasecluster.v1.MembersRequest
-	2,  // 14: leasecluster.v1.Leases.Grant:output_type -> leasecluster.v1.GrantResponse
-	4,  // 15: leasecluster.v1.Leases.Revoke:output_type -> leasecluster.v1.RevokeResponse
-	6,  // 16: leasecluster.v1.Leases.KeepAlive:output_type -> leasecluster.v1.KeepAliveResponse
-	8,  // 17: leasecluster.v1.Leases.TimeToLive:output_type -> leasecluster.v1.TimeToLiveResponse
-	11, // 18: leasecluster.v1.Leases.Leases:output_type -> leasecluster.v1.LeasesResponse
-	14, // 19: leasecluster.v1.Items.Attach:output_type -> leasecluster.v1.AttachResponse
-	16, // 20: leasecluster.v1.Items.Detach:output_type -> leasecluster.v1.DetachResponse
-	18, // 21: leasecluster.v1.Items.Get:output_type -> leasecluster.v1.GetResponse
-	20, // 22: leasecluster.v1.Cluster.Status:output_type -> leasecluster.v1.StatusResponse
-	23, // 23: leasecluster.v1.Cluster.Members:output_type -> leasecluster.v1.MembersResponse
-	14, // [14:24] is the sub-list for method output_type
-	4,  // [4:14] is the sub-list for method input_type
-	4,  // [4:4] is the sub-list for extension type_name
-	4,  // [4:4] is the sub-list for extension extendee
-	0,  // [0:4] is the sub-list for field type_name
+	21, // 4: leasecluster.v1.AddMemberResponse.member:type_name -> leasecluster.v1.Member
+	1,  // 5: leasecluster.v1.Leases.Grant:input_type -> leasecluster.v1.GrantRequest
+	3,  // 6: leasecluster.v1.Leases.Revoke:input_type -> leasecluster.v1.RevokeRequest
+	5,  // 7: leasecluster.v1.Leases.KeepAlive:input_type -> leasecluster.v1.KeepAliveRequest
+	7,  // 8: leasecluster.v1.Leases.TimeToLive:input_type -> leasecluster.v1.TimeToLiveRequest
+	9,  // 9: leasecluster.v1.Leases.Leases:input_type -> leasecluster.v1.LeasesRequest
+	13, // 10: leasecluster.v1.Items.Attach:input_type -> leasecluster.v1.AttachRequest
+	15, // 11: leasecluster.v1.Items.Detach:input_type -> leasecluster.v1.DetachRequest
+	17, // 12: leasecluster.v1.Items.Get:input_type -> leasecluster.v1.GetRequest
+	19, // 13: leasecluster.v1.Cluster.Status:input_type -> leasecluster.v1.StatusRequest
+	22, // 14: leasecluster.v1.Cluster.Members:input_type -> leasecluster.v1.MembersRequest
+	24, // 15: leasecluster.v1.Cluster.AddMember:input_type -> leasecluster.v1.AddMemberRequest
+	26, // 16: leasecluster.v1.Cluster.RemoveMember:input_type -> leasecluster.v1.RemoveMemberRequest
+	28, // 17: leasecluster.v1.Cluster.TransferLeader:input_type -> leasecluster.v1.TransferLeaderRequest
+	2,  // 18: leasecluster.v1.Leases.Grant:output_type -> leasecluster.v1.GrantResponse
+	4,  // 19: leasecluster.v1.Leases.Revoke:output_type -> leasecluster.v1.RevokeResponse
+	6,  // 20: leasecluster.v1.Leases.KeepAlive:output_type -> leasecluster.v1.KeepAliveResponse
+	8,  // 21: leasecluster.v1.Leases.TimeToLive:output_type -> leasecluster.v1.TimeToLiveResponse
+	11, // 22: leasecluster.v1.Leases.Leases:output_type -> leasecluster.v1.LeasesResponse
+	14, // 23: leasecluster.v1.Items.Attach:output_type -> leasecluster.v1.AttachResponse
+	16, // 24: leasecluster.v1.Items.Detach:output_type -> leasecluster.v1.DetachResponse
+	18, // 25: leasecluster.v1.Items.Get:output_type -> leasecluster.v1.GetResponse
+	20, // 26: leasecluster.v1.Cluster.Status:output_type -> leasecluster.v1.StatusResponse
+	23, // 27: leasecluster.v1.Cluster.Members:output_type -> leasecluster.v1.MembersResponse
+	25, // 28: leasecluster.v1.Cluster.AddMember:output_type -> leasecluster.v1.AddMemberResponse
+	27, // 29: leasecluster.v1.Cluster.RemoveMember:output_type -> leasecluster.v1.RemoveMemberResponse
+	29, // 30: leasecluster.v1.Cluster.TransferLeader:output_type -> leasecluster.v1.TransferLeaderResponse
+	18, // [18:31] is the sub-list for method output_type
+	5,  // [5:18] is the sub-list for method input_type
+	5,  // [5:5] is the sub-list for extension type_name
+	5,  // [5:5] is the sub-list for extension extendee
+	0,  // [0:5] is the sub-list for field type_name
 }
 
 func init() { file_leasecluster_v1_api_proto_init() }
@@ -1542,7 +1905,7 @@ func file_leasecluster_v1_api_proto_init() {
 			GoPackagePath: reflect.TypeOf(x{}).PkgPath(),
 			RawDescriptor: unsafe.Slice(unsafe.StringData(file_leasecluster_v1_api_proto_rawDesc), len(file_leasecluster_v1_api_proto_rawDesc)),
 			NumEnums:      0,
-			NumMessages:   24,
+			NumMessages:   30,
 			NumExtensions: 0,
 			NumServices:   3,
 		},

@@ -470,18 +470,42 @@ var Items_ServiceDesc = grpc.ServiceDesc{
 }
 
 const (
-	Cluster_Status_FullMethodName  = "/leasecluster.v1.Cluster/Status"
-	Cluster_Members_FullMethodName = "/leasecluster.v1.Cluster/Members"
+	Cluster_Status_FullMethodName         = "/leasecluster.v1.Cluster/Status"
+	Cluster_Members_FullMethodName        = "/leasecluster.v1.Cluster/Members"
+	Cluster_AddMember_FullMethodName      = "/leasecluster.v1.Cluster/AddMember"
+	Cluster_RemoveMember_FullMethodName   = "/leasecluster.v1.Cluster/RemoveMember"
+	Cluster_TransferLeader_FullMethodName = "/leasecluster.v1.Cluster/TransferLeader"
 )
 
 // ClusterClient is the client API for Cluster service.
 //
 // For semantics around ctx use and closing/ending streaming RPCs, please refer to https://pkg.go.dev/google.golang.org/grpc/?tab=doc#ClientConn.NewStream.
 //
-// Cluster describes the cluster.
+// Cluster describes the cluster and changes its membership. Status and
+// Members are answered by any node. AddMember, RemoveMember and
+// TransferLeader are the leader's (a follower answers UNAVAILABLE with a
+// LeaderHint); with TLS they are for admins (--admin-cn) and members only
+// (PERMISSION_DENIED otherwise). One membership change runs at a time: a
+// second one is refused with FAILED_PRECONDITION while the first (including
+// the catch-up of a member waiting to be promoted) is in flight.
 type ClusterClient interface {
 	Status(ctx context.Context, in *StatusRequest, opts ...grpc.CallOption) (*StatusResponse, error)
 	Members(ctx context.Context, in *MembersRequest, opts ...grpc.CallOption) (*MembersResponse, error)
+	// AddMember adds a node as a non-voter; unless non_voter is set, the
+	// leader promotes it to voter once it has caught up (its applied index
+	// near the leader's commit index), so adding a node never costs quorum.
+	// It answers once the node is in the configuration, before the promotion.
+	// Adding a member that is already there, as asked, changes nothing
+	// (and resumes a promotion that a change of leader interrupted).
+	AddMember(ctx context.Context, in *AddMemberRequest, opts ...grpc.CallOption) (*AddMemberResponse, error)
+	// RemoveMember removes a member. The leader hands leadership over first
+	// when it is the one removed. A removal that would leave fewer live
+	// voters than a quorum of the remaining voters is refused
+	// (FAILED_PRECONDITION) unless force is set. NOT_FOUND: no such member.
+	RemoveMember(ctx context.Context, in *RemoveMemberRequest, opts ...grpc.CallOption) (*RemoveMemberResponse, error)
+	// TransferLeader hands leadership to the named voter, or to the most
+	// up-to-date one when name is empty.
+	TransferLeader(ctx context.Context, in *TransferLeaderRequest, opts ...grpc.CallOption) (*TransferLeaderResponse, error)
 }
 
 type clusterClient struct {
@@ -512,14 +536,65 @@ func (c *clusterClient) Members(ctx context.Context, in *MembersRequest, opts ..
 	return out, nil
 }
 
+func (c *clusterClient) AddMember(ctx context.Context, in *AddMemberRequest, opts ...grpc.CallOption) (*AddMemberResponse, error) {
+	cOpts := append([]grpc.CallOption{grpc.StaticMethod()}, opts...)
+	out := new(AddMemberResponse)
+	err := c.cc.Invoke(ctx, Cluster_AddMember_FullMethodName, in, out, cOpts...)
+	if err != nil {
+		return nil, err
+	}
+	return out, nil
+}
+
+func (c *clusterClient) RemoveMember(ctx context.Context, in *RemoveMemberRequest, opts ...grpc.CallOption) (*RemoveMemberResponse, error) {
+	cOpts := append([]grpc.CallOption{grpc.StaticMethod()}, opts...)
+	out := new(RemoveMemberResponse)
+	err := c.cc.Invoke(ctx, Cluster_RemoveMember_FullMethodName, in, out, cOpts...)
+	if err != nil {
+		return nil, err
+	}
+	return out, nil
+}
+
+func (c *clusterClient) TransferLeader(ctx context.Context, in *TransferLeaderRequest, opts ...grpc.CallOption) (*TransferLeaderResponse, error) {
+	cOpts := append([]grpc.CallOption{grpc.StaticMethod()}, opts...)
+	out := new(TransferLeaderResponse)
+	err := c.cc.Invoke(ctx, Cluster_TransferLeader_FullMethodName, in, out, cOpts...)
+	if err != nil {
+		return nil, err
+	}
+	return out, nil
+}
+
 // ClusterServer is the server API for Cluster service.
 // All implementations must embed UnimplementedClusterServer
 // for forward compatibility.
 //
-// Cluster describes the cluster.
+// Cluster describes the cluster and changes its membership. Status and
+// Members are answered by any node. AddMember, RemoveMember and
+// TransferLeader are the leader's (a follower answers UNAVAILABLE with a
+// LeaderHint); with TLS they are for admins (--admin-cn) and members only
+// (PERMISSION_DENIED otherwise). One membership change runs at a time: a
+// second one is refused with FAILED_PRECONDITION while the first (including
+// the catch-up of a member waiting to be promoted) is in flight.
 type ClusterServer interface {
 	Status(context.Context, *StatusRequest) (*StatusResponse, error)
 	Members(context.Context, *MembersRequest) (*MembersResponse, error)
+	// AddMember adds a node as a non-voter; unless non_voter is set, the
+	// leader promotes it to voter once it has caught up (its applied index
+	// near the leader's commit index), so adding a node never costs quorum.
+	// It answers once the node is in the configuration, before the promotion.
+	// Adding a member that is already there, as asked, changes nothing
+	// (and resumes a promotion that a change of leader interrupted).
+	AddMember(context.Context, *AddMemberRequest) (*AddMemberResponse, error)
+	// RemoveMember removes a member. The leader hands leadership over first
+	// when it is the one removed. A removal that would leave fewer live
+	// voters than a quorum of the remaining voters is refused
+	// (FAILED_PRECONDITION) unless force is set. NOT_FOUND: no such member.
+	RemoveMember(context.Context, *RemoveMemberRequest) (*RemoveMemberResponse, error)
+	// TransferLeader hands leadership to the named voter, or to the most
+	// up-to-date one when name is empty.
+	TransferLeader(context.Context, *TransferLeaderRequest) (*TransferLeaderResponse, error)
 	mustEmbedUnimplementedClusterServer()
 }
 
@@ -535,6 +610,15 @@ func (UnimplementedClusterServer) Status(context.Context, *StatusRequest) (*Stat
 }
 func (UnimplementedClusterServer) Members(context.Context, *MembersRequest) (*MembersResponse, error) {
 	return nil, status.Error(codes.Unimplemented, "method Members not implemented")
+}
+func (UnimplementedClusterServer) AddMember(context.Context, *AddMemberRequest) (*AddMemberResponse, error) {
+	return nil, status.Error(codes.Unimplemented, "method AddMember not implemented")
+}
+func (UnimplementedClusterServer) RemoveMember(context.Context, *RemoveMemberRequest) (*RemoveMemberResponse, error) {
+	return nil, status.Error(codes.Unimplemented, "method RemoveMember not implemented")
+}
+func (UnimplementedClusterServer) TransferLeader(context.Context, *TransferLeaderRequest) (*TransferLeaderResponse, error) {
+	return nil, status.Error(codes.Unimplemented, "method TransferLeader not implemented")
 }
 func (UnimplementedClusterServer) mustEmbedUnimplementedClusterServer() {}
 func (UnimplementedClusterServer) testEmbeddedByValue()                 {}
@@ -593,6 +677,60 @@ func _Cluster_Members_Handler(srv interface{}, ctx context.Context, dec func(int
 	return interceptor(ctx, in, info, handler)
 }
 
+func _Cluster_AddMember_Handler(srv interface{}, ctx context.Context, dec func(interface{}) error, interceptor grpc.UnaryServerInterceptor) (interface{}, error) {
+	in := new(AddMemberRequest)
+	if err := dec(in); err != nil {
+		return nil, err
+	}
+	if interceptor == nil {
+		return srv.(ClusterServer).AddMember(ctx, in)
+	}
+	info := &grpc.UnaryServerInfo{
+		Server:     srv,
+		FullMethod: Cluster_AddMember_FullMethodName,
+	}
+	handler := func(ctx context.Context, req interface{}) (interface{}, error) {
+		return srv.(ClusterServer).AddMember(ctx, req.(*AddMemberRequest))
+	}
+	return interceptor(ctx, in, info, handler)
+}
+
+func _Cluster_RemoveMember_Handler(srv interface{}, ctx context.Context, dec func(interface{}) error, interceptor grpc.UnaryServerInterceptor) (interface{}, error) {
+	in := new(RemoveMemberRequest)
+	if err := dec(in); err != nil {
+		return nil, err
+	}
+	if interceptor == nil {
+		return srv.(ClusterServer).RemoveMember(ctx, in)
+	}
+	info := &grpc.UnaryServerInfo{
+		Server:     srv,
+		FullMethod: Cluster_RemoveMember_FullMethodName,
+	}
+	handler := func(ctx context.Context, req interface{}) (interface{}, error) {
+		return srv.(ClusterServer).RemoveMember(ctx, req.(*RemoveMemberRequest))
+	}
+	return interceptor(ctx, in, info, handler)
+}
+
+func _Cluster_TransferLeader_Handler(srv interface{}, ctx context.Context, dec func(interface{}) error, interceptor grpc.UnaryServerInterceptor) (interface{}, error) {
+	in := new(TransferLeaderRequest)
+	if err := dec(in); err != nil {
+		return nil, err
+	}
+	if interceptor == nil {
+		return srv.(ClusterServer).TransferLeader(ctx, in)
+	}
+	info := &grpc.UnaryServerInfo{
+		Server:     srv,
+		FullMethod: Cluster_TransferLeader_FullMethodName,
+	}
+	handler := func(ctx context.Context, req interface{}) (interface{}, error) {
+		return srv.(ClusterServer).TransferLeader(ctx, req.(*TransferLeaderRequest))
+	}
+	return interceptor(ctx, in, info, handler)
+}
+
 // Cluster_ServiceDesc is the grpc.ServiceDesc for Cluster service.
 // It's only intended for direct use with grpc.RegisterService,
 // and not to be introspected or modified (even as a copy)
@@ -607,6 +745,18 @@ var Cluster_ServiceDesc = grpc.ServiceDesc{
 		{
 			MethodName: "Members",
 			Handler:    _Cluster_Members_Handler,
+		},
+		{
+			MethodName: "AddMember",
+			Handler:    _Cluster_AddMember_Handler,
+		},
+		{
+			MethodName: "RemoveMember",
+			Handler:    _Cluster_RemoveMember_Handler,
+		},
+		{
+			MethodName: "TransferLeader",
+			Handler:    _Cluster_TransferLeader_Handler,
 		},
 	},
 	Streams:  []grpc.StreamDesc{},
