@@ -144,12 +144,16 @@ func (*SnapshotRecord_Dedupe) isSnapshotRecord_Record() {}
 // SnapshotHeader is the first record: where the snapshot was taken and how
 // many records of each kind follow.
 type SnapshotHeader struct {
-	state         protoimpl.MessageState `protogen:"open.v1"`
-	Index         uint64                 `protobuf:"varint,1,opt,name=index,proto3" json:"index,omitempty"`
-	Term          uint64                 `protobuf:"varint,2,opt,name=term,proto3" json:"term,omitempty"`
-	LeaseCount    uint64                 `protobuf:"varint,3,opt,name=lease_count,json=leaseCount,proto3" json:"lease_count,omitempty"`
-	ItemCount     uint64                 `protobuf:"varint,4,opt,name=item_count,json=itemCount,proto3" json:"item_count,omitempty"`
-	DedupeCount   uint64                 `protobuf:"varint,5,opt,name=dedupe_count,json=dedupeCount,proto3" json:"dedupe_count,omitempty"`
+	state       protoimpl.MessageState `protogen:"open.v1"`
+	Index       uint64                 `protobuf:"varint,1,opt,name=index,proto3" json:"index,omitempty"`
+	Term        uint64                 `protobuf:"varint,2,opt,name=term,proto3" json:"term,omitempty"`
+	LeaseCount  uint64                 `protobuf:"varint,3,opt,name=lease_count,json=leaseCount,proto3" json:"lease_count,omitempty"`
+	ItemCount   uint64                 `protobuf:"varint,4,opt,name=item_count,json=itemCount,proto3" json:"item_count,omitempty"`
+	DedupeCount uint64                 `protobuf:"varint,5,opt,name=dedupe_count,json=dedupeCount,proto3" json:"dedupe_count,omitempty"`
+	// Set only in a snapshot written by `snapshot restore` (and carried by the
+	// FSM's later snapshots): how the cluster was seeded. Absent otherwise, so
+	// snapshots of clusters never restored keep their bytes.
+	Restore       *SnapshotRestore `protobuf:"bytes,6,opt,name=restore,proto3" json:"restore,omitempty"`
 	unknownFields protoimpl.UnknownFields
 	sizeCache     protoimpl.SizeCache
 }
@@ -219,6 +223,93 @@ func (x *SnapshotHeader) GetDedupeCount() uint64 {
 	return 0
 }
 
+func (x *SnapshotHeader) GetRestore() *SnapshotRestore {
+	if x != nil {
+		return x.Restore
+	}
+	return nil
+}
+
+// SnapshotRestore records how `snapshot restore` seeded a cluster from a
+// backup: which file (its header's index and term, its CRC-32C trailer) and
+// with which grace, so that nodes restored differently are told apart (the
+// record is replicated state, in the state hash).
+type SnapshotRestore struct {
+	state         protoimpl.MessageState `protogen:"open.v1"`
+	SourceIndex   uint64                 `protobuf:"varint,1,opt,name=source_index,json=sourceIndex,proto3" json:"source_index,omitempty"`    // the backup's header index
+	SourceTerm    uint64                 `protobuf:"varint,2,opt,name=source_term,json=sourceTerm,proto3" json:"source_term,omitempty"`       // the backup's header term
+	SourceCrc32C  uint32                 `protobuf:"varint,3,opt,name=source_crc32c,json=sourceCrc32c,proto3" json:"source_crc32c,omitempty"` // the backup's CRC-32C trailer
+	GraceMs       int64                  `protobuf:"varint,4,opt,name=grace_ms,json=graceMs,proto3" json:"grace_ms,omitempty"`                // the grace added to every lease; 0 with grace_is_ttl
+	GraceIsTtl    bool                   `protobuf:"varint,5,opt,name=grace_is_ttl,json=graceIsTtl,proto3" json:"grace_is_ttl,omitempty"`     // the grace was each lease's own TTL (--restore-grace's default)
+	unknownFields protoimpl.UnknownFields
+	sizeCache     protoimpl.SizeCache
+}
+
+func (x *SnapshotRestore) Reset() {
+	*x = SnapshotRestore{}
+	mi := &file_leasecluster_v1_snapshot_proto_msgTypes[2]
+	ms := protoimpl.X.MessageStateOf(protoimpl.Pointer(x))
+	ms.StoreMessageInfo(mi)
+}
+
+func (x *SnapshotRestore) String() string {
+	return protoimpl.X.MessageStringOf(x)
+}
+
+func (*SnapshotRestore) ProtoMessage() {}
+
+func (x *SnapshotRestore) ProtoReflect() protoreflect.Message {
+	mi := &file_leasecluster_v1_snapshot_proto_msgTypes[2]
+	if x != nil {
+		ms := protoimpl.X.MessageStateOf(protoimpl.Pointer(x))
+		if ms.LoadMessageInfo() == nil {
+			ms.StoreMessageInfo(mi)
+		}
+		return ms
+	}
+	return mi.MessageOf(x)
+}
+
+// Deprecated: Use SnapshotRestore.ProtoReflect.Descriptor instead.
+func (*SnapshotRestore) Descriptor() ([]byte, []int) {
+	return file_leasecluster_v1_snapshot_proto_rawDescGZIP(), []int{2}
+}
+
+func (x *SnapshotRestore) GetSourceIndex() uint64 {
+	if x != nil {
+		return x.SourceIndex
+	}
+	return 0
+}
+
+func (x *SnapshotRestore) GetSourceTerm() uint64 {
+	if x != nil {
+		return x.SourceTerm
+	}
+	return 0
+}
+
+func (x *SnapshotRestore) GetSourceCrc32C() uint32 {
+	if x != nil {
+		return x.SourceCrc32C
+	}
+	return 0
+}
+
+func (x *SnapshotRestore) GetGraceMs() int64 {
+	if x != nil {
+		return x.GraceMs
+	}
+	return 0
+}
+
+func (x *SnapshotRestore) GetGraceIsTtl() bool {
+	if x != nil {
+		return x.GraceIsTtl
+	}
+	return false
+}
+
 // SnapshotLease is the replicated state of one lease (lessor.LeaseState).
 type SnapshotLease struct {
 	state         protoimpl.MessageState `protogen:"open.v1"`
@@ -234,7 +325,7 @@ type SnapshotLease struct {
 
 func (x *SnapshotLease) Reset() {
 	*x = SnapshotLease{}
-	mi := &file_leasecluster_v1_snapshot_proto_msgTypes[2]
+	mi := &file_leasecluster_v1_snapshot_proto_msgTypes[3]
 	ms := protoimpl.X.MessageStateOf(protoimpl.Pointer(x))
 	ms.StoreMessageInfo(mi)
 }
@@ -246,7 +337,7 @@ func (x *SnapshotLease) String() string {
 func (*SnapshotLease) ProtoMessage() {}
 
 func (x *SnapshotLease) ProtoReflect() protoreflect.Message {
-	mi := &file_leasecluster_v1_snapshot_proto_msgTypes[2]
+	mi := &file_leasecluster_v1_snapshot_proto_msgTypes[3]
 	if x != nil {
 		ms := protoimpl.X.MessageStateOf(protoimpl.Pointer(x))
 		if ms.LoadMessageInfo() == nil {
@@ -259,7 +350,7 @@ func (x *SnapshotLease) ProtoReflect() protoreflect.Message {
 
 // Deprecated: Use SnapshotLease.ProtoReflect.Descriptor instead.
 func (*SnapshotLease) Descriptor() ([]byte, []int) {
-	return file_leasecluster_v1_snapshot_proto_rawDescGZIP(), []int{2}
+	return file_leasecluster_v1_snapshot_proto_rawDescGZIP(), []int{3}
 }
 
 func (x *SnapshotLease) GetId() int64 {
@@ -317,7 +408,7 @@ type SnapshotItem struct {
 
 func (x *SnapshotItem) Reset() {
 	*x = SnapshotItem{}
-	mi := &file_leasecluster_v1_snapshot_proto_msgTypes[3]
+	mi := &file_leasecluster_v1_snapshot_proto_msgTypes[4]
 	ms := protoimpl.X.MessageStateOf(protoimpl.Pointer(x))
 	ms.StoreMessageInfo(mi)
 }
@@ -329,7 +420,7 @@ func (x *SnapshotItem) String() string {
 func (*SnapshotItem) ProtoMessage() {}
 
 func (x *SnapshotItem) ProtoReflect() protoreflect.Message {
-	mi := &file_leasecluster_v1_snapshot_proto_msgTypes[3]
+	mi := &file_leasecluster_v1_snapshot_proto_msgTypes[4]
 	if x != nil {
 		ms := protoimpl.X.MessageStateOf(protoimpl.Pointer(x))
 		if ms.LoadMessageInfo() == nil {
@@ -342,7 +433,7 @@ func (x *SnapshotItem) ProtoReflect() protoreflect.Message {
 
 // Deprecated: Use SnapshotItem.ProtoReflect.Descriptor instead.
 func (*SnapshotItem) Descriptor() ([]byte, []int) {
-	return file_leasecluster_v1_snapshot_proto_rawDescGZIP(), []int{3}
+	return file_leasecluster_v1_snapshot_proto_rawDescGZIP(), []int{4}
 }
 
 func (x *SnapshotItem) GetKey() string {
@@ -388,7 +479,7 @@ type SnapshotDedupe struct {
 
 func (x *SnapshotDedupe) Reset() {
 	*x = SnapshotDedupe{}
-	mi := &file_leasecluster_v1_snapshot_proto_msgTypes[4]
+	mi := &file_leasecluster_v1_snapshot_proto_msgTypes[5]
 	ms := protoimpl.X.MessageStateOf(protoimpl.Pointer(x))
 	ms.StoreMessageInfo(mi)
 }
@@ -400,7 +491,7 @@ func (x *SnapshotDedupe) String() string {
 func (*SnapshotDedupe) ProtoMessage() {}
 
 func (x *SnapshotDedupe) ProtoReflect() protoreflect.Message {
-	mi := &file_leasecluster_v1_snapshot_proto_msgTypes[4]
+	mi := &file_leasecluster_v1_snapshot_proto_msgTypes[5]
 	if x != nil {
 		ms := protoimpl.X.MessageStateOf(protoimpl.Pointer(x))
 		if ms.LoadMessageInfo() == nil {
@@ -413,7 +504,7 @@ func (x *SnapshotDedupe) ProtoReflect() protoreflect.Message {
 
 // Deprecated: Use SnapshotDedupe.ProtoReflect.Descriptor instead.
 func (*SnapshotDedupe) Descriptor() ([]byte, []int) {
-	return file_leasecluster_v1_snapshot_proto_rawDescGZIP(), []int{4}
+	return file_leasecluster_v1_snapshot_proto_rawDescGZIP(), []int{5}
 }
 
 func (x *SnapshotDedupe) GetRequestId() uint64 {
@@ -468,7 +559,7 @@ const file_leasecluster_v1_snapshot_proto_rawDesc = "" +
 	"\x05lease\x18\x02 \x01(\v2\x1e.leasecluster.v1.SnapshotLeaseH\x00R\x05lease\x123\n" +
 	"\x04item\x18\x03 \x01(\v2\x1d.leasecluster.v1.SnapshotItemH\x00R\x04item\x129\n" +
 	"\x06dedupe\x18\x04 \x01(\v2\x1f.leasecluster.v1.SnapshotDedupeH\x00R\x06dedupeB\b\n" +
-	"\x06record\"\x9d\x01\n" +
+	"\x06record\"\xd9\x01\n" +
 	"\x0eSnapshotHeader\x12\x14\n" +
 	"\x05index\x18\x01 \x01(\x04R\x05index\x12\x12\n" +
 	"\x04term\x18\x02 \x01(\x04R\x04term\x12\x1f\n" +
@@ -476,7 +567,16 @@ const file_leasecluster_v1_snapshot_proto_rawDesc = "" +
 	"leaseCount\x12\x1d\n" +
 	"\n" +
 	"item_count\x18\x04 \x01(\x04R\titemCount\x12!\n" +
-	"\fdedupe_count\x18\x05 \x01(\x04R\vdedupeCount\"\x95\x01\n" +
+	"\fdedupe_count\x18\x05 \x01(\x04R\vdedupeCount\x12:\n" +
+	"\arestore\x18\x06 \x01(\v2 .leasecluster.v1.SnapshotRestoreR\arestore\"\xb7\x01\n" +
+	"\x0fSnapshotRestore\x12!\n" +
+	"\fsource_index\x18\x01 \x01(\x04R\vsourceIndex\x12\x1f\n" +
+	"\vsource_term\x18\x02 \x01(\x04R\n" +
+	"sourceTerm\x12#\n" +
+	"\rsource_crc32c\x18\x03 \x01(\rR\fsourceCrc32c\x12\x19\n" +
+	"\bgrace_ms\x18\x04 \x01(\x03R\agraceMs\x12 \n" +
+	"\fgrace_is_ttl\x18\x05 \x01(\bR\n" +
+	"graceIsTtl\"\x95\x01\n" +
 	"\rSnapshotLease\x12\x0e\n" +
 	"\x02id\x18\x01 \x01(\x03R\x02id\x12\x15\n" +
 	"\x06ttl_ms\x18\x02 \x01(\x03R\x05ttlMs\x12!\n" +
@@ -510,26 +610,28 @@ func file_leasecluster_v1_snapshot_proto_rawDescGZIP() []byte {
 	return file_leasecluster_v1_snapshot_proto_rawDescData
 }
 
-var file_leasecluster_v1_snapshot_proto_msgTypes = make([]protoimpl.MessageInfo, 5)
+var file_leasecluster_v1_snapshot_proto_msgTypes = make([]protoimpl.MessageInfo, 6)
 var file_leasecluster_v1_snapshot_proto_goTypes = []any{
-	(*SnapshotRecord)(nil), // 0: leasecluster.v1.SnapshotRecord
-	(*SnapshotHeader)(nil), // 1: leasecluster.v1.SnapshotHeader
-	(*SnapshotLease)(nil),  // 2: leasecluster.v1.SnapshotLease
-	(*SnapshotItem)(nil),   // 3: leasecluster.v1.SnapshotItem
-	(*SnapshotDedupe)(nil), // 4: leasecluster.v1.SnapshotDedupe
-	(CommandKind)(0),       // 5: leasecluster.v1.CommandKind
+	(*SnapshotRecord)(nil),  // 0: leasecluster.v1.SnapshotRecord
+	(*SnapshotHeader)(nil),  // 1: leasecluster.v1.SnapshotHeader
+	(*SnapshotRestore)(nil), // 2: leasecluster.v1.SnapshotRestore
+	(*SnapshotLease)(nil),   // 3: leasecluster.v1.SnapshotLease
+	(*SnapshotItem)(nil),    // 4: leasecluster.v1.SnapshotItem
+	(*SnapshotDedupe)(nil),  // 5: leasecluster.v1.SnapshotDedupe
+	(CommandKind)(0),        // 6: leasecluster.v1.CommandKind
 }
 var file_leasecluster_v1_snapshot_proto_depIdxs = []int32{
 	1, // 0: leasecluster.v1.SnapshotRecord.header:type_name -> leasecluster.v1.SnapshotHeader
-	2, // 1: leasecluster.v1.SnapshotRecord.lease:type_name -> leasecluster.v1.SnapshotLease
-	3, // 2: leasecluster.v1.SnapshotRecord.item:type_name -> leasecluster.v1.SnapshotItem
-	4, // 3: leasecluster.v1.SnapshotRecord.dedupe:type_name -> leasecluster.v1.SnapshotDedupe
-	5, // 4: leasecluster.v1.SnapshotDedupe.kind:type_name -> leasecluster.v1.CommandKind
-	5, // [5:5] is the sub-list for method output_type
-	5, // [5:5] is the sub-list for method input_type
-	5, // [5:5] is the sub-list for extension type_name
-	5, // [5:5] is the sub-list for extension extendee
-	0, // [0:5] is the sub-list for field type_name
+	3, // 1: leasecluster.v1.SnapshotRecord.lease:type_name -> leasecluster.v1.SnapshotLease
+	4, // 2: leasecluster.v1.SnapshotRecord.item:type_name -> leasecluster.v1.SnapshotItem
+	5, // 3: leasecluster.v1.SnapshotRecord.dedupe:type_name -> leasecluster.v1.SnapshotDedupe
+	2, // 4: leasecluster.v1.SnapshotHeader.restore:type_name -> leasecluster.v1.SnapshotRestore
+	6, // 5: leasecluster.v1.SnapshotDedupe.kind:type_name -> leasecluster.v1.CommandKind
+	6, // [6:6] is the sub-list for method output_type
+	6, // [6:6] is the sub-list for method input_type
+	6, // [6:6] is the sub-list for extension type_name
+	6, // [6:6] is the sub-list for extension extendee
+	0, // [0:6] is the sub-list for field type_name
 }
 
 func init() { file_leasecluster_v1_snapshot_proto_init() }
@@ -550,7 +652,7 @@ func file_leasecluster_v1_snapshot_proto_init() {
 			GoPackagePath: reflect.TypeOf(x{}).PkgPath(),
 			RawDescriptor: unsafe.Slice(unsafe.StringData(file_leasecluster_v1_snapshot_proto_rawDesc), len(file_leasecluster_v1_snapshot_proto_rawDesc)),
 			NumEnums:      0,
-			NumMessages:   5,
+			NumMessages:   6,
 			NumExtensions: 0,
 			NumServices:   0,
 		},

@@ -26,6 +26,17 @@
 // without one is written without the field, exactly as before owners existed,
 // so older snapshots read with every owner empty.
 //
+// The header may carry a restore record (leasepb.SnapshotRestore, absent
+// otherwise, so other snapshots keep their bytes): a snapshot made by
+// Restored, which seeds a new cluster from a backup (`leasecluster snapshot
+// restore`), names the backup (index, term, CRC-32C) and the grace its leases
+// were given; the FSM keeps it and writes it into its later snapshots.
+// Restored is deterministic: each lease's remainder becomes its remaining TTL
+// at save time (checkpointed remainder, else TTL) plus the grace, and the
+// index is raised to the highest revision, so the restored cluster's
+// revisions continue above every restored one. SaveFile writes a backup
+// atomically and keeps it only once Inspect has validated it.
+//
 // A Snapshot's contents are fully determined by the state it holds: the same
 // state always writes the same bytes, so snapshots of replicas that agree
 // compare equal.

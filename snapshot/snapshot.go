@@ -39,6 +39,10 @@ type Snapshot struct {
 	Leases []lessor.LeaseState
 	Items  []Item   // sorted by key
 	Dedupe []Dedupe // oldest first
+	// Restore is set in a snapshot written by Restore (and in the FSM's
+	// snapshots of a cluster seeded from one): how the cluster was seeded.
+	// Nil otherwise; a nil Restore writes the bytes of earlier builds.
+	Restore *RestoreInfo
 }
 
 // Item is one entry of the item store.
@@ -72,6 +76,9 @@ type Summary struct {
 	ValueBytes  int64  // total size of item values
 	Size        int64  // bytes in the file
 	Checksum    uint32 // the CRC-32C trailer
+	// Restore is the header's restore record, nil if the snapshot is not
+	// (descended from) a restored one.
+	Restore *RestoreInfo `json:",omitempty"`
 }
 
 // String formats the summary for people, one field per line.
@@ -85,6 +92,9 @@ func (s Summary) String() string {
 	fmt.Fprintf(&b, "dedupe entries: %d\n", s.Dedupe)
 	fmt.Fprintf(&b, "size:           %d bytes\n", s.Size)
 	fmt.Fprintf(&b, "crc32c:         %08x\n", s.Checksum)
+	if r := s.Restore; r != nil {
+		fmt.Fprintf(&b, "restored from:  index %d, term %d, crc32c %08x, grace %s\n", r.SourceIndex, r.SourceTerm, r.SourceCRC, r.GraceString())
+	}
 	return b.String()
 }
 
@@ -147,6 +157,9 @@ func (c *checker) add(rec *leasepb.SnapshotRecord) error {
 	case *leasepb.SnapshotRecord_Header:
 		if r.Header == nil {
 			return invalidf("empty header")
+		}
+		if rs := r.Header.Restore; rs != nil && (rs.GraceMs < 0 || rs.GraceMs > ttlCeilingMs || (rs.GraceIsTtl && rs.GraceMs != 0)) {
+			return invalidf("restore record with grace %d ms (per-lease TTL: %v)", rs.GraceMs, rs.GraceIsTtl)
 		}
 		c.hdr = r.Header
 		c.holders = make(map[string]lessor.LeaseID)
@@ -246,6 +259,7 @@ func records(s *Snapshot, emit func(*leasepb.SnapshotRecord) error) error {
 		LeaseCount:  uint64(len(s.Leases)),
 		ItemCount:   uint64(len(s.Items)),
 		DedupeCount: uint64(len(s.Dedupe)),
+		Restore:     s.Restore.pb(),
 	}
 	if err := emit(&leasepb.SnapshotRecord{Record: &leasepb.SnapshotRecord_Header{Header: hdr}}); err != nil {
 		return err
@@ -278,6 +292,7 @@ func (c *collector) add(rec *leasepb.SnapshotRecord) {
 	switch r := rec.Record.(type) {
 	case *leasepb.SnapshotRecord_Header:
 		c.s.Index, c.s.Term = r.Header.Index, r.Header.Term
+		c.s.Restore = restoreInfo(r.Header.Restore)
 		// Counts are untrusted until the checksum verifies, so cap the
 		// preallocation: a corrupt count must not allocate gigabytes.
 		const capHint = 1 << 16

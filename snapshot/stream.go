@@ -88,6 +88,7 @@ func Inspect(r io.Reader) (Summary, error) {
 		switch x := rec.Record.(type) {
 		case *leasepb.SnapshotRecord_Header:
 			sum.Index, sum.Term = x.Header.Index, x.Header.Term
+			sum.Restore = restoreInfo(x.Header.Restore)
 		case *leasepb.SnapshotRecord_Lease:
 			sum.Leases++
 			if x.Lease.RemainingMs > 0 {
@@ -238,6 +239,9 @@ func hasUnknown(rec *leasepb.SnapshotRecord) bool {
 	switch r := rec.Record.(type) {
 	case *leasepb.SnapshotRecord_Header:
 		m = r.Header
+		if rs := r.Header.GetRestore(); rs != nil && len(rs.ProtoReflect().GetUnknown()) > 0 {
+			return true
+		}
 	case *leasepb.SnapshotRecord_Lease:
 		m = r.Lease
 	case *leasepb.SnapshotRecord_Item:
