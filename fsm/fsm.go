@@ -97,6 +97,10 @@ type FSM struct {
 	stateMu  sync.RWMutex
 	dedupe   *window // guarded by stateMu
 	lastTerm uint64  // term of the last entry applied; guarded by stateMu
+	// restore is the restore record of the snapshot this state descends
+	// from (snapshot.Restored), nil if none; guarded by stateMu. Replicated:
+	// carried into later snapshots and hashed.
+	restore *snapshot.RestoreInfo
 
 	// itemsMu guards items. Revoke deletes from items through the lessor's
 	// range-deleter hook, which runs under the lessor's lock.

@@ -26,11 +26,12 @@ func (f *FSM) Snapshot() (raft.FSMSnapshot, error) {
 	f.stateMu.RLock()
 	defer f.stateMu.RUnlock()
 	s := &snapshot.Snapshot{
-		Index:  f.applied.Load(),
-		Term:   f.lastTerm,
-		Leases: f.lessor.CopyState(),
-		Items:  f.copyItems(),
-		Dedupe: f.dedupe.entries(),
+		Index:   f.applied.Load(),
+		Term:    f.lastTerm,
+		Leases:  f.lessor.CopyState(),
+		Items:   f.copyItems(),
+		Dedupe:  f.dedupe.entries(),
+		Restore: f.restore,
 	}
 	return &fsmSnapshot{s: s}, nil
 }
@@ -55,6 +56,10 @@ func sortCopies(leases []lessor.LeaseState, items []snapshot.Item) {
 }
 
 type fsmSnapshot struct{ s *snapshot.Snapshot }
+
+// Meta returns the index and term the snapshot was taken at (a backup sends
+// them before the bytes).
+func (fs *fsmSnapshot) Meta() (index, term uint64) { return fs.s.Index, fs.s.Term }
 
 // Persist writes the captured state to sink; raft calls it off the FSM
 // goroutine, so applies continue meanwhile.
@@ -113,6 +118,7 @@ func (f *FSM) Restore(rc io.ReadCloser) error {
 	f.items = items
 	f.itemsMu.Unlock()
 	f.dedupe.reset(s.Dedupe)
+	f.restore = s.Restore
 	f.lastTerm = s.Term
 	f.applied.Store(s.Index)
 	f.logger.Info("restored snapshot", "index", s.Index, "term", s.Term,
@@ -126,12 +132,23 @@ func (f *FSM) Restore(rc io.ReadCloser) error {
 // (when a checkpoint was applied, primary schedules) and the applied index
 // are not part of it.
 func (f *FSM) StateHash() string {
+	h, _ := f.StateHashAt()
+	return h
+}
+
+// StateHashAt is StateHash with the index of the last entry applied to the
+// hashed state, taken in the same cut: replicas whose indexes are equal must
+// have equal hashes. A state restored from a snapshot.Restored snapshot also
+// hashes its restore record (a state without one hashes as before).
+func (f *FSM) StateHashAt() (hash string, index uint64) {
 	// Copy under the lock (one consistent cut), hash outside it, so that a
 	// large table does not stall Apply for the length of a SHA-256 pass.
 	f.stateMu.RLock()
 	leases := f.lessor.CopyState()
 	items := f.copyItems()
 	dd := f.dedupe.entries()
+	rs := f.restore
+	index = f.applied.Load()
 	f.stateMu.RUnlock()
 	sortCopies(leases, items)
 	h := hasher{h: sha256.New()}
@@ -164,7 +181,15 @@ func (f *FSM) StateHash() string {
 		h.str(d.Key)
 		h.u64(d.Revision)
 	}
-	return hex.EncodeToString(h.h.Sum(nil))
+	if rs != nil {
+		h.str("restored")
+		h.u64(rs.SourceIndex)
+		h.u64(rs.SourceTerm)
+		h.u64(uint64(rs.SourceCRC))
+		h.u64(uint64(rs.GraceMs))
+		h.u64(map[bool]uint64{false: 0, true: 1}[rs.GraceIsTTL])
+	}
+	return hex.EncodeToString(h.h.Sum(nil)), index
 }
 
 // hasher writes an unambiguous encoding: fixed-width integers and
