@@ -38,6 +38,8 @@ type config struct {
 	logger         hclog.Logger
 	tls            *tls.Config // nil: plaintext
 	dialOpts       []grpc.DialOption
+	// renewalObserver sees every KeepAlive renewal (observe.go); nil: none.
+	renewalObserver func(RenewalEvent)
 }
 
 // Option configures a Client.

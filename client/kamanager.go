@@ -177,7 +177,7 @@ func (m *keepAliveManager) startSession(gen int) *kaSession {
 	s := &kaSession{gen: gen, target: target, cancel: cancel, sendCh: make(chan int64, sendQueue)}
 	m.mu.Lock()
 	for _, e := range m.leases {
-		e.sentAt = time.Time{}
+		m.abandonLocked(e)
 		e.nextSend = time.Time{}
 		// The renewal in flight is abandoned; the next one is sent after
 		// every waiter arrived, so all of them may wait for it.

@@ -219,6 +219,7 @@ func (m *keepAliveManager) detachLocked(k *KeepAlive, err error) {
 	e := k.e
 	delete(e.handles, k)
 	if len(e.handles) == 0 {
+		m.abandonLocked(e)
 		if m.leases[e.id] == e {
 			delete(m.leases, e.id)
 		}
@@ -232,6 +233,7 @@ func (m *keepAliveManager) detachLocked(k *KeepAlive, err error) {
 // loseLocked marks the lease lost for every handle and stops renewing it.
 func (m *keepAliveManager) loseLocked(e *kaLease, err error) {
 	m.c.cfg.logger.Warn("lease lost", "lease_id", e.id, "error", err)
+	m.abandonLocked(e)
 	e.state = StateLost
 	select {
 	case <-e.jeopardy:
@@ -263,18 +265,22 @@ func (m *keepAliveManager) ackLocked(resp *leasepb.KeepAliveResponse) bool {
 	switch {
 	case resp.GetError() == "" && resp.GetTtlMs() > 0:
 	case resp.GetError() == "" || resp.GetError() == "NOT_FOUND":
+		m.observeLocked(e, sent, RenewalNotFound, 0, resp.GetError())
 		m.loseLocked(e, fmt.Errorf("%w: lease %d", ErrLeaseNotFound, e.id))
 		return true
 	case resp.GetError() == "PERMISSION_DENIED":
 		// The lease belongs to another identity: asking again changes nothing.
+		m.observeLocked(e, sent, RenewalRefused, 0, resp.GetError())
 		m.loseLocked(e, fmt.Errorf("%w: lease %d", ErrPermissionDenied, e.id))
 		return true
 	default:
+		m.observeLocked(e, sent, RenewalRefused, 0, resp.GetError())
 		e.nextSend = time.Time{}
 		m.c.cfg.logger.Debug("renewal refused", "lease_id", e.id, "error", resp.GetError())
 		return false
 	}
 	ttl := time.Duration(resp.GetTtlMs()) * time.Millisecond
+	m.observeLocked(e, sent, RenewalAcked, ttl, "")
 	e.ttl = ttl
 	if d := sent.Add(ttl - SafetyMargin(ttl)); d.After(e.deadline) {
 		e.deadline = d
