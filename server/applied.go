@@ -18,7 +18,8 @@ type appliedFSM struct {
 	*fsm.FSM
 	mu      sync.Mutex
 	index   uint64
-	changed chan struct{} // closed and replaced whenever index advances
+	changed chan struct{}             // closed and replaced whenever index advances
+	rewrite func(*raft.Log) *raft.Log // Faults.ApplyEntry; nil but in the diverge variant
 }
 
 var _ raft.BatchingFSM = (*appliedFSM)(nil)
@@ -28,17 +29,33 @@ func newAppliedFSM(f *fsm.FSM) *appliedFSM {
 }
 
 func (a *appliedFSM) Apply(l *raft.Log) interface{} {
+	if a.rewrite != nil {
+		l = a.rewrite(l)
+	}
 	r := a.FSM.Apply(l)
 	a.advance(l.Index)
 	return r
 }
 
 func (a *appliedFSM) ApplyBatch(logs []*raft.Log) []interface{} {
+	if a.rewrite != nil {
+		logs = rewriteAll(logs, a.rewrite)
+	}
 	r := a.FSM.ApplyBatch(logs)
 	if len(logs) > 0 {
 		a.advance(logs[len(logs)-1].Index)
 	}
 	return r
+}
+
+// rewriteAll passes each entry through rewrite, into a new slice (raft
+// keeps the one it passed).
+func rewriteAll(logs []*raft.Log, rewrite func(*raft.Log) *raft.Log) []*raft.Log {
+	out := make([]*raft.Log, len(logs))
+	for i, l := range logs {
+		out[i] = rewrite(l)
+	}
+	return out
 }
 
 func (a *appliedFSM) Restore(rc io.ReadCloser) error {

@@ -35,8 +35,30 @@ type Faults struct {
 	// was validated, below the election timeout that rule 2 needs.
 	Extend time.Duration
 	// DuringTerm runs beside each leadership term, from Promote until ctx
-	// ends (the early-expiry variant revokes leases before they are due).
+	// ends (the early-expiry variants revoke leases before they are due).
 	DuringTerm func(ctx context.Context, term Term)
+
+	// SkipExpiry drops the batches of expired leases instead of proposing
+	// their revokes: nothing expires (breaks rule 3, bounded expiry).
+	SkipExpiry bool
+	// NewLeaseID replaces the ID the leader drew for a grant that named none
+	// (the duplicate-id variant hands out an ID it gave before: breaks
+	// unique lease IDs).
+	NewLeaseID func(drawn lessor.LeaseID) lessor.LeaseID
+	// IgnoreHolder makes the leader detach a key from the lease holding it
+	// before it proposes another lease's attach of the key, so the attach
+	// never meets the holder (breaks exclusive holders, rule 7).
+	IgnoreHolder bool
+	// ReportTTL replaces the granted TTL (ms) that TimeToLive reports
+	// (the ttl-misreport variant reports more: breaks rule 4's contract).
+	ReportTTL func(grantedMs int64) int64
+	// FollowerReads lets a follower answer linearizable reads from its own
+	// state, without the leader (breaks linearizable reads).
+	FollowerReads bool
+	// ApplyEntry may replace a committed entry before this replica's FSM
+	// applies it; it must not modify l, which raft may still hold (the
+	// diverge variant: one replica applies revokes differently, rule 1).
+	ApplyEntry func(l *raft.Log) *raft.Log
 }
 
 // Term is what a DuringTerm fault may do while the node leads.
@@ -49,3 +71,6 @@ type Term interface {
 
 func (f *Faults) skipConfirmation() bool { return f != nil && f.SkipConfirmation }
 func (f *Faults) revokeLocally() bool    { return f != nil && f.RevokeLocally }
+func (f *Faults) skipExpiry() bool       { return f != nil && f.SkipExpiry }
+func (f *Faults) ignoreHolder() bool     { return f != nil && f.IgnoreHolder }
+func (f *Faults) followerReads() bool    { return f != nil && f.FollowerReads }

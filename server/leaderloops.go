@@ -55,6 +55,9 @@ func (ll *leaderLoops) expiry(ctx context.Context) {
 		case <-ctx.Done():
 			return
 		case batch := <-ll.lessor.ExpiredLeasesC():
+			if ll.faults.skipExpiry() {
+				continue // the immortal-lease variant
+			}
 			ids = ids[:0]
 			for _, l := range batch {
 				// Checked right before proposing: an expired lease cannot be

@@ -112,6 +112,9 @@ func newNode(cfg Config, lis net.Listener) (_ *Node, err error) {
 		return nil, err
 	}
 	n.applied = newAppliedFSM(n.fsm)
+	if cfg.Faults != nil {
+		n.applied.rewrite = cfg.Faults.ApplyEntry
+	}
 	if err := n.rs.openStores(cfg); err != nil {
 		if n.rs.bolt != nil {
 			n.rs.bolt.Close()
@@ -189,7 +192,7 @@ func (n *Node) assemble(notify chan bool, self raft.ServerID) {
 	n.renewer = &renewer{rs: rs, lessor: n.lessor, proposer: n.proposer, leading: leading, verifier: v,
 		lease:   renewLease{dur: cfg.RenewLease, self: self, raft: rs.raft, contact: rs.trans.LastContact},
 		metrics: n.metrics, faults: cfg.Faults, owners: cfg.Security.Enabled()}
-	n.reader = &reader{rs: rs, leading: leading, verifier: v, applied: n.applied, lessor: n.lessor, fsm: n.fsm}
+	n.reader = &reader{rs: rs, leading: leading, verifier: v, applied: n.applied, lessor: n.lessor, fsm: n.fsm, faults: cfg.Faults}
 	n.ops = &leaseOps{proposer: n.proposer, lessor: n.lessor, fsm: n.fsm, minTTL: cfg.MinTTL, maxTTL: cfg.MaxTTL,
 		maxLeases: cfg.MaxLeases, maxItems: cfg.MaxItemsPerLease, metrics: n.metrics, faults: cfg.Faults}
 	n.info = &clusterInfo{rs: rs, name: cfg.Name, leading: leading, fsm: n.fsm}

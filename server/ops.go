@@ -51,6 +51,9 @@ func (o *leaseOps) grant(ctx context.Context, id lessor.LeaseID, ttlMs int64, re
 	}
 	if id == lessor.NoLease {
 		id = lessor.LeaseID(rand.Int64N(math.MaxInt64-1) + 1)
+		if o.faults != nil && o.faults.NewLeaseID != nil {
+			id = o.faults.NewLeaseID(id) // the duplicate-id variant
+		}
 	}
 	data, err := fsm.EncodeGrant(reqID, id, ttlMs, callerOf(ctx).identity) // the lease belongs to its granter
 	if err != nil {
@@ -86,6 +89,14 @@ func (o *leaseOps) revoke(ctx context.Context, id lessor.LeaseID, reqID uint64) 
 func (o *leaseOps) attach(ctx context.Context, leaseID lessor.LeaseID, key, value string, reqID uint64) (fsm.Item, error) {
 	if err := o.itemQuota(leaseID, key); err != nil {
 		return fsm.Item{}, err
+	}
+	if o.faults.ignoreHolder() {
+		// The double-holder variant: take the key from its holder first.
+		if it, held := o.fsm.Item(key); held && it.LeaseID != leaseID {
+			if data, err := fsm.EncodeDetach(0, it.LeaseID, key, fsm.Actor{Admin: true}); err == nil {
+				_, _ = o.proposer.propose(ctx, data)
+			}
+		}
 	}
 	data, err := fsm.EncodeAttach(reqID, leaseID, key, value, actor(ctx))
 	if err != nil {

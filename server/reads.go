@@ -27,12 +27,16 @@ type reader struct {
 	applied  *appliedFSM
 	lessor   lessor.Lessor
 	fsm      *fsm.FSM
+	faults   *Faults
 }
 
 // linearize makes a read linearizable: note the commit index, confirm
 // leadership with a quorum, and wait until that index has been applied.
 func (r *reader) linearize(ctx context.Context) error {
 	if !r.leading() {
+		if r.faults.followerReads() {
+			return nil // the stale-read variant: this replica's state as is
+		}
 		return r.rs.notLeader()
 	}
 	ci := r.rs.raft.CommitIndex()
@@ -59,6 +63,9 @@ func (r *reader) timeToLive(ctx context.Context, id lessor.LeaseID, keys, serial
 		return LeaseInfo{}, lessor.ErrLeaseNotFound
 	}
 	info := LeaseInfo{ID: id, GrantedTTL: l.TTL(), Remaining: l.Remaining(), Owner: l.Owner()}
+	if r.faults != nil && r.faults.ReportTTL != nil {
+		info.GrantedTTL = r.faults.ReportTTL(info.GrantedTTL) // the ttl-misreport variant
+	}
 	if keys {
 		info.Keys = l.Keys()
 	}

@@ -52,13 +52,17 @@ func Install(cfg *server.Config) {
 	case BugNoExtend:
 		f.Extend = time.Nanosecond // below the election timeout, after validation
 	case BugEarlyExpiry:
-		f.DuringTerm = revokeEarly
+		f.DuringTerm = func(ctx context.Context, term server.Term) {
+			revokeEarly(ctx, term, func(lessor.LeaseID) float64 { return earlyExpiryFraction })
+		}
 	case BugLeaderOnlyRevoke:
 		f.RevokeLocally = true
 	case BugWallClock:
 	default:
-		logf(cfg, "unknown LEASECLUSTER_CHAOS_BUG; running unbroken", "bug", nd.bug)
-		nd.bug = ""
+		if !install(nd.bug, cfg.Name, f) { // bugs.go
+			logf(cfg, "unknown LEASECLUSTER_CHAOS_BUG; running unbroken", "bug", nd.bug)
+			nd.bug = ""
+		}
 	}
 	if nd.bug != "" {
 		logf(cfg, "CHAOS BUILD: running a deliberately broken server", "bug", nd.bug)
@@ -81,10 +85,10 @@ func logf(cfg *server.Config, msg string, args ...any) {
 	}
 }
 
-// revokeEarly is the early-expiry variant: while the term lasts, the leader
-// revokes every lease with less than earlyExpiryFraction of its TTL left,
-// beside the lessor's own (correct) expiry.
-func revokeEarly(ctx context.Context, term server.Term) {
+// revokeEarly is the early-expiry variants: while the term lasts, the leader
+// revokes every lease with less than early(id) of its TTL left, beside the
+// lessor's own (correct) expiry.
+func revokeEarly(ctx context.Context, term server.Term, early func(lessor.LeaseID) float64) {
 	tick := time.NewTicker(20 * time.Millisecond)
 	defer tick.Stop()
 	for {
@@ -95,7 +99,7 @@ func revokeEarly(ctx context.Context, term server.Term) {
 		}
 		var ids []lessor.LeaseID
 		for _, l := range term.Leases() {
-			if l.Remaining() < time.Duration(float64(l.TTL())*earlyExpiryFraction)*time.Millisecond {
+			if l.Remaining() < time.Duration(float64(l.TTL())*early(l.ID)*float64(time.Millisecond)) {
 				ids = append(ids, l.ID)
 			}
 		}
