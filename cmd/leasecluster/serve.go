@@ -110,6 +110,9 @@ and --initial-cluster is ignored.`,
 	fl.StringVar(&sec.PeerCertAllowedCN, "peer-cert-allowed-cn", "", "the only CN a peer certificate may have (optional)")
 	fl.StringSliceVar(&sec.AdminCNs, "admin-cn", nil, "certificate CNs that may act on every lease, whoever granted it (comma-separated)")
 	nf.register(cmd)
+	// Beside --pprof (nodeFlags): serve only, one address per process.
+	fl.StringVar(&cfg.DebugAddr, "debug-addr", server.DefaultDebugAddr, "where --pprof serves Go profiles (/debug/pprof/, plain HTTP; a non-loopback address is logged as a warning); never on the HTTP address")
+	fl.StringSliceVar(&cfg.AllowedOrigins, "allowed-origins", nil, "exact origins (https://ops.example.com, comma-separated) whose browser pages may call the HTTP API; any other request with an Origin header gets 403 (default: none; curl and programs send no Origin)")
 	return cmd
 }
 
