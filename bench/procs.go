@@ -27,6 +27,7 @@ type node struct {
 	dataDir  string
 	clientEP string // gRPC address clients dial
 	httpEP   string // leasecluster only: HTTP/JSON address
+	debugEP  string // leasecluster with --pprof: the profiles' plain-HTTP address (--debug-addr)
 }
 
 // start (re)starts the node's process.
@@ -64,12 +65,34 @@ func rssKiB(pid int) (int64, error) {
 // --pprof so the leader can be profiled.
 func startLC(ctx context.Context, bin, dir string, pprof bool, logLevel string, t *benchTLS) ([]*node, error) {
 	flags := append([]string{"--log-level", logLevel}, t.lcFlags()...)
+	memberFlags := t.lcMemberFlags()
+	debugAddrs := map[string]string{} // node name -> --debug-addr; written before the nodes start
 	if pprof {
+		// Profiles are served on a listener of their own (--debug-addr), one
+		// free port per node: the nodes share this machine.
 		flags = append(flags, "--pprof")
+		tlsFlags := memberFlags
+		memberFlags = func(name string) []string {
+			addr, ok := debugAddrs[name]
+			if !ok {
+				if ports, err := proctest.FreePorts(1); err == nil {
+					addr = fmt.Sprintf("127.0.0.1:%d", ports[0])
+					debugAddrs[name] = addr
+				}
+			}
+			var out []string
+			if tlsFlags != nil {
+				out = tlsFlags(name)
+			}
+			if addr != "" {
+				out = append(out, "--debug-addr", addr)
+			}
+			return out
+		}
 	}
 	c, err := proccluster.Start(ctx, proccluster.Config{
 		Binary: bin, Nodes: 3, Dir: dir, Prefix: "lc", Flags: flags, StartTimeout: time.Minute,
-		MemberFlags: t.lcMemberFlags(), TLS: t.lcConfig(),
+		MemberFlags: memberFlags, TLS: t.lcConfig(),
 		LogFile: func(name string) string { return filepath.Join(dir, name+".log") },
 	})
 	if err != nil {
@@ -77,7 +100,7 @@ func startLC(ctx context.Context, bin, dir string, pprof bool, logLevel string, 
 	}
 	var nodes []*node
 	for _, m := range c.Members {
-		nodes = append(nodes, &node{d: m.Daemon, name: m.Name, dataDir: m.DataDir, clientEP: m.GRPCAddr, httpEP: m.HTTPAddr})
+		nodes = append(nodes, &node{d: m.Daemon, name: m.Name, dataDir: m.DataDir, clientEP: m.GRPCAddr, httpEP: m.HTTPAddr, debugEP: debugAddrs[m.Name]})
 	}
 	return nodes, nil
 }

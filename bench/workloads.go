@@ -267,7 +267,8 @@ func streamWorks(ctx context.Context, sys system, i int, id int64) bool {
 }
 
 // lcProfiler returns a profiler that fetches a CPU profile from the current
-// leasecluster leader's /debug/pprof (served with --pprof) into dir.
+// leasecluster leader's /debug/pprof (served with --pprof on its plain-HTTP
+// --debug-addr) into dir.
 // survivorProfiler returns a failover hook that takes a 6 s CPU profile of
 // every node but the killed one, from the kill on: where a slow failover
 // spends its time (profiles/<tag>-<node>.pprof in the work directory).
@@ -277,7 +278,7 @@ func survivorProfiler(sys *lcSystem, dir, tag string) func(killed int) {
 			if i == killed {
 				continue
 			}
-			go fetchProfile(sys.prof, fmt.Sprintf("%s://%s/debug/pprof/profile?seconds=6", sys.scheme, n.httpEP), filepath.Join(dir, tag+"-"+n.name+".pprof"))
+			go fetchProfile(sys.prof, "http://"+n.debugEP+"/debug/pprof/profile?seconds=6", filepath.Join(dir, tag+"-"+n.name+".pprof"))
 		}
 	}
 }
@@ -309,7 +310,7 @@ func lcProfiler(ctx context.Context, sys *lcSystem, dir string) profiler {
 		done := make(chan struct{})
 		go func() {
 			defer close(done)
-			fetchProfile(sys.prof, fmt.Sprintf("%s://%s/debug/pprof/profile?seconds=%d", sys.scheme, sys.ns[li].httpEP, max(secs, 1)), profilePath(dir, workload))
+			fetchProfile(sys.prof, fmt.Sprintf("http://%s/debug/pprof/profile?seconds=%d", sys.ns[li].debugEP, max(secs, 1)), profilePath(dir, workload))
 		}()
 		return func() { <-done }
 	}

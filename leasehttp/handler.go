@@ -378,7 +378,8 @@ func (h *handler) status(w http.ResponseWriter, r *http.Request) {
 		h.fail(w, err)
 		return
 	}
-	writeJSON(w, statusResponse{Name: st.GetName(), Role: st.GetRole(), Leader: st.GetLeader(), Term: st.GetTerm(), AppliedIndex: st.GetAppliedIndex()})
+	writeJSON(w, statusResponse{Name: st.GetName(), Role: st.GetRole(), Leader: st.GetLeader(), Term: st.GetTerm(), AppliedIndex: st.GetAppliedIndex(),
+		RaftLog: st.GetRaftLog()})
 }
 
 func (h *handler) healthz(w http.ResponseWriter, _ *http.Request) {

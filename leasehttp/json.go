@@ -281,6 +281,7 @@ type (
 		Leader       string `json:"leader"`
 		Term         uint64 `json:"term"`
 		AppliedIndex uint64 `json:"applied_index"`
+		RaftLog      string `json:"raft_log,omitempty"` // "wal" or "boltdb"; absent from nodes that do not say
 	}
 	errorBody struct {
 		Error errorDetail `json:"error"`

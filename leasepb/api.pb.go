@@ -1107,6 +1107,9 @@ type StatusResponse struct {
 	CommitIndex   uint64 `protobuf:"varint,7,opt,name=commit_index,json=commitIndex,proto3" json:"commit_index,omitempty"`
 	LastIndex     uint64 `protobuf:"varint,8,opt,name=last_index,json=lastIndex,proto3" json:"last_index,omitempty"`
 	StateHash     string `protobuf:"bytes,9,opt,name=state_hash,json=stateHash,proto3" json:"state_hash,omitempty"` // hex; equal on replicas that applied the same entries; only if asked for
+	// The raft log this node's data dir keeps: "wal" (hashicorp/raft-wal) or
+	// "boltdb" (raft-boltdb, every data dir made before raft-wal).
+	RaftLog       string `protobuf:"bytes,10,opt,name=raft_log,json=raftLog,proto3" json:"raft_log,omitempty"`
 	unknownFields protoimpl.UnknownFields
 	sizeCache     protoimpl.SizeCache
 }
@@ -1200,6 +1203,13 @@ func (x *StatusResponse) GetLastIndex() uint64 {
 func (x *StatusResponse) GetStateHash() string {
 	if x != nil {
 		return x.StateHash
+	}
+	return ""
+}
+
+func (x *StatusResponse) GetRaftLog() string {
+	if x != nil {
+		return x.RaftLog
 	}
 	return ""
 }
@@ -1752,7 +1762,7 @@ const file_leasecluster_v1_api_proto_rawDesc = "" +
 	"\x04item\x18\x01 \x01(\v2\x15.leasecluster.v1.ItemR\x04item\".\n" +
 	"\rStatusRequest\x12\x1d\n" +
 	"\n" +
-	"state_hash\x18\x01 \x01(\bR\tstateHash\"\x91\x02\n" +
+	"state_hash\x18\x01 \x01(\bR\tstateHash\"\xac\x02\n" +
 	"\x0eStatusResponse\x12\x12\n" +
 	"\x04name\x18\x01 \x01(\tR\x04name\x12\x12\n" +
 	"\x04role\x18\x02 \x01(\tR\x04role\x12\x16\n" +
@@ -1764,7 +1774,9 @@ const file_leasecluster_v1_api_proto_rawDesc = "" +
 	"\n" +
 	"last_index\x18\b \x01(\x04R\tlastIndex\x12\x1d\n" +
 	"\n" +
-	"state_hash\x18\t \x01(\tR\tstateHash\"\xca\x01\n" +
+	"state_hash\x18\t \x01(\tR\tstateHash\x12\x19\n" +
+	"\braft_log\x18\n" +
+	" \x01(\tR\araftLog\"\xca\x01\n" +
 	"\x06Member\x12\x12\n" +
 	"\x04name\x18\x01 \x01(\tR\x04name\x12\x18\n" +
 	"\aaddress\x18\x02 \x01(\tR\aaddress\x12\x14\n" +

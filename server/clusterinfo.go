@@ -21,6 +21,7 @@ type Status struct {
 	CommitIndex  uint64
 	LastIndex    uint64
 	StateHash    string // only when asked for: a pass over the whole state
+	RaftLog      string // the raft log this node keeps: RaftLogWAL or RaftLogBoltDB
 }
 
 // Member is one Raft server.
@@ -52,6 +53,7 @@ func (c *clusterInfo) status(withHash bool) Status {
 		AppliedIndex: c.rs.raft.AppliedIndex(),
 		CommitIndex:  c.rs.raft.CommitIndex(),
 		LastIndex:    c.rs.raft.LastIndex(),
+		RaftLog:      c.rs.logKind(),
 	}
 	if withHash {
 		s.StateHash = c.fsm.StateHash()

@@ -53,6 +53,10 @@ type Config struct {
 	// InitialCluster bootstraps a new cluster when DataDir holds no Raft
 	// state; it is ignored afterwards.
 	InitialCluster []Peer
+	// RaftLog is the raft log of a new data dir: RaftLogWAL (raft-wal, the
+	// default for "") or RaftLogBoltDB. A data dir that has a log keeps it
+	// (logstore.go); this only chooses for new ones.
+	RaftLog string
 
 	// HeartbeatTimeout is how long a follower waits without hearing from the
 	// leader before it stands for election (raft waits 1 to 2 times this).
@@ -223,6 +227,9 @@ func (c Config) Validate() error {
 		if p.Name == "" || p.Address == "" {
 			errs = append(errs, fmt.Errorf("server: initial cluster member %+v is incomplete", p))
 		}
+	}
+	if err := checkRaftLog(c.RaftLog); err != nil {
+		errs = append(errs, err)
 	}
 	if err := c.Security.validate(); err != nil {
 		errs = append(errs, err)

@@ -117,6 +117,7 @@ func (a *clusterAPI) Status(ctx context.Context, req *leasepb.StatusRequest) (*l
 	return &leasepb.StatusResponse{
 		Name: s.Name, Role: s.Role, Leader: s.Leader, LeaderAddress: s.LeaderAddr, Term: s.Term,
 		AppliedIndex: s.AppliedIndex, CommitIndex: s.CommitIndex, LastIndex: s.LastIndex, StateHash: s.StateHash,
+		RaftLog: s.RaftLog,
 	}, nil
 }
 

@@ -53,7 +53,7 @@ type localNode struct{ n *Node }
 func (l localNode) Status(context.Context) (*leasepb.StatusResponse, error) {
 	s := l.n.info.status(false) // HTTP does not show the state hash: skip computing it
 	return &leasepb.StatusResponse{Name: s.Name, Role: s.Role, Leader: s.Leader, LeaderAddress: s.LeaderAddr,
-		Term: s.Term, AppliedIndex: s.AppliedIndex, CommitIndex: s.CommitIndex, LastIndex: s.LastIndex}, nil
+		Term: s.Term, AppliedIndex: s.AppliedIndex, CommitIndex: s.CommitIndex, LastIndex: s.LastIndex, RaftLog: s.RaftLog}, nil
 }
 
 func (l localNode) Ready() error { return l.n.info.ready() }

@@ -4,54 +4,57 @@ import (
 	"context"
 	"errors"
 	"fmt"
-	"path/filepath"
-	"time"
 
 	"github.com/hashicorp/raft"
-	raftboltdb "github.com/hashicorp/raft-boltdb/v2"
-	"go.etcd.io/bbolt"
 
 	"github.com/leasecluster/leasecluster/transport"
 )
 
-// raftStack is raft with what it stands on: the bolt file that holds the log
-// and the stable store, the snapshot store and the gRPC transport. The job
-// types read raft through it and translate its errors with it.
+// raftStack is raft with what it stands on: the data dir's stores (the
+// raft log, raft-wal or raft-boltdb, and the raft-boltdb stable store;
+// logstore.go), the snapshot store and the gRPC transport. The job types
+// read raft through it and translate its errors with it.
 type raftStack struct {
-	raft  *raft.Raft
-	bolt  *raftboltdb.BoltStore
-	logs  raft.LogStore // bolt behind a LogCache (and the faults' wrapper)
+	raft *raft.Raft
+	// bolt is the data dir's stores: the raft-boltdb stable store (promoted,
+	// what raft.NewRaft takes) and the log. Its Close closes both, the log
+	// first; every stop path of the node calls it.
+	bolt  *dataStores
+	logs  raft.LogStore // the log behind a LogCache (and the faults' wrapper)
 	snaps raft.SnapshotStore
 	trans *transport.Transport
 }
 
 // openStores opens the raft log, the stable store and the snapshot store in
-// cfg.DataDir. The caller closes rs.bolt if a later step fails.
+// cfg.DataDir. On error nothing stays open; otherwise the caller closes
+// rs.bolt.
 func (rs *raftStack) openStores(cfg Config) error {
-	var err error
-	rs.bolt, err = raftboltdb.New(raftboltdb.Options{
-		Path: filepath.Join(cfg.DataDir, "raft.db"),
-		// The freelist grows as raft compacts its log; writing it on every
-		// commit costs I/O on the hot path. bbolt rebuilds it on open
-		// instead (Consul runs raft-boltdb the same way).
-		BoltOptions: &bbolt.Options{Timeout: time.Second, NoFreelistSync: true, FreelistType: bbolt.FreelistMapType},
-	})
+	ds, err := openDataStores(cfg.DataDir, cfg.RaftLog, cfg.Logger)
 	if err != nil {
-		return fmt.Errorf("server: open raft log: %w", err)
-	}
-	var store raft.LogStore = rs.bolt
-	if cfg.Faults != nil && cfg.Faults.LogStore != nil {
-		store = cfg.Faults.LogStore(store)
-	}
-	if rs.logs, err = raft.NewLogCache(1024, store); err != nil {
 		return err
 	}
-	rs.snaps, err = raft.NewFileSnapshotStoreWithLogger(cfg.DataDir, 2, cfg.Logger.Named("snapshot"))
+	store := ds.Log()
+	if cfg.Faults != nil && cfg.Faults.LogStore != nil {
+		store = keepMonotonic(store, cfg.Faults.LogStore(store))
+	}
+	logs, err := raft.NewLogCache(1024, store)
 	if err != nil {
+		ds.Close()
+		return err
+	}
+	snaps, err := raft.NewFileSnapshotStoreWithLogger(cfg.DataDir, 2, cfg.Logger.Named("snapshot"))
+	if err != nil {
+		ds.Close()
 		return fmt.Errorf("server: snapshot store: %w", err)
 	}
+	rs.bolt, rs.logs, rs.snaps = ds, logs, snaps
+	cfg.Logger.Info("raft log", "raft_log", ds.Kind())
 	return nil
 }
+
+// logKind is the kind of raft log this node keeps (RaftLogWAL or
+// RaftLogBoltDB).
+func (rs *raftStack) logKind() string { return rs.bolt.Kind() }
 
 // raftConfig is raft's configuration for this node.
 func raftConfig(cfg Config, notify chan bool) *raft.Config {

@@ -345,7 +345,7 @@ func newItemCmd() *cobra.Command {
 func newClusterCmd() *cobra.Command {
 	cmd := &cobra.Command{Use: "cluster", Short: "Show the cluster's nodes"}
 	status := &cobra.Command{
-		Use: "status", Short: "Show every endpoint's role, leader, term and applied index", Args: cobra.NoArgs,
+		Use: "status", Short: "Show every endpoint's role, leader, term, applied index and raft log", Args: cobra.NoArgs,
 		RunE: func(cmd *cobra.Command, _ []string) error {
 			return withClient(cmd, func(ctx context.Context, c *client.Client) error {
 				type row struct {
@@ -355,6 +355,7 @@ func newClusterCmd() *cobra.Command {
 					Leader       string `json:"leader,omitempty"`
 					Term         uint64 `json:"term,omitempty"`
 					AppliedIndex uint64 `json:"applied_index,omitempty"`
+					RaftLog      string `json:"raft_log,omitempty"`
 					Error        string `json:"error,omitempty"`
 				}
 				var rows []row
@@ -366,19 +367,19 @@ func newClusterCmd() *cobra.Command {
 						continue
 					}
 					reached++
-					rows = append(rows, row{Endpoint: ep, Name: s.Name, Role: s.Role, Leader: s.Leader, Term: s.Term, AppliedIndex: s.AppliedIndex})
+					rows = append(rows, row{Endpoint: ep, Name: s.Name, Role: s.Role, Leader: s.Leader, Term: s.Term, AppliedIndex: s.AppliedIndex, RaftLog: s.RaftLog})
 				}
 				err := emit(cmd.OutOrStdout(), struct {
 					Nodes []row `json:"nodes"`
 				}{rows}, func(w io.Writer) {
 					tw := tabwriter.NewWriter(w, 0, 4, 2, ' ', 0)
-					fmt.Fprintln(tw, "ENDPOINT\tNAME\tROLE\tLEADER\tTERM\tAPPLIED")
+					fmt.Fprintln(tw, "ENDPOINT\tNAME\tROLE\tLEADER\tTERM\tAPPLIED\tRAFT LOG")
 					for _, r := range rows {
 						if r.Error != "" {
-							fmt.Fprintf(tw, "%s\t-\tunreachable\t-\t-\t-\n", r.Endpoint)
+							fmt.Fprintf(tw, "%s\t-\tunreachable\t-\t-\t-\t-\n", r.Endpoint)
 							continue
 						}
-						fmt.Fprintf(tw, "%s\t%s\t%s\t%s\t%d\t%d\n", r.Endpoint, r.Name, r.Role, r.Leader, r.Term, r.AppliedIndex)
+						fmt.Fprintf(tw, "%s\t%s\t%s\t%s\t%d\t%d\t%s\n", r.Endpoint, r.Name, r.Role, r.Leader, r.Term, r.AppliedIndex, r.RaftLog)
 					}
 					tw.Flush()
 				})

@@ -39,7 +39,7 @@ func (f *nodeFlags) register(cmd *cobra.Command) {
 	fl.IntVar(&f.maxItemsPerLease, "max-items-per-lease", server.DefaultMaxItemsPerLease, "most items one lease holds; an attach beyond it is refused likewise; negative: no bound")
 	fl.Uint64Var(&f.snapshotThreshold, "snapshot-threshold", 8192, "Raft log entries between snapshots")
 	fl.StringVar(&f.logLevel, "log-level", "info", "log level: trace, debug, info, warn, error")
-	fl.BoolVar(&f.pprof, "pprof", false, "serve Go profiles under /debug/pprof/ on the HTTP address")
+	fl.BoolVar(&f.pprof, "pprof", false, "serve Go profiles under /debug/pprof/ on --debug-addr (plain HTTP, loopback by default), never on the HTTP address")
 }
 
 func (f *nodeFlags) apply(cfg *server.Config) {
@@ -97,8 +97,10 @@ and --initial-cluster is ignored.`,
 	host, _ := os.Hostname()
 	fl.StringVar(&cfg.Name, "name", host, "unique node name (the Raft server ID)")
 	fl.StringVar(&cfg.DataDir, "data-dir", "", "directory for the Raft log and snapshots (required)")
+	fl.StringVar(&cfg.RaftLog, "raft-log", server.RaftLogWAL, "raft log of a new data dir: wal (hashicorp/raft-wal) or boltdb (raft-boltdb); a data dir that has a log keeps it")
 	fl.StringVar(&cfg.GRPCAddr, "grpc-addr", "127.0.0.1:7001", "gRPC listen address, for peers and clients")
 	fl.StringVar(&cfg.HTTPAddr, "http-addr", "127.0.0.1:8001", "HTTP/JSON listen address (empty disables)")
+	fl.StringVar(&cfg.MetricsAddr, "metrics-addr", "", "plain-HTTP listen address serving only /healthz, /readyz and /metrics, without TLS or client certificates, for probes and Prometheus (empty disables)")
 	fl.StringVar(&cfg.AdvertiseAddr, "advertise-addr", "", "gRPC address peers and clients dial (default: --grpc-addr)")
 	fl.StringVar(&initialCluster, "initial-cluster", "", "name=host:port,... of the first members; bootstraps a new cluster when the data dir is empty")
 	sec := &cfg.Security
