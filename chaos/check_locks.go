@@ -56,11 +56,10 @@ func holdIntervals(ops []Op) map[string][]*holdInterval {
 // key early.
 func checkNoOverlap(ops []Op) Verdict {
 	var c collector
-	n := 0
 	all := holdIntervals(ops)
 	for _, key := range sortedKeys(all) {
 		hs := all[key]
-		n += len(hs)
+		c.judged += len(hs)
 		for i := range hs {
 			for j := i + 1; j < len(hs); j++ {
 				a, b := hs[i], hs[j]
@@ -71,7 +70,7 @@ func checkNoOverlap(ops []Op) Verdict {
 			}
 		}
 	}
-	return c.verdict(fmt.Sprintf("%d holds, none overlapping", n))
+	return c.verdict(fmt.Sprintf("%d holds, none overlapping", c.judged))
 }
 
 func sortedKeys[V any](m map[string]V) []string {
@@ -126,6 +125,7 @@ func checkFencing(ops []Op) Verdict {
 			}
 		}
 	}
+	c.judged = countAll(attaches) + writes
 	return c.verdict(fmt.Sprintf("%d acquisitions, %d accepted writes, tokens monotonic", countAll(attaches), writes))
 }
 

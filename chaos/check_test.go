@@ -7,7 +7,9 @@ import (
 
 const sec = int64(time.Second)
 
-var testCfg = CheckConfig{Extend: time.Second, Election: time.Second, LinTimeout: 10 * time.Second}
+// testCfg judges hand-built histories, which are far below the run
+// minimums (TestEmptyHistoryIsTooThin covers those).
+var testCfg = CheckConfig{Extend: time.Second, Election: time.Second, LinTimeout: 10 * time.Second, Minimums: map[string]int{}}
 
 // cleanHistory: a lease granted, renewed, abandoned and seen gone after its
 // deadline; a lock taken, used within its window, released; a second holder
@@ -97,11 +99,19 @@ func TestCheckersCatchViolations(t *testing.T) {
 	}
 }
 
-func TestBoundedExpiryOnlyWarns(t *testing.T) {
+// Hole: a lease still alive 29 s after its last renewal only warned.
+func TestBoundedExpiryFails(t *testing.T) {
 	h := cleanHistory()[:2]
-	h = append(h, Op{Process: 1, Kind: OpTTL, Status: StatusOK, Lease: 1, Found: true, TTLms: 3000, Invoke: 20 * sec, Complete: 20*sec + 1})
+	h = append(h, Op{Process: 1, Kind: OpTTL, Status: StatusOK, Lease: 1, Found: true, TTLms: 3000, Invoke: 30 * sec, Complete: 30*sec + 1})
 	v := Check(number(h), nil, testCfg)[CheckBoundedExpiry]
-	if !v.OK || len(v.Detail) < 8 || v.Detail[:8] != "warning:" {
-		t.Fatalf("want a warning, got %+v", v)
+	if !v.Caught() || v.Judged != 1 {
+		t.Fatalf("a lease alive 29 s after its last renewal: %+v", v)
+	}
+	t.Log(v.Detail)
+	// Within the bound (2 x 3 s + 1 s extend + 2 s failover after the
+	// renewal completed at 1.1 s): no violation.
+	h[2].Invoke, h[2].Complete = 10*sec, 10*sec+1
+	if v := Check(number(h), nil, testCfg)[CheckBoundedExpiry]; !v.OK {
+		t.Fatalf("alive 8.9 s after its last renewal, inside the 9 s bound: %+v", v)
 	}
 }

@@ -43,16 +43,9 @@ func (w *workload) holdLock(ctx, pollCtx context.Context, p int, rng *rand.Rand,
 	inv := w.h.Now()
 	lock, err := w.cl.LockOn(lctx, ka, key, fmt.Sprintf("p%d", p))
 	cancel()
-	op := Op{Process: p, Kind: OpAttach, Key: key, Lease: id, Status: StatusOK, Err: errText(err), Invoke: inv, Complete: w.h.Now()}
-	switch {
-	case err == nil:
+	op := Op{Process: p, Kind: OpAttach, Key: key, Lease: id, Status: lockOutcome(err), Err: errText(err), Invoke: inv, Complete: w.h.Now()}
+	if err == nil {
 		op.Holder, op.Rev = id, lock.Token()
-	case errors.Is(err, client.ErrItemHeld), errors.Is(err, context.DeadlineExceeded) && ctx.Err() == nil && errors.Is(lctx.Err(), context.DeadlineExceeded):
-		// LockOn gives up only while the key is held by someone else,
-		// or with the error of an attach that failed otherwise.
-		op.Status = StatusFail
-	default:
-		op.Status = StatusInfo
 	}
 	w.h.Add(op)
 	if err != nil {
@@ -87,4 +80,25 @@ func (w *workload) holdLock(ctx, pollCtx context.Context, p int, rng *rand.Rand,
 	w.h.Add(Op{Process: p, Kind: OpDetach, Key: key, Lease: id, Status: outcome(err), Err: errText(err), Invoke: inv, Complete: w.h.Now()})
 	ka.Close()
 	w.revoke(pollCtx, p, id)
+}
+
+// lockOutcome classifies LockOn's error. LockOn retries attaches while the
+// key is held; it returns either the error of its last attach, or, when
+// its context ends or the lease is lost while it waits between attempts,
+// the bare context error or the KeepAlive's error. Only the latter, and an
+// attach refused with a definite answer, are definite failures: an attach
+// that timed out (the client wraps that as ErrNoLeader) may have been
+// applied, so its outcome is unknown.
+func lockOutcome(err error) string {
+	switch {
+	case err == nil:
+		return StatusOK
+	case err == context.DeadlineExceeded, err == context.Canceled: //nolint:errorlint // bare: from the wait, nothing in flight
+		return StatusFail
+	case errors.Is(err, client.ErrNoLeader):
+		return StatusInfo
+	case errors.Is(err, client.ErrLeaseExpired), errors.Is(err, client.ErrClosed):
+		return StatusFail // the KeepAlive ended while LockOn waited
+	}
+	return outcome(err)
 }

@@ -7,6 +7,7 @@ import (
 
 	"google.golang.org/grpc/status"
 
+	"github.com/leasecluster/leasecluster/client"
 	"github.com/leasecluster/leasecluster/leasepb"
 )
 
@@ -182,5 +183,30 @@ func (w *workload) nextLeader(failed, hint int) {
 		w.leader = hint
 	} else {
 		w.leader = (failed + 1) % len(w.conns)
+	}
+}
+
+// ProcessKeepAlive is the process of the renewals the client library's
+// KeepAlive manager sends for lock leases (see renewalRecorder).
+const ProcessKeepAlive = 2000
+
+// renewalRecorder records every renewal the client library sends (lock
+// leases, kept alive by client.KeepAlive) as a renew op, from the client's
+// renewal observer: its invoke time is the send time the client's deadline
+// counts from, so lock leases have exact claims. Refusals and renewals
+// given up are recorded as unknown.
+func renewalRecorder(h *History) func(client.RenewalEvent) {
+	return func(ev client.RenewalEvent) {
+		op := Op{Process: ProcessKeepAlive, Kind: OpRenew, Lease: ev.LeaseID, Status: StatusInfo, Err: ev.Err,
+			Invoke: h.At(ev.Sent), Complete: h.At(ev.Acked)}
+		switch ev.Outcome {
+		case client.RenewalAcked:
+			op.Status, op.Found, op.TTLms = StatusOK, true, ev.TTL.Milliseconds()
+		case client.RenewalNotFound:
+			op.Status = StatusOK
+		case client.RenewalUnknown:
+			op.Err = "given up: no answer will be read"
+		}
+		h.Add(op)
 	}
 }

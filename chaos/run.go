@@ -68,13 +68,19 @@ type Summary struct {
 	Ops      int                `json:"ops"`
 	Faults   int                `json:"faults"`
 	Checkers map[string]Verdict `json:"checkers"`
-	Mode     string             `json:"mode"` // netns or loopback
-	Nodes    int                `json:"nodes"`
-	Nemeses  []string           `json:"nemeses"`
-	Bug      string             `json:"bug,omitempty"`
-	TLS      bool               `json:"tls"`
-	Schedule []string           `json:"schedule"`
-	Notes    []string           `json:"notes,omitempty"`
+	// Availability is the share of operations outside fault windows that
+	// succeeded (the availability checker's measure).
+	Availability float64 `json:"availability"`
+	// Cancelled: the run was stopped (SIGINT, ctx) before its end; the
+	// checkers judged what was recorded, and the run does not pass.
+	Cancelled bool     `json:"cancelled,omitempty"`
+	Mode      string   `json:"mode"` // netns or loopback
+	Nodes     int      `json:"nodes"`
+	Nemeses   []string `json:"nemeses"`
+	Bug       string   `json:"bug,omitempty"`
+	TLS       bool     `json:"tls"`
+	Schedule  []string `json:"schedule"`
+	Notes     []string `json:"notes,omitempty"`
 }
 
 // BuildBinary builds the chaos build of cmd/leasecluster into dir.
@@ -156,7 +162,10 @@ func Run(ctx context.Context, opts Options) (*Summary, error) {
 			logf("cleanup: %v", cerr)
 		}
 	}()
-	copts := []client.Option{client.WithRequestTimeout(2 * time.Second)}
+	h := NewHistory()
+	// The renewal observer records lock leases' renewals (the client's
+	// KeepAlive sends them) with their exact send times.
+	copts := []client.Option{client.WithRequestTimeout(2 * time.Second), client.WithRenewalObserver(renewalRecorder(h))}
 	if cfg := c.WorkloadTLS(); cfg != nil {
 		copts = append(copts, client.WithTLS(cfg))
 	}
@@ -166,7 +175,6 @@ func Run(ctx context.Context, opts Options) (*Summary, error) {
 	}
 	defer cl.Close()
 
-	h := NewHistory()
 	w := newWorkload(WorkloadConfig{
 		TTL: opts.TTL, Holders: opts.Holders, Lockers: 3, Readers: 2, Keys: []string{"lock/a", "lock/b"}, Seed: opts.Seed,
 	}, h, cl, c.connections(), logf)
@@ -182,40 +190,15 @@ func Run(ctx context.Context, opts Options) (*Summary, error) {
 	}()
 	logf("running the workload for %v with %d faults scheduled", opts.Duration, len(steps))
 	(&nemesis{c: c, h: h, logf: logf}).run(wctx, steps)
+	stopAt := h.Now()
 	if err := c.HealAll(context.WithoutCancel(ctx)); err != nil {
 		sum.Notes = append(sum.Notes, fmt.Sprintf("healing: %v", err))
 	}
+	healedAt := h.Now()
 	wg.Wait()
 	logf("workload stopped; waiting for abandoned leases to be seen gone")
 	w.pollers.Wait()
-	if ctx.Err() != nil {
-		return nil, ctx.Err()
-	}
-	logf("checking replica convergence")
-	sum.Checkers[CheckConvergence] = checkConvergence(ctx, c)
-
-	ops, faults := h.Ops(), h.Faults()
-	sum.Ops, sum.Faults = len(ops), len(faults)
-	logf("checking %d operations", len(ops))
-	for k, v := range Check(ops, faults, CheckConfig{
-		Extend: opts.Election, Election: opts.Election, ReportPath: filepath.Join(opts.OutDir, "report.html"),
-	}) {
-		sum.Checkers[k] = v
-	}
-	sum.OK = true
-	for _, v := range sum.Checkers {
-		sum.OK = sum.OK && v.OK
-	}
-	if err := WriteJSONL(filepath.Join(opts.OutDir, "history.jsonl"), ops, faults); err != nil {
-		return sum, err
-	}
-	if err := writeSummary(filepath.Join(opts.OutDir, "summary.json"), sum); err != nil {
-		return sum, err
-	}
-	if sum.OK {
-		c.RemoveData() // logs stay; data dirs are kept only for failed runs
-	}
-	return sum, nil
+	return finish(ctx, sum, runEnd{opts: opts, h: h, w: w, c: c, stopAt: stopAt, healedAt: healedAt, logf: logf})
 }
 
 func (c *Cluster) connections() []*grpc.ClientConn {
@@ -281,11 +264,20 @@ func (s *Summary) Text() string {
 	if s.Bug != "" {
 		fmt.Fprintf(&b, " bug=%s", s.Bug)
 	}
+	fmt.Fprintf(&b, " availability=%.1f%%", 100*s.Availability)
+	if s.Cancelled {
+		b.WriteString(" CANCELLED")
+	}
 	b.WriteString("\n")
 	for _, k := range sortedKeys(s.Checkers) {
 		v := s.Checkers[k]
 		mark := "ok  "
-		if !v.OK {
+		switch {
+		case v.Unknown:
+			mark = "UNKN"
+		case v.Thin:
+			mark = "THIN"
+		case !v.OK:
 			mark = "FAIL"
 		}
 		fmt.Fprintf(&b, "  %s %-24s %s\n", mark, k, v.Detail)

@@ -3,7 +3,9 @@ package chaos
 import (
 	"context"
 	"errors"
+	"maps"
 	"math/rand/v2"
+	"slices"
 	"sync"
 	"time"
 
@@ -276,6 +278,69 @@ func (w *workload) reader(ctx, _ context.Context, p int, rng *rand.Rand) {
 		case errors.Is(err, client.ErrItemNotFound):
 		default:
 			op.Status, op.Err = StatusFail, errText(err)
+		}
+		w.h.Add(op)
+	}
+}
+
+// finalRead records the final read (ProcessFinal): one listing of every
+// lease, as a TimeToLive answer for each lease in granted and each lease
+// listed, and a Get of every key. It retries a failed read for up to
+// 15 s; one that never succeeds is recorded as failed.
+func (w *workload) finalRead(ctx context.Context, granted []int64) {
+	retry := func(f func(context.Context) error) (inv, done int64, err error) {
+		limit := time.Now().Add(15 * time.Second)
+		for {
+			octx, cancel := w.opCtx(ctx)
+			inv = w.h.Now()
+			err = f(octx)
+			done = w.h.Now()
+			cancel()
+			if err == nil || time.Now().After(limit) || !sleep(ctx, 200*time.Millisecond) {
+				return inv, done, err
+			}
+		}
+	}
+	var listed []client.LeaseInfo
+	inv, done, err := retry(func(ctx context.Context) (err error) {
+		listed, err = w.cl.Leases(ctx)
+		return err
+	})
+	if err != nil {
+		w.h.Add(Op{Process: ProcessFinal, Kind: OpTTL, Status: StatusFail, Err: errText(err), Invoke: inv, Complete: done})
+	} else {
+		alive := map[int64]client.LeaseInfo{}
+		for _, l := range listed {
+			alive[l.ID] = l
+		}
+		seen := map[int64]bool{}
+		for _, id := range append(append([]int64(nil), granted...), slices.Collect(maps.Keys(alive))...) {
+			if seen[id] {
+				continue
+			}
+			seen[id] = true
+			op := Op{Process: ProcessFinal, Kind: OpTTL, Lease: id, Status: StatusOK, Invoke: inv, Complete: done}
+			if l, ok := alive[id]; ok {
+				op.Found, op.TTLms, op.RemainingMs = true, l.GrantedTTL.Milliseconds(), l.Remaining.Milliseconds()
+			}
+			w.h.Add(op)
+		}
+	}
+	for _, key := range w.cfg.Keys {
+		var it client.Item
+		inv, done, err := retry(func(ctx context.Context) (err error) {
+			it, err = w.cl.Get(ctx, key)
+			if errors.Is(err, client.ErrItemNotFound) {
+				return nil
+			}
+			return err
+		})
+		op := Op{Process: ProcessFinal, Kind: OpGet, Key: key, Status: StatusOK, Invoke: inv, Complete: done}
+		switch {
+		case err != nil:
+			op.Status, op.Err = StatusFail, errText(err)
+		case it.LeaseID != 0:
+			op.Found, op.Holder, op.Rev = true, it.LeaseID, it.Revision
 		}
 		w.h.Add(op)
 	}
