@@ -17,6 +17,7 @@ func registerAPI(s *grpc.Server, n *Node) {
 	leasepb.RegisterLeasesServer(s, &leasesAPI{n: n})
 	leasepb.RegisterItemsServer(s, &itemsAPI{n: n})
 	leasepb.RegisterClusterServer(s, &clusterAPI{n: n})
+	leasepb.RegisterMaintenanceServer(s, &maintenanceAPI{n: n}) // maintenance.go
 }
 
 type leasesAPI struct {
