@@ -344,8 +344,14 @@ func newItemCmd() *cobra.Command {
 
 func newClusterCmd() *cobra.Command {
 	cmd := &cobra.Command{Use: "cluster", Short: "Show the cluster's nodes"}
+	var withHash bool
 	status := &cobra.Command{
-		Use: "status", Short: "Show every endpoint's role, leader, term, applied index and raft log", Args: cobra.NoArgs,
+		Use: "status", Short: "Show every endpoint's role, leader, term, applied index and state hash", Args: cobra.NoArgs,
+		Long: `Show every endpoint's role, leader, term and applied index, and (unless
+--hash=false) its state hash with the index of the last entry applied to the
+hashed state. Nodes at the same hash index must show the same hash; if two do
+not, the command says so and exits 1. With TLS the hash is for admins and
+members only (HASH shows "-" for others).`,
 		RunE: func(cmd *cobra.Command, _ []string) error {
 			return withClient(cmd, func(ctx context.Context, c *client.Client) error {
 				type row struct {
@@ -355,7 +361,9 @@ func newClusterCmd() *cobra.Command {
 					Leader       string `json:"leader,omitempty"`
 					Term         uint64 `json:"term,omitempty"`
 					AppliedIndex uint64 `json:"applied_index,omitempty"`
-					RaftLog      string `json:"raft_log,omitempty"`
+					StateHash    string `json:"state_hash,omitempty"`
+					HashIndex    uint64 `json:"hash_index,omitempty"` // the state machine's applied index of the hash
+					HashError    string `json:"hash_error,omitempty"`
 					Error        string `json:"error,omitempty"`
 				}
 				var rows []row
@@ -367,29 +375,63 @@ func newClusterCmd() *cobra.Command {
 						continue
 					}
 					reached++
-					rows = append(rows, row{Endpoint: ep, Name: s.Name, Role: s.Role, Leader: s.Leader, Term: s.Term, AppliedIndex: s.AppliedIndex, RaftLog: s.RaftLog})
+					r := row{Endpoint: ep, Name: s.Name, Role: s.Role, Leader: s.Leader, Term: s.Term, AppliedIndex: s.AppliedIndex}
+					if withHash {
+						if h, err := c.StateHashOf(ctx, ep); err != nil {
+							r.HashError = oneLine(err)
+						} else {
+							r.StateHash, r.HashIndex = h.Hash, h.AppliedIndex
+						}
+					}
+					rows = append(rows, r)
+				}
+				// Nodes that hashed the same index must agree.
+				var diverged []string
+				byIndex := map[uint64]string{}
+				for _, r := range rows {
+					if r.StateHash == "" {
+						continue
+					}
+					if h, ok := byIndex[r.HashIndex]; ok && h != r.StateHash {
+						diverged = append(diverged, fmt.Sprintf("%s at index %d", r.Endpoint, r.HashIndex))
+					}
+					byIndex[r.HashIndex] = r.StateHash
 				}
 				err := emit(cmd.OutOrStdout(), struct {
 					Nodes []row `json:"nodes"`
 				}{rows}, func(w io.Writer) {
 					tw := tabwriter.NewWriter(w, 0, 4, 2, ' ', 0)
-					fmt.Fprintln(tw, "ENDPOINT\tNAME\tROLE\tLEADER\tTERM\tAPPLIED\tRAFT LOG")
+					fmt.Fprint(tw, "ENDPOINT\tNAME\tROLE\tLEADER\tTERM\tAPPLIED")
+					if withHash {
+						fmt.Fprint(tw, "\tHASH\tHASH INDEX")
+					}
+					fmt.Fprintln(tw)
 					for _, r := range rows {
 						if r.Error != "" {
-							fmt.Fprintf(tw, "%s\t-\tunreachable\t-\t-\t-\t-\n", r.Endpoint)
-							continue
+							fmt.Fprintf(tw, "%s\t-\tunreachable\t-\t-\t-", r.Endpoint)
+						} else {
+							fmt.Fprintf(tw, "%s\t%s\t%s\t%s\t%d\t%d", r.Endpoint, r.Name, r.Role, r.Leader, r.Term, r.AppliedIndex)
 						}
-						fmt.Fprintf(tw, "%s\t%s\t%s\t%s\t%d\t%d\t%s\n", r.Endpoint, r.Name, r.Role, r.Leader, r.Term, r.AppliedIndex, r.RaftLog)
+						if withHash && r.StateHash != "" {
+							fmt.Fprintf(tw, "\t%.16s\t%d", r.StateHash, r.HashIndex)
+						} else if withHash {
+							fmt.Fprint(tw, "\t-\t-")
+						}
+						fmt.Fprintln(tw)
 					}
 					tw.Flush()
 				})
 				if err == nil && reached == 0 {
 					err = errors.New("no endpoint answered")
 				}
+				if err == nil && len(diverged) > 0 {
+					err = fmt.Errorf("state hashes differ between nodes at the same index: %s", strings.Join(diverged, ", "))
+				}
 				return err
 			})
 		},
 	}
+	status.Flags().BoolVar(&withHash, "hash", true, "also show each node's state hash at its applied index (a pass over each node's state)")
 	members := &cobra.Command{
 		Use: "members", Short: "List the Raft members", Args: cobra.NoArgs,
 		RunE: func(cmd *cobra.Command, _ []string) error {
