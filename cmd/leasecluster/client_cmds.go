@@ -346,8 +346,8 @@ func newClusterCmd() *cobra.Command {
 	cmd := &cobra.Command{Use: "cluster", Short: "Show the cluster's nodes"}
 	var withHash bool
 	status := &cobra.Command{
-		Use: "status", Short: "Show every endpoint's role, leader, term, applied index and state hash", Args: cobra.NoArgs,
-		Long: `Show every endpoint's role, leader, term and applied index, and (unless
+		Use: "status", Short: "Show every endpoint's role, leader, term, applied index, raft log and state hash", Args: cobra.NoArgs,
+		Long: `Show every endpoint's role, leader, term, applied index and raft log, and (unless
 --hash=false) its state hash with the index of the last entry applied to the
 hashed state. Nodes at the same hash index must show the same hash; if two do
 not, the command says so and exits 1. With TLS the hash is for admins and
@@ -361,6 +361,7 @@ members only (HASH shows "-" for others).`,
 					Leader       string `json:"leader,omitempty"`
 					Term         uint64 `json:"term,omitempty"`
 					AppliedIndex uint64 `json:"applied_index,omitempty"`
+					RaftLog      string `json:"raft_log,omitempty"`
 					StateHash    string `json:"state_hash,omitempty"`
 					HashIndex    uint64 `json:"hash_index,omitempty"` // the state machine's applied index of the hash
 					HashError    string `json:"hash_error,omitempty"`
@@ -375,7 +376,7 @@ members only (HASH shows "-" for others).`,
 						continue
 					}
 					reached++
-					r := row{Endpoint: ep, Name: s.Name, Role: s.Role, Leader: s.Leader, Term: s.Term, AppliedIndex: s.AppliedIndex}
+					r := row{Endpoint: ep, Name: s.Name, Role: s.Role, Leader: s.Leader, Term: s.Term, AppliedIndex: s.AppliedIndex, RaftLog: s.RaftLog}
 					if withHash {
 						if h, err := c.StateHashOf(ctx, ep); err != nil {
 							r.HashError = oneLine(err)
@@ -401,16 +402,16 @@ members only (HASH shows "-" for others).`,
 					Nodes []row `json:"nodes"`
 				}{rows}, func(w io.Writer) {
 					tw := tabwriter.NewWriter(w, 0, 4, 2, ' ', 0)
-					fmt.Fprint(tw, "ENDPOINT\tNAME\tROLE\tLEADER\tTERM\tAPPLIED")
+					fmt.Fprint(tw, "ENDPOINT\tNAME\tROLE\tLEADER\tTERM\tAPPLIED\tRAFT LOG")
 					if withHash {
 						fmt.Fprint(tw, "\tHASH\tHASH INDEX")
 					}
 					fmt.Fprintln(tw)
 					for _, r := range rows {
 						if r.Error != "" {
-							fmt.Fprintf(tw, "%s\t-\tunreachable\t-\t-\t-", r.Endpoint)
+							fmt.Fprintf(tw, "%s\t-\tunreachable\t-\t-\t-\t-", r.Endpoint)
 						} else {
-							fmt.Fprintf(tw, "%s\t%s\t%s\t%s\t%d\t%d", r.Endpoint, r.Name, r.Role, r.Leader, r.Term, r.AppliedIndex)
+							fmt.Fprintf(tw, "%s\t%s\t%s\t%s\t%d\t%d\t%s", r.Endpoint, r.Name, r.Role, r.Leader, r.Term, r.AppliedIndex, r.RaftLog)
 						}
 						if withHash && r.StateHash != "" {
 							fmt.Fprintf(tw, "\t%.16s\t%d", r.StateHash, r.HashIndex)
