@@ -102,6 +102,10 @@ type Config struct {
 	// browser pages may call the HTTP API; a request with another Origin
 	// header gets 403. Empty: none (programs send no Origin and are served).
 	AllowedOrigins []string
+	// MetricsAddr is the listen address of a plain-HTTP listener serving
+	// only /healthz, /readyz and /metrics (metricsaddr.go), for probes and
+	// scrapers that present no client certificate; empty: none.
+	MetricsAddr string
 
 	Logger hclog.Logger // default: hclog to stderr, named after the node
 	// Clock is the lessor's time source; nil means the real clock. The chaos

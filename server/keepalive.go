@@ -5,6 +5,7 @@ import (
 	"errors"
 	"io"
 	"sync/atomic"
+	"time"
 
 	"google.golang.org/grpc/codes"
 	"google.golang.org/grpc/status"
@@ -20,6 +21,7 @@ const maxKeepAliveBatch = 256
 type keepAliveBatch struct {
 	round   *verifyRound
 	results []RenewResult
+	start   time.Time // when the batch was taken off the stream (renewal latency)
 }
 
 // serveStream renews leases as a KeepAlive stream's requests arrive, while
@@ -78,6 +80,7 @@ func (r *renewer) serveStream(stream leasepb.Leases_KeepAliveServer, term contex
 			}
 			return finish(err)
 		case id := <-reqs:
+			start := time.Now()
 			results, round, err := r.start(ctx, drainIDs(reqs, id), nil)
 			if err != nil {
 				return finish(toStatus(err))
@@ -86,13 +89,13 @@ func (r *renewer) serveStream(stream leasepb.Leases_KeepAliveServer, term contex
 				// Confirmed already and nothing is queued before it, so the
 				// sender is idle: answer here.
 				queued.Add(-1)
-				if err := r.send(stream, results); err != nil {
+				if err := r.send(stream, results, start); err != nil {
 					return finish(err)
 				}
 				continue
 			}
 			select {
-			case pending <- keepAliveBatch{round: round, results: results}:
+			case pending <- keepAliveBatch{round: round, results: results, start: start}:
 			case err := <-sendErr:
 				return finish(err)
 			case <-ctx.Done():
@@ -152,18 +155,18 @@ func (r *renewer) sendConfirmed(ctx context.Context, stream leasepb.Leases_KeepA
 			return ctx.Err()
 		}
 		if b.round.err != nil {
+			r.metrics.renewalsUnconfirmed(len(b.results))
 			return toStatus(r.rs.err(b.round.err))
 		}
-		if err := r.send(stream, b.results); err != nil {
+		if err := r.send(stream, b.results, b.start); err != nil {
 			return err
 		}
 		queued.Add(-1)
 	}
 }
 
-// send answers a batch of confirmed renewals.
-func (r *renewer) send(stream leasepb.Leases_KeepAliveServer, results []RenewResult) error {
-	r.metrics.renewals.Add(float64(len(results)))
+// send answers a batch of confirmed renewals, taken off the stream at start.
+func (r *renewer) send(stream leasepb.Leases_KeepAliveServer, results []RenewResult, start time.Time) error {
 	for _, res := range results {
 		resp := &leasepb.KeepAliveResponse{Id: int64(res.ID), TtlMs: res.TTL}
 		if res.Err != nil {
@@ -181,5 +184,6 @@ func (r *renewer) send(stream leasepb.Leases_KeepAliveServer, results []RenewRes
 			return err
 		}
 	}
+	r.metrics.renewalsAcked(results, start)
 	return nil
 }

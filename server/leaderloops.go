@@ -3,6 +3,7 @@ package server
 import (
 	"context"
 	"sync"
+	"time"
 
 	"github.com/hashicorp/go-hclog"
 
@@ -55,6 +56,7 @@ func (ll *leaderLoops) expiry(ctx context.Context) {
 		case <-ctx.Done():
 			return
 		case batch := <-ll.lessor.ExpiredLeasesC():
+			offered := time.Now() // the expiry lag is counted from here (metrics.expiredRevokes)
 			if ll.faults.skipExpiry() {
 				continue // the immortal-lease variant
 			}
@@ -74,7 +76,7 @@ func (ll *leaderLoops) expiry(ctx context.Context) {
 				ll.log.Warn("revoking expired leases failed; they will be offered again", "leases", len(ids), "error", err)
 				continue
 			}
-			ll.metrics.expired.Add(float64(len(ids)))
+			ll.metrics.expiredRevokes(len(ids), offered)
 		}
 	}
 }

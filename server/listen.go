@@ -19,6 +19,8 @@ func (n *Node) grpcServerOptions() []grpc.ServerOption {
 		grpc.KeepaliveEnforcementPolicy(keepalive.EnforcementPolicy{MinTime: 5 * time.Second, PermitWithoutStream: true}),
 		grpc.KeepaliveParams(keepalive.ServerParameters{Time: 30 * time.Second, Timeout: 10 * time.Second}),
 		grpc.MaxRecvMsgSize(64 << 20),
+		// Outermost, so that RPCs the authorizer refuses are counted too.
+		grpc.ChainUnaryInterceptor(n.metrics.grpcUnary()), grpc.ChainStreamInterceptor(n.metrics.grpcStream()),
 	}
 	if n.tls == nil {
 		n.log.Warn("serving plaintext, without certificates: anyone who reaches the gRPC port can send Raft traffic " +

@@ -46,6 +46,8 @@ type Node struct {
 	tls     *certs.Node       // nil: plaintext
 	dial    []grpc.DialOption // how this node dials its peers (credentials)
 
+	metricsSrv *metricsServer // the plain probes and /metrics listener; nil unless MetricsAddr
+
 	lead     *leadership
 	loops    *leaderLoops
 	proposer *proposer
@@ -135,12 +137,12 @@ func newNode(cfg Config, lis net.Listener) (_ *Node, err error) {
 		return nil, err
 	}
 	closers = append(closers, func() { n.rs.trans.Close() })
+	n.metrics = newMetrics(n) // before the gRPC server: its interceptors count into it
 	n.grpc = grpc.NewServer(n.grpcServerOptions()...)
 	n.rs.trans.Register(n.grpc)
 	n.health = health.NewServer()
 	healthpb.RegisterHealthServer(n.grpc, n.health)
 	registerAPI(n.grpc, n)
-	n.metrics = newMetrics(n)
 
 	notify := make(chan bool, 1)
 	rc := raftConfig(cfg, notify)
@@ -173,6 +175,10 @@ func newNode(cfg Config, lis net.Listener) (_ *Node, err error) {
 	}
 	if cfg.Pprof {
 		n.debug = startDebug(n)
+	}
+	if n.metricsSrv, err = startMetricsServer(n); err != nil {
+		n.Abort()
+		return nil, err
 	}
 	n.log.Info("node started", "grpc_addr", lis.Addr().String(), "advertise_addr", cfg.AdvertiseAddr, "data_dir", cfg.DataDir)
 	return n, nil
@@ -264,6 +270,7 @@ func (n *Node) shutdown(ctx context.Context, graceful bool) error {
 		n.http.stop(ctx, graceful)
 	}
 	n.debug.stop()
+	n.metricsSrv.stop(ctx, graceful)
 	n.running.Wait()
 	err := n.rs.raft.Shutdown().Error()
 	n.rs.trans.Close()

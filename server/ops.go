@@ -80,7 +80,9 @@ func (o *leaseOps) revoke(ctx context.Context, id lessor.LeaseID, reqID uint64) 
 	if err != nil {
 		return err
 	}
-	_, err = o.proposer.proposeGrouped(ctx, data)
+	if _, err = o.proposer.proposeGrouped(ctx, data); err == nil {
+		o.metrics.clientRevokes.Inc()
+	}
 	return err
 }
 

@@ -36,15 +36,16 @@ type renewer struct {
 // lease to out. If leadership cannot be confirmed the error is returned for
 // the whole batch and nothing is appended.
 func (r *renewer) renew(ctx context.Context, ids []lessor.LeaseID, out []RenewResult) ([]RenewResult, error) {
-	base := len(out)
+	base, start := len(out), time.Now()
 	out, round, err := r.start(ctx, ids, out)
 	if err != nil {
 		return out, err
 	}
 	if err := round.wait(ctx); err != nil {
+		r.metrics.renewalsUnconfirmed(len(out) - base)
 		return out[:base], r.rs.err(err)
 	}
-	r.metrics.renewals.Add(float64(len(ids)))
+	r.metrics.renewalsAcked(out[base:], start)
 	return out, nil
 }
 
