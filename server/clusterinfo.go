@@ -1,9 +1,11 @@
 package server
 
 import (
+	"context"
 	"errors"
 	"fmt"
 	"strings"
+	"sync"
 
 	"github.com/hashicorp/raft"
 
@@ -13,7 +15,7 @@ import (
 // Status describes this node.
 type Status struct {
 	Name         string
-	Role         string // leader, follower, candidate or shutdown
+	Role         string // leader, follower, candidate, shutdown, or removed (no longer in the configuration)
 	Leader       string // name of the known leader, "" if none
 	LeaderAddr   string
 	Term         uint64
@@ -30,6 +32,11 @@ type Member struct {
 	Address string
 	Voter   bool
 	Leader  bool
+	// AppliedIndex is the member's own, read from its Status (0 with
+	// StatusError set when it could not be read).
+	AppliedIndex uint64
+	StatusError  string
+	Promoting    bool // a non-voter the leader promotes once it has caught up
 }
 
 // clusterInfo answers what this node knows of itself and the cluster.
@@ -38,6 +45,7 @@ type clusterInfo struct {
 	name    string
 	leading func() bool
 	fsm     *fsm.FSM
+	members *membership
 }
 
 // status describes this node; withHash adds the hash of its replicated
@@ -46,7 +54,7 @@ func (c *clusterInfo) status(withHash bool) Status {
 	addr, id := c.rs.raft.LeaderWithID()
 	s := Status{
 		Name:         c.name,
-		Role:         strings.ToLower(c.rs.raft.State().String()),
+		Role:         c.role(),
 		Leader:       string(id),
 		LeaderAddr:   string(addr),
 		Term:         c.rs.raft.CurrentTerm(),
@@ -61,12 +69,23 @@ func (c *clusterInfo) status(withHash bool) Status {
 	return s
 }
 
+// role is raft's state, or "removed" once this node has noticed that it is
+// no longer in the configuration (membership.watch).
+func (c *clusterInfo) role() string {
+	if c.members.removed.Load() {
+		return "removed"
+	}
+	return strings.ToLower(c.rs.raft.State().String())
+}
+
 // ready reports whether this node can serve: a leader is known, and this
 // node has applied everything it knows to be committed (a leader: it has
 // been promoted).
 func (c *clusterInfo) ready() error {
 	_, id := c.rs.raft.LeaderWithID()
 	switch {
+	case c.members.removed.Load():
+		return errors.New("server: removed from the cluster")
 	case id == "":
 		return errors.New("server: no leader")
 	case string(id) == c.name && !c.leading():
@@ -77,17 +96,37 @@ func (c *clusterInfo) ready() error {
 	return nil
 }
 
-// members lists the Raft configuration.
-func (c *clusterInfo) members() ([]Member, error) {
-	f := c.rs.raft.GetConfiguration()
-	if err := f.Error(); err != nil {
-		return nil, c.rs.err(err)
+// listMembers lists the Raft configuration (the latest this node has), with
+// each member's applied index as the member reports it in its Status: the
+// leader's view of followers' progress stays inside raft, and a member's
+// own word is what an operator compares (read in parallel, a second at
+// most each).
+func (c *clusterInfo) listMembers(ctx context.Context) ([]Member, error) {
+	conf, _, err := c.members.configuration()
+	if err != nil {
+		return nil, err
 	}
 	_, leader := c.rs.raft.LeaderWithID()
-	var out []Member
-	for _, s := range f.Configuration().Servers {
-		out = append(out, Member{Name: string(s.ID), Address: string(s.Address), Voter: s.Suffrage == raft.Voter, Leader: s.ID == leader})
+	out := make([]Member, len(conf.Servers))
+	var wg sync.WaitGroup
+	for i, s := range conf.Servers {
+		m := &out[i]
+		*m = Member{Name: string(s.ID), Address: string(s.Address), Voter: s.Suffrage == raft.Voter, Leader: s.ID == leader,
+			Promoting: c.members.promoting(string(s.ID))}
+		if m.Name == c.name {
+			m.AppliedIndex = c.rs.raft.AppliedIndex()
+			continue
+		}
+		wg.Go(func() {
+			st, err := c.members.peers.status(ctx, m.Address)
+			if err != nil {
+				m.StatusError = err.Error()
+				return
+			}
+			m.AppliedIndex = st.GetAppliedIndex()
+		})
 	}
+	wg.Wait()
 	return out, nil
 }
 

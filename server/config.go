@@ -53,6 +53,11 @@ type Config struct {
 	// InitialCluster bootstraps a new cluster when DataDir holds no Raft
 	// state; it is ignored afterwards.
 	InitialCluster []Peer
+	// Join lists gRPC addresses (host:port) of members of an existing
+	// cluster: the node asks it to be added (a non-voter, promoted once it
+	// has caught up) until it is a voter, and never bootstraps, whatever
+	// InitialCluster says (membership_join.go).
+	Join []string
 	// RaftLog is the raft log of a new data dir: RaftLogWAL (raft-wal, the
 	// default for "") or RaftLogBoltDB. A data dir that has a log keeps it
 	// (logstore.go); this only chooses for new ones.

@@ -122,14 +122,60 @@ func (a *clusterAPI) Status(ctx context.Context, req *leasepb.StatusRequest) (*l
 	}, nil
 }
 
-func (a *clusterAPI) Members(context.Context, *leasepb.MembersRequest) (*leasepb.MembersResponse, error) {
-	ms, err := a.n.info.members()
+func (a *clusterAPI) Members(ctx context.Context, _ *leasepb.MembersRequest) (*leasepb.MembersResponse, error) {
+	ms, err := a.n.info.listMembers(ctx)
 	if err != nil {
 		return nil, toStatus(err)
 	}
 	out := &leasepb.MembersResponse{}
 	for _, m := range ms {
-		out.Members = append(out.Members, &leasepb.Member{Name: m.Name, Address: m.Address, Voter: m.Voter, Leader: m.Leader})
+		out.Members = append(out.Members, memberPB(m))
 	}
 	return out, nil
+}
+
+func memberPB(m Member) *leasepb.Member {
+	return &leasepb.Member{Name: m.Name, Address: m.Address, Voter: m.Voter, Leader: m.Leader,
+		AppliedIndex: m.AppliedIndex, StatusError: m.StatusError, Promoting: m.Promoting}
+}
+
+// mayChangeMembership: membership changes are for admins and members with
+// TLS (anyone in plaintext, as every call).
+func (a *clusterAPI) mayChangeMembership(ctx context.Context) error {
+	if !(authorizer{sec: a.n.cfg.Security}).mayInspect(callerOf(ctx)) {
+		return status.Error(codes.PermissionDenied, "server: membership changes are for admins (--admin-cn) and members")
+	}
+	return nil
+}
+
+func (a *clusterAPI) AddMember(ctx context.Context, r *leasepb.AddMemberRequest) (*leasepb.AddMemberResponse, error) {
+	if err := a.mayChangeMembership(ctx); err != nil {
+		return nil, err
+	}
+	m, err := a.n.members.add(r.Name, r.Address, r.NonVoter, r.Replace)
+	if err != nil {
+		return nil, memberStatus(err)
+	}
+	return &leasepb.AddMemberResponse{Member: memberPB(m)}, nil
+}
+
+func (a *clusterAPI) RemoveMember(ctx context.Context, r *leasepb.RemoveMemberRequest) (*leasepb.RemoveMemberResponse, error) {
+	if err := a.mayChangeMembership(ctx); err != nil {
+		return nil, err
+	}
+	if err := a.n.members.remove(r.Name, r.Force); err != nil {
+		return nil, memberStatus(err)
+	}
+	return &leasepb.RemoveMemberResponse{}, nil
+}
+
+func (a *clusterAPI) TransferLeader(ctx context.Context, r *leasepb.TransferLeaderRequest) (*leasepb.TransferLeaderResponse, error) {
+	if err := a.mayChangeMembership(ctx); err != nil {
+		return nil, err
+	}
+	name, addr, err := a.n.members.transfer(r.Name)
+	if err != nil {
+		return nil, memberStatus(err)
+	}
+	return &leasepb.TransferLeaderResponse{Leader: name, LeaderAddress: addr}, nil
 }

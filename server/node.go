@@ -55,6 +55,7 @@ type Node struct {
 	reader   *reader
 	ops      *leaseOps
 	info     *clusterInfo
+	members  *membership
 	fwd      *forwarder
 
 	stopC     chan struct{}
@@ -152,7 +153,8 @@ func newNode(cfg Config, lis net.Listener) (_ *Node, err error) {
 	}
 	closers = append(closers, func() { n.rs.raft.Shutdown().Error() })
 	n.assemble(notify, rc.LocalID)
-	if err := n.rs.bootstrap(cfg); err != nil {
+	existing, err := n.joinOrBootstrap(cfg)
+	if err != nil {
 		return nil, err
 	}
 
@@ -165,6 +167,7 @@ func newNode(cfg Config, lis net.Listener) (_ *Node, err error) {
 	}()
 	n.running.Go(func() { n.lead.run(n.stopC) })
 	n.running.Go(n.proposer.commitLoop)
+	n.startMembership(existing)
 	n.health.SetServingStatus("", healthpb.HealthCheckResponse_SERVING)
 	closers = nil // running now: from here on, Abort stops every part
 	if cfg.HTTPAddr != "" {
@@ -201,7 +204,8 @@ func (n *Node) assemble(notify chan bool, self raft.ServerID) {
 	n.reader = &reader{rs: rs, leading: leading, verifier: v, applied: n.applied, lessor: n.lessor, fsm: n.fsm, faults: cfg.Faults}
 	n.ops = &leaseOps{proposer: n.proposer, lessor: n.lessor, fsm: n.fsm, minTTL: cfg.MinTTL, maxTTL: cfg.MaxTTL,
 		maxLeases: cfg.MaxLeases, maxItems: cfg.MaxItemsPerLease, metrics: n.metrics, faults: cfg.Faults}
-	n.info = &clusterInfo{rs: rs, name: cfg.Name, leading: leading, fsm: n.fsm}
+	n.members = n.newMembership(self, leading)
+	n.info = &clusterInfo{rs: rs, name: cfg.Name, leading: leading, fsm: n.fsm, members: n.members}
 	n.fwd = &forwarder{rs: rs, name: cfg.Name, conn: leaderConn{dial: n.dial}}
 }
 

@@ -1,0 +1,602 @@
+package server
+
+import (
+	"context"
+	"errors"
+	"fmt"
+	"net"
+	"regexp"
+	"sync"
+	"sync/atomic"
+	"time"
+
+	"github.com/hashicorp/go-hclog"
+	"github.com/hashicorp/raft"
+	"google.golang.org/grpc"
+	"google.golang.org/grpc/codes"
+	"google.golang.org/grpc/status"
+
+	"github.com/leasecluster/leasecluster/leasepb"
+)
+
+// Timings of membership changes.
+const (
+	// promotePoll is how often the leader reads a catching-up member's
+	// applied index.
+	promotePoll = 100 * time.Millisecond
+	// catchUpLag is how many entries a non-voter's applied index may trail
+	// the leader's commit index and still count as caught up: under load the
+	// leader commits while the answer travels.
+	catchUpLag = 256
+	// promoteGiveUp: a promotion ends (the node stays a non-voter) when the
+	// member's status could not be read for this long.
+	promoteGiveUp = time.Minute
+	// removedPoll is how often a node checks whether it is still in the
+	// configuration.
+	removedPoll = 200 * time.Millisecond
+	// joinRetry is how often a joining node asks the cluster again while it
+	// is not yet a voter (a new leader knows nothing of a promotion its
+	// predecessor was watching).
+	joinRetry = 2 * time.Second
+	// peerStatusTimeout bounds the read of one member's status.
+	peerStatusTimeout = time.Second
+)
+
+// memberError is a refusal of a membership change with its gRPC code.
+type memberError struct {
+	code codes.Code
+	msg  string
+}
+
+func (e *memberError) Error() string { return e.msg }
+
+func refuse(code codes.Code, format string, args ...any) error {
+	return &memberError{code: code, msg: "server: " + fmt.Sprintf(format, args...)}
+}
+
+// memberStatus maps a membership error to its gRPC status.
+func memberStatus(err error) error {
+	var me *memberError
+	if errors.As(err, &me) {
+		return status.Error(me.code, me.msg)
+	}
+	return toStatus(err)
+}
+
+// nodeName is what a member's name may be: a host name or a tls init name.
+var nodeName = regexp.MustCompile(`^[A-Za-z0-9][A-Za-z0-9._-]{0,252}$`)
+
+// membership changes the cluster's Raft configuration, one change at a time,
+// on the leader; on every node it notices a removal of this node, and on a
+// node started with --join it asks the cluster to add it. DESIGN.md,
+// "Membership".
+type membership struct {
+	rs       *raftStack
+	self     raft.ServerID
+	addr     string // this node's advertised gRPC address
+	log      hclog.Logger
+	leading  func() bool
+	timeout  time.Duration // of one configuration change
+	liveness time.Duration // a voter heard from within it counts as alive (the leader lease: raft's own test)
+	peers    *peerConns
+	stopC    <-chan struct{}
+	serving  func(bool) // grpc health: serving, or not (removed)
+
+	mu      sync.Mutex // guards busy, promote and closed
+	busy    string     // the change in flight ("" none)
+	promote *promotion // the member being caught up, if any
+	closed  bool
+
+	removed atomic.Bool
+}
+
+// promotion is a non-voter the leader promotes once it has caught up.
+type promotion struct {
+	name, addr string
+	cancel     context.CancelFunc
+	done       chan struct{}
+}
+
+// begin claims the one change in flight, or refuses.
+func (m *membership) begin(what string) error {
+	m.mu.Lock()
+	defer m.mu.Unlock()
+	if m.closed {
+		return ErrStopped
+	}
+	if m.busy != "" {
+		return refuse(codes.FailedPrecondition, "a membership change is in progress (%s); one change at a time, try again when it is done", m.busy)
+	}
+	m.busy = what
+	return nil
+}
+
+func (m *membership) end() {
+	m.mu.Lock()
+	m.busy = ""
+	m.mu.Unlock()
+}
+
+// promoting reports whether name is waiting to be promoted.
+func (m *membership) promoting(name string) bool {
+	m.mu.Lock()
+	defer m.mu.Unlock()
+	return m.promote != nil && m.promote.name == name
+}
+
+// configuration returns raft's latest configuration and its index.
+func (m *membership) configuration() (raft.Configuration, uint64, error) {
+	f := m.rs.raft.GetConfiguration()
+	if err := f.Error(); err != nil {
+		return raft.Configuration{}, 0, m.rs.err(err)
+	}
+	return f.Configuration(), f.Index(), nil
+}
+
+func find(conf raft.Configuration, name string) *raft.Server {
+	for i := range conf.Servers {
+		if string(conf.Servers[i].ID) == name {
+			return &conf.Servers[i]
+		}
+	}
+	return nil
+}
+
+func (m *membership) mustLead() error {
+	if !m.leading() {
+		return m.rs.notLeader()
+	}
+	return nil
+}
+
+// add adds name at addr as a non-voter and, unless nonVoter, starts its
+// promotion. replace: the node comes with an empty data dir, so a voter of
+// that name is removed first (its acknowledged entries are gone).
+func (m *membership) add(name, addr string, nonVoter, replace bool) (Member, error) {
+	if !nodeName.MatchString(name) {
+		return Member{}, fmt.Errorf("%w: member name %q: letters, digits, '.', '_', '-' (253 at most)", ErrInvalidArgument, name)
+	}
+	if host, port, err := net.SplitHostPort(addr); err != nil || host == "" || port == "" {
+		return Member{}, fmt.Errorf("%w: member address %q is not host:port", ErrInvalidArgument, addr)
+	}
+	if err := m.mustLead(); err != nil {
+		return Member{}, err
+	}
+	added := Member{Name: name, Address: addr, Promoting: !nonVoter}
+	m.mu.Lock()
+	if p := m.promote; p != nil && p.name == name && p.addr == addr && !nonVoter {
+		m.mu.Unlock()
+		return added, nil // asked again while it catches up: nothing to change
+	}
+	m.mu.Unlock()
+	if err := m.begin("adding " + name); err != nil {
+		return Member{}, err
+	}
+	handedOver := false
+	defer func() {
+		if !handedOver {
+			m.end()
+		}
+	}()
+	conf, idx, err := m.configuration()
+	if err != nil {
+		return Member{}, err
+	}
+	for _, s := range conf.Servers {
+		if string(s.Address) == addr && string(s.ID) != name {
+			return Member{}, refuse(codes.FailedPrecondition, "%s is the address of member %s", addr, s.ID)
+		}
+	}
+	id := raft.ServerID(name)
+	if cur := find(conf, name); cur != nil && cur.Suffrage == raft.Voter {
+		switch {
+		case replace:
+			if err := m.checkQuorum(conf, name, false); err != nil {
+				return Member{}, err
+			}
+			m.log.Info("replacing a member that comes back with an empty data dir: removing it first", "member", name)
+			if err := m.rs.raft.RemoveServer(id, idx, m.timeout).Error(); err != nil {
+				return Member{}, m.rs.err(err)
+			}
+			idx = 0
+		case string(cur.Address) == addr && !nonVoter:
+			return Member{Name: name, Address: addr, Voter: true}, nil
+		case string(cur.Address) != addr:
+			return Member{}, refuse(codes.FailedPrecondition, "%s is a voter at %s; remove it first, or start it with an empty data dir and --join", name, cur.Address)
+		default:
+			return Member{}, refuse(codes.FailedPrecondition, "%s is a voter; remove it first to add it as a non-voter", name)
+		}
+	}
+	if err := m.rs.raft.AddNonvoter(id, raft.ServerAddress(addr), idx, m.timeout).Error(); err != nil {
+		return Member{}, m.rs.err(err)
+	}
+	m.log.Info("added a non-voter", "member", name, "address", addr, "promote", !nonVoter)
+	if nonVoter {
+		return added, nil
+	}
+	if err := m.startPromotion(name, addr); err != nil {
+		return Member{}, err
+	}
+	handedOver = true
+	return added, nil
+}
+
+// startPromotion hands the change in flight to a watcher that promotes name
+// once it has caught up, and ends the change then.
+func (m *membership) startPromotion(name, addr string) error {
+	ctx, cancel := context.WithCancel(context.Background())
+	p := &promotion{name: name, addr: addr, cancel: cancel, done: make(chan struct{})}
+	m.mu.Lock()
+	if m.closed {
+		m.mu.Unlock()
+		cancel()
+		return ErrStopped
+	}
+	m.promote, m.busy = p, "promoting "+name+" once it has caught up"
+	m.mu.Unlock()
+	go m.watchPromotion(ctx, p)
+	return nil
+}
+
+// cancelPromotion stops the promotion of name, if one runs, and waits for it.
+func (m *membership) cancelPromotion(name string) {
+	m.mu.Lock()
+	p := m.promote
+	m.mu.Unlock()
+	if p != nil && (name == "" || p.name == name) {
+		p.cancel()
+		<-p.done
+	}
+}
+
+// watchPromotion reads the member's own status until its applied index is
+// within catchUpLag of the leader's commit index, then makes it a voter
+// (etcd's learners, Consul's autopilot: the new voter never holds up a
+// quorum while it catches up, from a snapshot if the log was compacted).
+func (m *membership) watchPromotion(ctx context.Context, p *promotion) {
+	defer func() {
+		p.cancel()
+		m.mu.Lock()
+		m.promote, m.busy = nil, ""
+		m.mu.Unlock()
+		close(p.done)
+	}()
+	tick := time.NewTicker(promotePoll)
+	defer tick.Stop()
+	heard := time.Now()
+	for {
+		select {
+		case <-ctx.Done():
+			return
+		case <-m.stopC:
+			return
+		case <-tick.C:
+		}
+		if !m.leading() {
+			m.log.Warn("leadership lost while a member caught up; the next leader promotes it when it asks again (serve --join does; else run cluster add-member again)", "member", p.name)
+			return
+		}
+		commit := m.rs.raft.CommitIndex()
+		st, err := m.peers.status(ctx, p.addr)
+		if err != nil {
+			if time.Since(heard) > promoteGiveUp {
+				m.log.Warn("giving up the promotion: the member has not answered", "member", p.name, "for", promoteGiveUp, "error", err)
+				return
+			}
+			continue
+		}
+		heard = time.Now()
+		if st.GetLeader() != string(m.self) || st.GetAppliedIndex()+catchUpLag < commit {
+			continue
+		}
+		conf, idx, err := m.configuration()
+		if err != nil {
+			continue
+		}
+		cur := find(conf, p.name)
+		if cur == nil || cur.Suffrage == raft.Voter {
+			return
+		}
+		if err := m.rs.raft.AddVoter(raft.ServerID(p.name), cur.Address, idx, m.timeout).Error(); err != nil {
+			m.log.Warn("promotion failed; retrying", "member", p.name, "error", err)
+			continue
+		}
+		m.log.Info("promoted a caught-up member to voter", "member", p.name, "applied_index", st.GetAppliedIndex(), "commit_index", commit)
+		return
+	}
+}
+
+// checkQuorum refuses a removal of name that would leave fewer live voters
+// than a quorum of the voters that remain, unless force. A voter is live if
+// it answered this leader's term within the liveness window; a leader just
+// elected has no such contacts yet, so a refusal is only given after the
+// heartbeats of a few windows had their chance.
+func (m *membership) checkQuorum(conf raft.Configuration, name string, force bool) error {
+	deadline := time.Now().Add(4 * m.liveness)
+	for {
+		err := m.quorumAfter(conf, name, force)
+		if err == nil || time.Now().After(deadline) {
+			return err
+		}
+		select {
+		case <-m.stopC:
+			return ErrStopped
+		case <-time.After(m.liveness / 10):
+		}
+	}
+}
+
+func (m *membership) quorumAfter(conf raft.Configuration, name string, force bool) error {
+	term := m.rs.raft.CurrentTerm()
+	remaining, alive := 0, 0
+	for _, s := range conf.Servers {
+		if s.Suffrage != raft.Voter || string(s.ID) == name {
+			continue
+		}
+		remaining++
+		if s.ID == m.self {
+			alive++
+		} else if c, ok := m.rs.trans.LastContact(s.Address); ok && c.Term == term && time.Since(c.Sent) < m.liveness {
+			alive++
+		}
+	}
+	if remaining == 0 {
+		return refuse(codes.FailedPrecondition, "%s is the last voter; a cluster cannot remove its last voter", name)
+	}
+	if quorum := remaining/2 + 1; alive < quorum && !force {
+		return refuse(codes.FailedPrecondition, "removing %s would leave %d live voters of %d, less than a quorum (%d); force to remove it anyway", name, alive, remaining, quorum)
+	}
+	return nil
+}
+
+// remove removes name. A leader removed hands leadership over first and
+// answers with the new leader, where the client retries the removal.
+func (m *membership) remove(name string, force bool) error {
+	if err := m.mustLead(); err != nil {
+		return err
+	}
+	conf, _, err := m.configuration()
+	if err != nil {
+		return err
+	}
+	if find(conf, name) == nil {
+		return refuse(codes.NotFound, "no member named %q", name)
+	}
+	m.cancelPromotion(name) // removing a member that catches up ends its promotion
+	if err := m.begin("removing " + name); err != nil {
+		return err
+	}
+	defer m.end()
+	conf, idx, err := m.configuration()
+	if err != nil {
+		return err
+	}
+	cur := find(conf, name)
+	if cur == nil {
+		return refuse(codes.NotFound, "no member named %q", name)
+	}
+	if cur.Suffrage == raft.Voter {
+		if err := m.checkQuorum(conf, name, force); err != nil {
+			return err
+		}
+	}
+	if cur.ID == m.self {
+		m.log.Info("removing the leader: handing leadership over first", "member", name)
+		if err := m.rs.raft.LeadershipTransfer().Error(); err != nil {
+			return m.rs.err(err)
+		}
+		return m.awaitOtherLeader()
+	}
+	if err := m.rs.raft.RemoveServer(cur.ID, idx, m.timeout).Error(); err != nil {
+		return m.rs.err(err)
+	}
+	m.log.Info("removed a member", "member", name, "forced", force)
+	return nil
+}
+
+// awaitOtherLeader waits (up to the change timeout) until another node is
+// known to lead, and answers with it: the client retries there.
+func (m *membership) awaitOtherLeader() error {
+	deadline := time.Now().Add(m.timeout)
+	for {
+		if _, id := m.rs.raft.LeaderWithID(); (id != "" && id != m.self) || time.Now().After(deadline) {
+			return m.rs.notLeader()
+		}
+		select {
+		case <-m.stopC:
+			return ErrStopped
+		case <-time.After(10 * time.Millisecond):
+		}
+	}
+}
+
+// transfer hands leadership to the voter name, or to any ("" name).
+func (m *membership) transfer(name string) (string, string, error) {
+	if err := m.mustLead(); err != nil {
+		return "", "", err
+	}
+	if err := m.begin("transferring leadership"); err != nil {
+		return "", "", err
+	}
+	defer m.end()
+	var f raft.Future
+	if name == "" {
+		f = m.rs.raft.LeadershipTransfer()
+	} else {
+		conf, _, err := m.configuration()
+		if err != nil {
+			return "", "", err
+		}
+		cur := find(conf, name)
+		switch {
+		case cur == nil:
+			return "", "", refuse(codes.NotFound, "no member named %q", name)
+		case cur.Suffrage != raft.Voter:
+			return "", "", fmt.Errorf("%w: %s is not a voter", ErrInvalidArgument, name)
+		case cur.ID == m.self:
+			return name, m.addr, nil
+		}
+		f = m.rs.raft.LeadershipTransferToServer(cur.ID, cur.Address)
+	}
+	if err := f.Error(); err != nil {
+		return "", "", m.rs.err(err)
+	}
+	var nl *NotLeaderError
+	if err := m.awaitOtherLeader(); !errors.As(err, &nl) {
+		return "", "", err
+	}
+	m.log.Info("leadership transferred", "to", nl.LeaderID)
+	return nl.LeaderID, nl.LeaderAddr, nil
+}
+
+// watch notices, on every node, when this node is no longer in the
+// configuration (removed) or back in it, and stops the membership work
+// when the node stops.
+//
+// Removed: no leader talks to this node, and either its own configuration
+// names other servers but not itself (a catching-up node replays old
+// configurations without itself, but hears from the leader), or the leader
+// it finds among the servers it knows leaves it out. The second case is
+// common: raft's last, best-effort replication to a removed follower may
+// never arrive, and such a node, still a voter in its own configuration,
+// stands for election in vain (the members refuse its pre-votes).
+func (m *membership) watch() {
+	defer m.close()
+	tick := time.NewTicker(removedPoll)
+	defer tick.Stop()
+	var leaderless, asked time.Time
+	for {
+		select {
+		case <-m.stopC:
+			return
+		case <-tick.C:
+		}
+		conf, _, err := m.configuration()
+		if err != nil {
+			continue
+		}
+		removed := m.removed.Load()
+		_, leader := m.rs.raft.LeaderWithID()
+		switch {
+		case leader != "":
+			removed, leaderless = false, time.Time{}
+		case len(conf.Servers) > 0 && find(conf, string(m.self)) == nil:
+			removed = true
+		case leaderless.IsZero():
+			leaderless = time.Now()
+		case time.Since(leaderless) > 8*m.liveness && time.Since(asked) > time.Second:
+			asked = time.Now()
+			if out, ok := m.leftOut(conf); ok {
+				removed = out
+			}
+		}
+		if removed == m.removed.Load() {
+			continue
+		}
+		m.removed.Store(removed)
+		if removed {
+			m.log.Error("this node has been removed from the cluster: it serves no more (not ready, no leader-only calls; its elections are refused); to bring it back under this name, empty its data dir and start it with --join")
+		} else {
+			m.log.Info("this node is in the cluster's configuration again")
+		}
+		m.serving(!removed)
+	}
+}
+
+// leftOut asks the servers of conf for the leader, and the leader whether
+// this node is in its configuration; ok is false if no leader answered.
+func (m *membership) leftOut(conf raft.Configuration) (out, ok bool) {
+	ctx, cancel := context.WithTimeout(context.Background(), 2*peerStatusTimeout)
+	defer cancel()
+	go func() {
+		select {
+		case <-m.stopC:
+			cancel()
+		case <-ctx.Done():
+		}
+	}()
+	for _, s := range conf.Servers {
+		if s.ID == m.self {
+			continue
+		}
+		st, err := m.peers.status(ctx, string(s.Address))
+		if err != nil || st.GetRole() != "leader" {
+			continue
+		}
+		cc, err := m.peers.get(string(s.Address))
+		if err != nil {
+			return false, false
+		}
+		ms, err := leasepb.NewClusterClient(cc).Members(ctx, &leasepb.MembersRequest{})
+		if err != nil {
+			return false, false
+		}
+		for _, x := range ms.GetMembers() {
+			if x.GetName() == string(m.self) {
+				return false, true
+			}
+		}
+		return true, true
+	}
+	return false, false
+}
+
+// close ends a promotion in flight and closes the connections to members.
+func (m *membership) close() {
+	m.mu.Lock()
+	m.closed = true
+	m.mu.Unlock()
+	m.cancelPromotion("")
+	m.peers.close()
+}
+
+// peerConns keeps one connection per member address, for reading members'
+// status (promotion, Members).
+type peerConns struct {
+	dial []grpc.DialOption
+
+	mu     sync.Mutex // guards conns and closed
+	conns  map[string]*grpc.ClientConn
+	closed bool
+}
+
+func (p *peerConns) get(addr string) (*grpc.ClientConn, error) {
+	p.mu.Lock()
+	defer p.mu.Unlock()
+	if p.closed {
+		return nil, ErrStopped
+	}
+	if cc, ok := p.conns[addr]; ok {
+		return cc, nil
+	}
+	cc, err := grpc.NewClient(addr, p.dial...)
+	if err != nil {
+		return nil, err
+	}
+	if p.conns == nil {
+		p.conns = make(map[string]*grpc.ClientConn)
+	}
+	p.conns[addr] = cc
+	return cc, nil
+}
+
+// status reads the status a member reports of itself.
+func (p *peerConns) status(ctx context.Context, addr string) (*leasepb.StatusResponse, error) {
+	cc, err := p.get(addr)
+	if err != nil {
+		return nil, err
+	}
+	ctx, cancel := context.WithTimeout(ctx, peerStatusTimeout)
+	defer cancel()
+	return leasepb.NewClusterClient(cc).Status(ctx, &leasepb.StatusRequest{})
+}
+
+func (p *peerConns) close() {
+	p.mu.Lock()
+	defer p.mu.Unlock()
+	p.closed = true
+	for _, cc := range p.conns {
+		cc.Close()
+	}
+	p.conns = nil
+}
