@@ -140,9 +140,14 @@ func TestMetricsSeries(t *testing.T) {
 	if _, err := leases.Revoke(ctx, &leasepb.RevokeRequest{Id: 424242}); status.Code(err) != codes.NotFound {
 		t.Fatalf("revoke of an unknown lease: %v", err)
 	}
+	// The lease leaves the lessor when its revoke is applied, a moment
+	// before the expiry loop counts it: wait for the count.
 	err = eventually(10*time.Second, func() error {
 		if ld.lessor.Lookup(lessor.LeaseID(short.Id)) != nil {
 			return errors.New("the short lease has not expired")
+		}
+		if v, _ := getScrape(t, "http://"+ld.MetricsAddr()+"/metrics").find("leasecluster_expiry_lag_seconds_count"); v < 1 {
+			return errors.New("the expiry is not counted yet")
 		}
 		return nil
 	})
