@@ -33,7 +33,7 @@ type RestoreResult struct {
 }
 
 // stableKeyCurrentTerm is hashicorp/raft's stable-store key of the current
-// term (raft.go: keyCurrentTerm; not exported). TestRestoreSeedsRaft checks
+// term (raft.go: keyCurrentTerm; not exported). TestSnapshotSaveAndRestore checks
 // that raft starts in the term written under it.
 var stableKeyCurrentTerm = []byte("CurrentTerm")
 
