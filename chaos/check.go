@@ -58,7 +58,7 @@ const (
 )
 
 // DefaultMinimums are the observations each history checker must judge. A
-// 40 s CI run judges several times these (see deploy/chaos/README.md); a
+// 40 s CI run judges several times these (most, ten times or more); a
 // run of a few seconds does not, and fails as too thin instead of passing
 // on nothing. Convergence needs every replica, which Run checks itself.
 var DefaultMinimums = map[string]int{

@@ -190,12 +190,14 @@ func Run(ctx context.Context, opts Options) (*Summary, error) {
 	}()
 	logf("running the workload for %v with %d faults scheduled", opts.Duration, len(steps))
 	(&nemesis{c: c, h: h, logf: logf}).run(wctx, steps)
-	stopAt := h.Now()
 	if err := c.HealAll(context.WithoutCancel(ctx)); err != nil {
 		sum.Notes = append(sum.Notes, fmt.Sprintf("healing: %v", err))
 	}
 	healedAt := h.Now()
 	wg.Wait()
+	// The schedule may end before the workload: it stopped at wctx's deadline.
+	dl, _ := wctx.Deadline()
+	stopAt := min(h.At(dl), h.Now())
 	logf("workload stopped; waiting for abandoned leases to be seen gone")
 	w.pollers.Wait()
 	return finish(ctx, sum, runEnd{opts: opts, h: h, w: w, c: c, stopAt: stopAt, healedAt: healedAt, logf: logf})
