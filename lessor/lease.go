@@ -82,3 +82,20 @@ func sortedKeys(items map[string]struct{}) []string {
 	slices.Sort(keys)
 	return keys
 }
+
+// Overdue is how long ago, on the lessor's clock, the primary's expiry of
+// the lease fell due (its TTL, plus the extension and any spreading after a
+// Promote); 0 if it is not due or not scheduled. The leader's expiry-lag
+// metric reads it once the revoke has applied: rate limiting, proposing and
+// applying all count.
+func (l *Lease) Overdue() time.Duration {
+	if l.le == nil {
+		return 0
+	}
+	l.le.rlock()
+	defer l.le.mu.RUnlock()
+	if l.expiry == 0 {
+		return 0
+	}
+	return max(0, time.Duration(l.le.now()-l.expiry))
+}

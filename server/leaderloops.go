@@ -3,7 +3,6 @@ package server
 import (
 	"context"
 	"sync"
-	"time"
 
 	"github.com/hashicorp/go-hclog"
 
@@ -51,22 +50,23 @@ func (ll *leaderLoops) RevokeExpired(ctx context.Context, ids []lessor.LeaseID) 
 // is revoked, so a failed proposal is retried without bookkeeping here.
 func (ll *leaderLoops) expiry(ctx context.Context) {
 	ids := make([]lessor.LeaseID, 0, 1024)
+	proposed := make([]*lessor.Lease, 0, 1024)
 	for {
 		select {
 		case <-ctx.Done():
 			return
 		case batch := <-ll.lessor.ExpiredLeasesC():
-			offered := time.Now() // the expiry lag is counted from here (metrics.expiredRevokes)
 			if ll.faults.skipExpiry() {
 				continue // the immortal-lease variant
 			}
-			ids = ids[:0]
+			ids, proposed = ids[:0], proposed[:0]
 			for _, l := range batch {
 				// Checked right before proposing: an expired lease cannot be
 				// renewed again in this term, so the revoke cannot undercut
 				// an acknowledged renewal.
 				if ll.lessor.Expired(l.ID) {
 					ids = append(ids, l.ID)
+					proposed = append(proposed, l)
 				}
 			}
 			if len(ids) == 0 {
@@ -76,7 +76,7 @@ func (ll *leaderLoops) expiry(ctx context.Context) {
 				ll.log.Warn("revoking expired leases failed; they will be offered again", "leases", len(ids), "error", err)
 				continue
 			}
-			ll.metrics.expiredRevokes(len(ids), offered)
+			ll.metrics.expiredRevokes(proposed) // the lag: from each lease's due time to now, applied
 		}
 	}
 }

@@ -65,7 +65,7 @@ func newMetrics(n *Node) *metrics {
 			Help:    "Server-side renewal latency on the leader: from taking the renewal's batch off the KeepAlive stream to writing its acknowledgement.",
 			Buckets: renewLatencyBuckets}),
 		expiryLag: prometheus.NewHistogram(prometheus.HistogramOpts{Name: "leasecluster_expiry_lag_seconds",
-			Help:    "Per expired lease, on the leader: from the lessor reporting it expired to its revoke being applied on the leader.",
+			Help:    "Per expired lease, on the leader: from its due time (TTL, plus the extension after a Promote) to its revoke applied on the leader, the --revoke-rate limiter's wait included.",
 			Buckets: expiryLagBuckets}),
 		groupEntries: prometheus.NewCounter(prometheus.CounterOpts{Name: "leasecluster_group_commit_entries_total",
 			Help: "Log entries proposed for grants and client revokes (one command, or a batch of them)."}),
@@ -144,11 +144,10 @@ func (m *metrics) renewalsUnconfirmed(n int) { addCount(m.renewUnconfirmed, n) }
 // ExpiredLeasesC). The lessor reports a lease when it falls due unless the
 // --revoke-rate limiter holds it back; the time it waits there is not in the
 // figure (the lessor does not expose a lease's due time).
-func (m *metrics) expiredRevokes(n int, offered time.Time) {
-	addCount(m.expired, n)
-	d := time.Since(offered).Seconds()
-	for range n {
-		m.expiryLag.Observe(d)
+func (m *metrics) expiredRevokes(revoked []*lessor.Lease) {
+	addCount(m.expired, len(revoked))
+	for _, l := range revoked {
+		m.expiryLag.Observe(l.Overdue().Seconds())
 	}
 }
 
