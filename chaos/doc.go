@@ -10,7 +10,7 @@
 // linearizability per lease and per item, unique lease IDs, no early expiry
 // (ARCHITECTURE.md rule 2), no overlapping lock holders, strictly increasing
 // fencing tokens and no stale write accepted by a fenced resource (rule 7), no
-// resurrection of a lease seen gone, bounded expiry (rule 3, a warning), TTL
+// resurrection of a lease seen gone, bounded expiry (rule 3), TTL
 // sanity (rule 4) and replica convergence (rule 1). bite_test.go runs the
 // harness against deliberately broken servers (chaos build tag,
 // LEASECLUSTER_CHAOS_BUG) and asserts that the matching checker fails.
