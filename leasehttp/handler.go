@@ -106,6 +106,7 @@ func NewHandler(cfg Config) http.Handler {
 	h.route("/v1/leases/{id}/keepalive", map[string]http.HandlerFunc{"POST": h.keepAlive})
 	h.route("/v1/status", map[string]http.HandlerFunc{"GET": h.status})
 	h.route("/v1/snapshot", map[string]http.HandlerFunc{"GET": h.snapshot}) // snapshot.go
+	h.memberRoutes()                                                        // members.go
 	h.route("/healthz", map[string]http.HandlerFunc{"GET": h.healthz})
 	h.route("/readyz", map[string]http.HandlerFunc{"GET": h.readyz})
 	h.route("/metrics", map[string]http.HandlerFunc{"GET": h.metrics})

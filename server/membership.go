@@ -82,10 +82,12 @@ type membership struct {
 	stopC    <-chan struct{}
 	serving  func(bool) // grpc health: serving, or not (removed)
 
-	mu      sync.Mutex // guards busy, promote and closed
-	busy    string     // the change in flight ("" none)
-	promote *promotion // the member being caught up, if any
-	closed  bool
+	mu         sync.Mutex    // guards the fields below
+	busy       string        // the change in flight ("" none)
+	committing bool          // busy is a configuration change being committed (not a catch-up)
+	idle       chan struct{} // closed when busy ends
+	promote    *promotion    // the member being caught up, if any
+	closed     bool
 
 	removed atomic.Bool
 }
@@ -97,23 +99,48 @@ type promotion struct {
 	done       chan struct{}
 }
 
-// begin claims the one change in flight, or refuses.
+// begin claims the one change in flight, or refuses. A change that is only
+// being committed (a moment) is waited for, up to the change timeout; a
+// member catching up before its promotion (minutes, maybe) is not.
 func (m *membership) begin(what string) error {
-	m.mu.Lock()
-	defer m.mu.Unlock()
-	if m.closed {
-		return ErrStopped
+	deadline := time.Now().Add(m.timeout)
+	for {
+		m.mu.Lock()
+		if m.closed {
+			m.mu.Unlock()
+			return ErrStopped
+		}
+		if m.busy == "" {
+			m.busy, m.committing, m.idle = what, true, make(chan struct{})
+			m.mu.Unlock()
+			return nil
+		}
+		busy, committing, idle := m.busy, m.committing, m.idle
+		m.mu.Unlock()
+		wait := time.Until(deadline)
+		if !committing || wait <= 0 {
+			return refuse(codes.FailedPrecondition, "a membership change is in progress (%s); one change at a time, try again when it is done", busy)
+		}
+		select {
+		case <-idle:
+		case <-time.After(wait):
+		case <-m.stopC:
+			return ErrStopped
+		}
 	}
-	if m.busy != "" {
-		return refuse(codes.FailedPrecondition, "a membership change is in progress (%s); one change at a time, try again when it is done", m.busy)
-	}
-	m.busy = what
-	return nil
 }
 
 func (m *membership) end() {
 	m.mu.Lock()
 	m.busy = ""
+	close(m.idle)
+	m.mu.Unlock()
+}
+
+// committingNow marks the change in flight as being committed.
+func (m *membership) committingNow() {
+	m.mu.Lock()
+	m.committing = true
 	m.mu.Unlock()
 }
 
@@ -232,7 +259,7 @@ func (m *membership) startPromotion(name, addr string) error {
 		cancel()
 		return ErrStopped
 	}
-	m.promote, m.busy = p, "promoting "+name+" once it has caught up"
+	m.promote, m.busy, m.committing = p, "promoting "+name+" once it has caught up", false
 	m.mu.Unlock()
 	go m.watchPromotion(ctx, p)
 	return nil
@@ -257,8 +284,9 @@ func (m *membership) watchPromotion(ctx context.Context, p *promotion) {
 	defer func() {
 		p.cancel()
 		m.mu.Lock()
-		m.promote, m.busy = nil, ""
+		m.promote = nil
 		m.mu.Unlock()
+		m.end()
 		close(p.done)
 	}()
 	tick := time.NewTicker(promotePoll)
@@ -297,6 +325,7 @@ func (m *membership) watchPromotion(ctx context.Context, p *promotion) {
 		if cur == nil || cur.Suffrage == raft.Voter {
 			return
 		}
+		m.committingNow()
 		if err := m.rs.raft.AddVoter(raft.ServerID(p.name), cur.Address, idx, m.timeout).Error(); err != nil {
 			m.log.Warn("promotion failed; retrying", "member", p.name, "error", err)
 			continue

@@ -2,17 +2,22 @@ package server
 
 import (
 	"context"
+	"encoding/json"
 	"errors"
 	"fmt"
 	"net"
+	"net/http"
 	"strings"
 	"testing"
 	"time"
 
 	"github.com/hashicorp/go-hclog"
 	"github.com/hashicorp/raft"
+	"google.golang.org/grpc/codes"
+	"google.golang.org/grpc/status"
 
 	"github.com/leasecluster/leasecluster/client"
+	"github.com/leasecluster/leasecluster/leasepb"
 )
 
 // addNode starts a node outside the initial cluster with an empty data dir,
@@ -169,14 +174,20 @@ func TestMemberJoinFromSnapshot(t *testing.T) {
 	}
 	c.converge()
 	t.Logf("n4 joined (snapshot install, promotion) in %v with %d leases", joined, leases)
-	ms, err := memberClient(t, c).Members(ctxT(t))
-	if err != nil || len(ms) != 4 {
-		t.Fatalf("members: %v %v", ms, err)
-	}
-	for _, m := range ms {
-		if !m.GetVoter() || m.GetAppliedIndex() == 0 || m.GetStatusError() != "" {
-			t.Fatalf("member %v: want a voter with its applied index", m)
+	cl := memberClient(t, c)
+	if err := eventually(5*time.Second, func() error { // the answering node may not have the promotion yet
+		ms, err := cl.Members(ctxT(t))
+		if err != nil || len(ms) != 4 {
+			return fmt.Errorf("members: %v %v", ms, err)
 		}
+		for _, m := range ms {
+			if !m.GetVoter() || m.GetAppliedIndex() == 0 || m.GetStatusError() != "" {
+				return fmt.Errorf("member %v: want a voter with its applied index", m)
+			}
+		}
+		return nil
+	}); err != nil {
+		t.Fatal(err)
 	}
 }
 
@@ -345,5 +356,82 @@ func TestMemberRemoveRefusedWithoutQuorum(t *testing.T) {
 	}
 	if _, ld := c.leader(); ld.Name() != upName {
 		t.Fatalf("%s leads after a transfer to %s", ld.Name(), upName)
+	}
+}
+
+// TestMemberHTTPRoutes: the membership routes of the HTTP gateway, reached
+// through a follower.
+func TestMemberHTTPRoutes(t *testing.T) {
+	c := newTestCluster(t, 3, func(cfg *Config) { cfg.HTTPAddr = "127.0.0.1:0" })
+	c.leader()
+	c.converge()
+	li, _ := c.leader()
+	base := "http://" + c.node((li+1)%3).HTTPAddr()
+	do := func(method, path, body string, want int) map[string]any {
+		t.Helper()
+		req, err := http.NewRequest(method, base+path, strings.NewReader(body))
+		if err != nil {
+			t.Fatal(err)
+		}
+		resp, err := http.DefaultClient.Do(req)
+		if err != nil {
+			t.Fatal(err)
+		}
+		defer resp.Body.Close()
+		var out map[string]any
+		if err := json.NewDecoder(resp.Body).Decode(&out); err != nil {
+			t.Fatalf("%s %s: %v", method, path, err)
+		}
+		if resp.StatusCode != want {
+			t.Fatalf("%s %s: %d %v, want %d", method, path, resp.StatusCode, out, want)
+		}
+		return out
+	}
+	ms := do("GET", "/v1/members", "", 200)["members"].([]any)
+	if len(ms) != 3 || ms[0].(map[string]any)["applied_index"].(float64) == 0 {
+		t.Fatalf("members: %v", ms)
+	}
+	i4 := c.addNode("n4", "", nil)
+	do("POST", "/v1/members", `{"name":"n4","address":"`+c.node(i4).Addr()+`","non_voter":true}`, 200)
+	c.awaitSuffrage("n4", "non-voter", 5*time.Second)
+	do("POST", "/v1/members", `{"name":"n4"}`, 400)
+	do("POST", "/v1/members", `{"name":"n4","address":"x:1","extra":1}`, 400)
+	do("DELETE", "/v1/members/nobody", "", 404)
+	do("DELETE", "/v1/members/n4?force=maybe", "", 400)
+	do("DELETE", "/v1/members/n4", "", 200)
+	c.awaitSuffrage("n4", "", 5*time.Second)
+	target := c.node((li + 2) % 3).Name()
+	if got := do("POST", "/v1/leader/transfer", `{"name":"`+target+`"}`, 200)["leader"]; got != target {
+		t.Fatalf("transfer answered leader %v, want %s", got, target)
+	}
+	do("POST", "/v1/leader/transfer", "", 200)
+}
+
+// TestMemberChangesNeedAnAdminWithTLS: with mutual TLS, a client that is not
+// an admin may read the members but not change them.
+func TestMemberChangesNeedAnAdminWithTLS(t *testing.T) {
+	c, p := newTLSCluster(t)
+	_, ld := c.leader()
+	ctx := ctxT(t)
+	workload := leasepb.NewClusterClient(p.dialTLS(ld.Addr(), p.clientCA, "workload", time.Time{}, time.Time{}))
+	if _, err := workload.Members(ctx, &leasepb.MembersRequest{}); err != nil {
+		t.Fatalf("members for a client: %v", err)
+	}
+	_, err := workload.AddMember(ctx, &leasepb.AddMemberRequest{Name: "n4", Address: "127.0.0.1:1"})
+	if status.Code(err) != codes.PermissionDenied {
+		t.Fatalf("add-member by a client: %v, want PermissionDenied", err)
+	}
+	if _, err := workload.RemoveMember(ctx, &leasepb.RemoveMemberRequest{Name: "n1"}); status.Code(err) != codes.PermissionDenied {
+		t.Fatalf("remove-member by a client: %v, want PermissionDenied", err)
+	}
+	if _, err := workload.TransferLeader(ctx, &leasepb.TransferLeaderRequest{}); status.Code(err) != codes.PermissionDenied {
+		t.Fatalf("transfer-leader by a client: %v, want PermissionDenied", err)
+	}
+	if suffrage(ld, "n4") != "" {
+		t.Fatal("a refused add-member changed the configuration")
+	}
+	admin := leasepb.NewClusterClient(p.dialTLS(ld.Addr(), p.clientCA, "admin", time.Time{}, time.Time{}))
+	if _, err := admin.TransferLeader(ctx, &leasepb.TransferLeaderRequest{}); err != nil {
+		t.Fatalf("transfer-leader by an admin: %v", err)
 	}
 }
