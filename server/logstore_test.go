@@ -239,3 +239,47 @@ func TestRaftLogConfig(t *testing.T) {
 		}
 	}
 }
+
+// TestClusterMixedRaftLogs: nodes on raft-wal and on raft-boltdb replicate
+// one log alike; a boltdb node restarted with the WAL configured keeps its
+// boltdb log (never converted), catches up, and says which log it keeps.
+func TestClusterMixedRaftLogs(t *testing.T) {
+	c := newTestCluster(t, 3, func(cfg *Config) {
+		if cfg.Name == "n3" {
+			cfg.RaftLog = RaftLogBoltDB
+		}
+	})
+	defer c.stopAll()
+	grant := func(n int) {
+		t.Helper()
+		for range n {
+			_, ld := c.leader()
+			if _, _, err := ld.ops.grant(ctxT(t), 0, time.Minute.Milliseconds(), 0); err != nil {
+				t.Fatal(err)
+			}
+		}
+	}
+	grant(20)
+	c.converge()
+	for i, want := range []string{RaftLogWAL, RaftLogWAL, RaftLogBoltDB} {
+		if got := c.node(i).info.status(false).RaftLog; got != want {
+			t.Fatalf("n%d keeps %q, want %q", i+1, got, want)
+		}
+	}
+	c.kill(2)
+	grant(20)
+	cfg := c.cfgs[2]
+	cfg.RaftLog = RaftLogWAL
+	n, err := New(cfg)
+	if err != nil {
+		t.Fatal(err)
+	}
+	c.setNode(2, n)
+	c.converge()
+	if got := n.info.status(false).RaftLog; got != RaftLogBoltDB {
+		t.Fatalf("restarted with --raft-log wal: keeps %q, want boltdb", got)
+	}
+	if _, err := os.Stat(filepath.Join(cfg.DataDir, walDirName)); !errors.Is(err, os.ErrNotExist) {
+		t.Fatalf("the boltdb data dir gained a wal/: %v", err)
+	}
+}
