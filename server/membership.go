@@ -6,6 +6,7 @@ import (
 	"fmt"
 	"net"
 	"regexp"
+	"strings"
 	"sync"
 	"sync/atomic"
 	"time"
@@ -337,43 +338,56 @@ func (m *membership) watchPromotion(ctx context.Context, p *promotion) {
 
 // checkQuorum refuses a removal of name that would leave fewer live voters
 // than a quorum of the voters that remain, unless force. A voter is live if
-// it answered this leader's term within the liveness window; a leader just
-// elected has no such contacts yet, so a refusal is only given after the
-// heartbeats of a few windows had their chance.
+// it answered this leader's term within the liveness window (raft's
+// contacts) and answers a status read now: a node killed a moment ago still
+// has a fresh contact. A leader just elected has no contacts of its term
+// yet, so a refusal is only given after the heartbeats of a few windows had
+// their chance.
 func (m *membership) checkQuorum(conf raft.Configuration, name string, force bool) error {
 	deadline := time.Now().Add(4 * m.liveness)
 	for {
 		err := m.quorumAfter(conf, name, force)
-		if err == nil || time.Now().After(deadline) {
+		var me *memberError
+		if err == nil || time.Now().After(deadline) || !errors.As(err, &me) || strings.Contains(me.msg, "last voter") {
 			return err
 		}
 		select {
 		case <-m.stopC:
 			return ErrStopped
-		case <-time.After(m.liveness / 10):
+		case <-time.After(m.liveness / 2):
 		}
 	}
 }
 
 func (m *membership) quorumAfter(conf raft.Configuration, name string, force bool) error {
 	term := m.rs.raft.CurrentTerm()
-	remaining, alive := 0, 0
+	remaining := 0
+	var alive atomic.Int32
+	var wg sync.WaitGroup
 	for _, s := range conf.Servers {
 		if s.Suffrage != raft.Voter || string(s.ID) == name {
 			continue
 		}
 		remaining++
 		if s.ID == m.self {
-			alive++
-		} else if c, ok := m.rs.trans.LastContact(s.Address); ok && c.Term == term && time.Since(c.Sent) < m.liveness {
-			alive++
+			alive.Add(1)
+			continue
 		}
+		if c, ok := m.rs.trans.LastContact(s.Address); !ok || c.Term != term || time.Since(c.Sent) >= m.liveness {
+			continue
+		}
+		wg.Go(func() {
+			if _, err := m.peers.status(context.Background(), string(s.Address)); err == nil {
+				alive.Add(1)
+			}
+		})
 	}
+	wg.Wait()
 	if remaining == 0 {
 		return refuse(codes.FailedPrecondition, "%s is the last voter; a cluster cannot remove its last voter", name)
 	}
-	if quorum := remaining/2 + 1; alive < quorum && !force {
-		return refuse(codes.FailedPrecondition, "removing %s would leave %d live voters of %d, less than a quorum (%d); force to remove it anyway", name, alive, remaining, quorum)
+	if quorum := remaining/2 + 1; int(alive.Load()) < quorum && !force {
+		return refuse(codes.FailedPrecondition, "removing %s would leave %d live voters of %d, less than a quorum (%d); force to remove it anyway", name, alive.Load(), remaining, quorum)
 	}
 	return nil
 }

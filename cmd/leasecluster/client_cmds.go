@@ -433,37 +433,7 @@ members only (HASH shows "-" for others).`,
 		},
 	}
 	status.Flags().BoolVar(&withHash, "hash", true, "also show each node's state hash at its applied index (a pass over each node's state)")
-	members := &cobra.Command{
-		Use: "members", Short: "List the Raft members", Args: cobra.NoArgs,
-		RunE: func(cmd *cobra.Command, _ []string) error {
-			return withClient(cmd, func(ctx context.Context, c *client.Client) error {
-				ms, err := c.Members(ctx)
-				if err != nil {
-					return err
-				}
-				type m struct {
-					Name    string `json:"name"`
-					Address string `json:"address"`
-					Voter   bool   `json:"voter"`
-					Leader  bool   `json:"leader"`
-				}
-				out := struct {
-					Members []m `json:"members"`
-				}{}
-				for _, x := range ms {
-					out.Members = append(out.Members, m{x.Name, x.Address, x.Voter, x.Leader})
-				}
-				return emit(cmd.OutOrStdout(), out, func(w io.Writer) {
-					tw := tabwriter.NewWriter(w, 0, 4, 2, ' ', 0)
-					fmt.Fprintln(tw, "NAME\tADDRESS\tVOTER\tLEADER")
-					for _, x := range out.Members {
-						fmt.Fprintf(tw, "%s\t%s\t%v\t%v\n", x.Name, x.Address, x.Voter, x.Leader)
-					}
-					tw.Flush()
-				})
-			})
-		},
-	}
-	cmd.AddCommand(status, members)
+	cmd.AddCommand(status)
+	addMemberCommands(cmd) // member_cmds.go: members, add-member, remove-member, transfer-leader
 	return cmd
 }

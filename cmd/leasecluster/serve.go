@@ -62,6 +62,7 @@ func newServeCmd() *cobra.Command {
 	var (
 		cfg            server.Config
 		initialCluster string
+		join           string
 		nf             nodeFlags
 	)
 	cmd := &cobra.Command{
@@ -77,6 +78,9 @@ and --initial-cluster is ignored.`,
 				return err
 			}
 			cfg.InitialCluster = peers
+			if cfg.Join, err = server.ParseJoin(join); err != nil {
+				return err
+			}
 			nf.apply(&cfg)
 			n, err := server.New(cfg)
 			if err != nil {
@@ -103,6 +107,7 @@ and --initial-cluster is ignored.`,
 	fl.StringVar(&cfg.MetricsAddr, "metrics-addr", "", "plain-HTTP listen address serving only /healthz, /readyz and /metrics, without TLS or client certificates, for probes and Prometheus (empty disables)")
 	fl.StringVar(&cfg.AdvertiseAddr, "advertise-addr", "", "gRPC address peers and clients dial (default: --grpc-addr)")
 	fl.StringVar(&initialCluster, "initial-cluster", "", "name=host:port,... of the first members; bootstraps a new cluster when the data dir is empty")
+	fl.StringVar(&join, "join", "", "host:port,... of members of an existing cluster: ask it to add this node (a non-voter, promoted once caught up; with an empty data dir it replaces a member of the same name); never bootstraps")
 	sec := &cfg.Security
 	fl.StringVar(&sec.CertFile, "cert-file", "", "this node's TLS certificate (PEM), served on both listeners and presented to peers; re-read when it changes; unset: plaintext")
 	fl.StringVar(&sec.KeyFile, "key-file", "", "the key of --cert-file (PEM)")
