@@ -283,3 +283,22 @@ func TestClusterMixedRaftLogs(t *testing.T) {
 		t.Fatalf("the boltdb data dir gained a wal/: %v", err)
 	}
 }
+
+// TestWALCompactedIsGone: after raft compacts the head of a WAL log, the
+// dropped entries are not found, though raft-wal's tail segment still
+// holds them (raft then sends a snapshot, as with raft-boltdb).
+func TestWALCompactedIsGone(t *testing.T) {
+	for _, kind := range []string{RaftLogWAL, RaftLogBoltDB} {
+		s := mustOpen(t, t.TempDir(), kind)
+		storeEntries(t, s.Log(), 1, 100)
+		if err := s.Log().DeleteRange(1, 80); err != nil {
+			t.Fatal(err)
+		}
+		var e raft.Log
+		if err := s.Log().GetLog(50, &e); !errors.Is(err, raft.ErrLogNotFound) {
+			t.Errorf("%s: compacted entry 50: %v, want ErrLogNotFound", kind, err)
+		}
+		checkEntries(t, s.Log(), 81, 100)
+		s.Close()
+	}
+}
