@@ -69,8 +69,8 @@ var nodeName = regexp.MustCompile(`^[A-Za-z0-9][A-Za-z0-9._-]{0,252}$`)
 
 // membership changes the cluster's Raft configuration, one change at a time,
 // on the leader; on every node it notices a removal of this node, and on a
-// node started with --join it asks the cluster to add it. DESIGN.md,
-// "Membership".
+// node started with --join it asks the cluster to add it. ARCHITECTURE.md,
+// data flow "Membership".
 type membership struct {
 	rs       *raftStack
 	self     raft.ServerID

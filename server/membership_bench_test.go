@@ -1,0 +1,64 @@
+package server
+
+import (
+	"context"
+	"os"
+	"strconv"
+	"sync"
+	"testing"
+	"time"
+)
+
+// BenchmarkMemberJoin measures how long a node started with --join on an
+// empty data dir takes to become a voter in a three-node cluster holding
+// LEASECLUSTER_BENCH_JOIN_LEASES leases (default 100,000): the snapshot's
+// transfer and install, then the promotion. The leader's log is compacted
+// to a snapshot first (raft-boltdb, so the leader cannot send old entries
+// instead). Run it once: go test -run '^$' -bench MemberJoin -benchtime 1x ./server/
+func BenchmarkMemberJoin(b *testing.B) {
+	leases := 100_000
+	if v, err := strconv.Atoi(os.Getenv("LEASECLUSTER_BENCH_JOIN_LEASES")); err == nil && v > 0 {
+		leases = v
+	}
+	c := newTestCluster(b, 3, func(cfg *Config) {
+		cfg.RaftLog, cfg.TrailingLogs = RaftLogBoltDB, 16
+		cfg.ApplyTimeout = time.Minute
+	})
+	_, ld := c.leader()
+	loaded := time.Now()
+	var wg sync.WaitGroup
+	sem := make(chan struct{}, 64)
+	for range leases {
+		sem <- struct{}{}
+		wg.Go(func() {
+			defer func() { <-sem }()
+			if _, _, err := ld.ops.grant(context.Background(), 0, time.Hour.Milliseconds(), 0); err != nil {
+				b.Error(err)
+			}
+		})
+	}
+	wg.Wait()
+	b.Logf("%d leases granted in %v", leases, time.Since(loaded))
+	snapStart := time.Now()
+	if err := ld.rs.raft.Snapshot().Error(); err != nil {
+		b.Fatal(err)
+	}
+	b.Logf("leader snapshot taken in %v", time.Since(snapStart))
+	b.ResetTimer()
+	for range b.N {
+		start := time.Now()
+		i := c.addNode("n4", "", []string{ld.Addr()})
+		c.awaitSuffrage("n4", "voter", 10*time.Minute)
+		joined := time.Since(start)
+		b.ReportMetric(joined.Seconds(), "join-s")
+		snap, _ := strconv.ParseFloat(c.node(i).rs.raft.Stats()["last_snapshot_index"], 64)
+		b.ReportMetric(snap, "installed-snapshot-index") // 0: caught up without a snapshot
+		b.StopTimer()
+		c.kill(i)
+		_, ld = c.leader()
+		if err := ld.members.remove("n4", false); err != nil {
+			b.Fatal(err)
+		}
+		b.StartTimer()
+	}
+}
