@@ -12,6 +12,10 @@
 // --client-cert-auth, and dials every connection, the /chaos/ controls
 // included (https), with a client certificate.
 //
+// With -bug NAME the nodes run a deliberately broken variant of the server
+// (LEASECLUSTER_CHAOS_BUG; one planted bug per checker, listed in the flag's
+// help): the run must fail, as chaos/bite_test.go asserts for each.
+//
 // Run as root for network namespaces and nftables partitions; otherwise the
 // nodes share loopback and partitions are skipped. Ctrl-C (or SIGTERM) stops
 // the run and removes every process, namespace and rule it made.
@@ -31,6 +35,14 @@ import (
 	"github.com/leasecluster/leasecluster/chaos"
 )
 
+// bugs are the broken variants of the chaos build, as internal/faults.Bugs
+// names them (a command may not import internal/faults): the first five,
+// then one for each checker (issue 23). chaos/bite_test.go runs each.
+var bugs = []string{
+	"skip-verify", "no-extend", "early-expiry", "leader-only-revoke", "wall-clock",
+	"immortal-lease", "duplicate-id", "ttl-misreport", "stale-read", "diverge", "double-holder", "early-expiry-small",
+}
+
 func main() {
 	os.Exit(run())
 }
@@ -48,7 +60,7 @@ func run() int {
 	flag.Int64Var(&opts.Seed, "seed", 1, "seed of the fault schedule and the workload's choices")
 	flag.StringVar(&opts.OutDir, "out", "", "output directory (default: a new temporary directory)")
 	flag.StringVar(&opts.Binary, "binary", "", "a chaos build of leasecluster (default: build one with -tags chaos)")
-	flag.StringVar(&opts.Bug, "bug", "", "run a deliberately broken server (skip-verify, no-extend, early-expiry, leader-only-revoke, wall-clock)")
+	flag.StringVar(&opts.Bug, "bug", "", "run a deliberately broken server: "+strings.Join(bugs, ", "))
 	flag.BoolVar(&opts.Loopback, "loopback", false, "use loopback addresses even as root (no partitions)")
 	flag.BoolVar(&opts.TLS, "tls", false, "mutual TLS: certificates made in OUT/tls, nodes with --client-cert-auth, every connection with a client certificate")
 	flag.DurationVar(&opts.TTL, "ttl", 3*time.Second, "lease TTL the workload asks for")
@@ -67,6 +79,10 @@ func run() int {
 			return 2
 		}
 		return 0
+	}
+	if opts.Bug != "" && !slices.Contains(bugs, opts.Bug) {
+		fmt.Fprintf(os.Stderr, "leasechaos: unknown bug %q (want one of %s)\n", opts.Bug, strings.Join(bugs, ", "))
+		return 2
 	}
 	if opts.Nodes != 3 && opts.Nodes != 5 {
 		fmt.Fprintln(os.Stderr, "leasechaos: -nodes must be 3 or 5")
