@@ -22,7 +22,7 @@ const (
 )
 
 // AllNemeses lists every nemesis kind.
-var AllNemeses = []string{NemesisKill, NemesisPause, NemesisPartition, NemesisClock, NemesisFsync, NemesisTransfer}
+var AllNemeses = []string{NemesisKill, NemesisPause, NemesisPartition, NemesisClock, NemesisFsync, NemesisTransfer, NemesisMembership}
 
 // Step is one scheduled fault. The schedule is a pure function of the seed;
 // which node "the leader" is gets resolved when the step runs, and Pick
@@ -135,6 +135,9 @@ func Schedule(seed int64, kinds []string, total time.Duration, nodes int, electi
 				s.Duration = dur(ttl/2, ttl*3/4)
 				s.Rate = 1.15 + rng.Float64()*0.05
 			}
+		}
+		if s.Kind == NemesisMembership {
+			scheduleMembership(&s, rng) // nemesis_membership.go
 		}
 		at += s.Gap + s.Duration
 		if at > total {
@@ -329,6 +332,8 @@ func (ns *nemesis) step(ctx context.Context, s Step) {
 				return errors.Join(err, setRate(1))
 			}
 		}
+	case NemesisMembership:
+		targets, apply, heal = ns.membership(bg, s, leader, shuffled) // nemesis_membership.go
 	default:
 		return
 	}

@@ -8,7 +8,7 @@
 source "$(dirname "$0")/lib.sh"
 fail=0
 for seed in 1 2 3; do
-	run ci-mix "$seed" 40s kill,pause,partition,clock,fsync,transfer || fail=1
+	run ci-mix "$seed" 40s kill,pause,partition,clock,fsync,transfer,membership || fail=1
 done
 NODES=5 run ci-5nodes 4 40s kill,partition,pause || fail=1
 NODES=3 run ci-tls 5 30s kill,pause,partition,clock -tls || fail=1
