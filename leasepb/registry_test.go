@@ -26,7 +26,7 @@ func TestFilesRegisterUnderTheirPackagePath(t *testing.T) {
 		}
 		return true
 	})
-	if found != 4 {
-		t.Fatalf("found %d leasecluster.v1 files, want 4 (api, commands, snapshot, raft)", found)
+	if found != 5 {
+		t.Fatalf("found %d leasecluster.v1 files, want 5 (api, commands, snapshot, raft, maintenance)", found)
 	}
 }
