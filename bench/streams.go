@@ -2,11 +2,14 @@ package main
 
 import (
 	"context"
+	"crypto/tls"
 	"errors"
 	"fmt"
 	"sync"
 	"sync/atomic"
 	"time"
+
+	"google.golang.org/grpc"
 )
 
 // The renewal stream drivers. Both keep each lease to one renewal in flight
@@ -202,4 +205,36 @@ func streamLoad(ctx context.Context, sys system, i int, ids []int64, streams int
 		rec.merge(s.rec)
 	}
 	return rec.result(len(ids))
+}
+
+// connPool caches one raw gRPC connection per address.
+type connPool struct {
+	tls   *tls.Config // nil: plaintext
+	mu    sync.Mutex  // guards conns
+	conns map[string]*grpc.ClientConn
+}
+
+func (p *connPool) get(addr string) (*grpc.ClientConn, error) {
+	p.mu.Lock()
+	defer p.mu.Unlock()
+	if cc, ok := p.conns[addr]; ok {
+		return cc, nil
+	}
+	cc, err := grpc.NewClient(addr, grpc.WithTransportCredentials(creds(p.tls)))
+	if err != nil {
+		return nil, err
+	}
+	if p.conns == nil {
+		p.conns = map[string]*grpc.ClientConn{}
+	}
+	p.conns[addr] = cc
+	return cc, nil
+}
+
+func (p *connPool) closeAll() {
+	p.mu.Lock()
+	defer p.mu.Unlock()
+	for _, cc := range p.conns {
+		cc.Close()
+	}
 }

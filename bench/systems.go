@@ -8,6 +8,7 @@ import (
 	"io"
 	"math"
 	"net/http"
+	"strings"
 	"sync"
 	"time"
 
@@ -15,7 +16,6 @@ import (
 	"go.etcd.io/etcd/api/v3/v3rpc/rpctypes"
 	clientv3 "go.etcd.io/etcd/client/v3"
 	"go.uber.org/zap"
-	"google.golang.org/grpc"
 
 	"github.com/leasecluster/leasecluster/client"
 	"github.com/leasecluster/leasecluster/leasepb"
@@ -44,6 +44,13 @@ type system interface {
 	// caughtUp returns nil once every live node has applied the leader's
 	// commit index as it was at the call.
 	caughtUp(ctx context.Context) error
+	// indexes returns node i's applied and commit index, from its own status.
+	indexes(ctx context.Context, i int) (applied, commit uint64, err error)
+	// memberReady returns nil once node i would serve a linearizable read
+	// itself: leasecluster's /readyz on that node (a leader known, what is
+	// committed applied), etcd's linearizable range read through that node
+	// alone.
+	memberReady(ctx context.Context, i int) error
 	// openStream opens a renewal stream to node i.
 	openStream(ctx context.Context, i int) (renewStream, error)
 	// keepAliveMany keeps ids alive with the system's client library (renewal
@@ -136,29 +143,45 @@ func (s *lcSystem) leader(ctx context.Context) (int, error) {
 	return -1, errors.New("leasecluster: no leader")
 }
 
-func (s *lcSystem) caughtUp(ctx context.Context) error {
-	return caughtUp(ctx, s, func(ctx context.Context, n *node) (uint64, uint64, error) {
-		st, err := s.clients[0].StatusOf(ctx, n.clientEP)
-		return st.GetAppliedIndex(), st.GetCommitIndex(), err
-	})
+func (s *lcSystem) caughtUp(ctx context.Context) error { return caughtUp(ctx, s) }
+
+func (s *lcSystem) indexes(ctx context.Context, i int) (uint64, uint64, error) {
+	st, err := s.clients[0].StatusOf(ctx, s.ns[i].clientEP)
+	return st.GetAppliedIndex(), st.GetCommitIndex(), err
 }
 
-// caughtUp is system.caughtUp over a per-node status: the applied and the
-// commit index.
-func caughtUp(ctx context.Context, s system, status func(context.Context, *node) (applied, commit uint64, err error)) error {
+func (s *lcSystem) memberReady(ctx context.Context, i int) error {
+	req, err := http.NewRequestWithContext(ctx, "GET", fmt.Sprintf("%s://%s/readyz", s.scheme, s.ns[i].httpEP), nil)
+	if err != nil {
+		return err
+	}
+	resp, err := s.http.Do(req)
+	if err != nil {
+		return err
+	}
+	body, _ := io.ReadAll(io.LimitReader(resp.Body, 4096))
+	resp.Body.Close()
+	if resp.StatusCode != http.StatusOK {
+		return fmt.Errorf("%s /readyz: %d %s", s.ns[i].name, resp.StatusCode, strings.TrimSpace(string(body)))
+	}
+	return nil
+}
+
+// caughtUp is system.caughtUp over the nodes' own statuses.
+func caughtUp(ctx context.Context, s system) error {
 	li, err := s.leader(ctx)
 	if err != nil {
 		return err
 	}
-	_, commit, err := status(ctx, s.nodes()[li])
+	_, commit, err := s.indexes(ctx, li)
 	if err != nil {
 		return err
 	}
-	for _, n := range s.nodes() {
+	for i, n := range s.nodes() {
 		if !n.alive() {
 			continue
 		}
-		applied, _, err := status(ctx, n)
+		applied, _, err := s.indexes(ctx, i)
 		if err != nil {
 			return err
 		}
@@ -278,12 +301,15 @@ func (s *lcSystem) close() {
 type etcdSystem struct {
 	ns      []*node
 	clients []*clientv3.Client
+	tls     *tls.Config // nil: plaintext
 
-	conns connPool
+	conns  connPool
+	mu     sync.Mutex               // guards member
+	member map[int]*clientv3.Client // one node's own client, for memberReady
 }
 
 func newEtcdSystem(ns []*node, t *benchTLS) (*etcdSystem, error) {
-	s := &etcdSystem{ns: ns, conns: connPool{tls: t.etcdConfig()}}
+	s := &etcdSystem{ns: ns, conns: connPool{tls: t.etcdConfig()}, tls: t.etcdConfig()}
 	var eps []string
 	for _, n := range ns {
 		eps = append(eps, n.clientEP)
@@ -351,14 +377,37 @@ func (s *etcdSystem) leader(ctx context.Context) (int, error) {
 	return -1, errors.New("etcd: no leader")
 }
 
-func (s *etcdSystem) caughtUp(ctx context.Context) error {
-	return caughtUp(ctx, s, func(ctx context.Context, n *node) (uint64, uint64, error) {
-		st, err := s.clients[0].Status(ctx, n.clientEP)
+func (s *etcdSystem) caughtUp(ctx context.Context) error { return caughtUp(ctx, s) }
+
+func (s *etcdSystem) indexes(ctx context.Context, i int) (uint64, uint64, error) {
+	st, err := s.clients[0].Status(ctx, s.ns[i].clientEP)
+	if err != nil {
+		return 0, 0, err
+	}
+	return st.RaftAppliedIndex, st.RaftIndex, nil
+}
+
+// memberReady reads a key linearizably through a client that knows node i
+// alone (made on first use; it connects in the background, so a node that
+// is down yet only fails the read).
+func (s *etcdSystem) memberReady(ctx context.Context, i int) error {
+	s.mu.Lock()
+	c, ok := s.member[i]
+	if !ok {
+		var err error
+		c, err = clientv3.New(clientv3.Config{Endpoints: []string{s.ns[i].clientEP}, Logger: zap.NewNop(), TLS: s.tls})
 		if err != nil {
-			return 0, 0, err
+			s.mu.Unlock()
+			return err
 		}
-		return st.RaftAppliedIndex, st.RaftIndex, nil
-	})
+		if s.member == nil {
+			s.member = map[int]*clientv3.Client{}
+		}
+		s.member[i] = c
+	}
+	s.mu.Unlock()
+	_, err := c.Get(ctx, "bench-ready-probe")
+	return err
 }
 
 type etcdStream struct {
@@ -415,37 +464,10 @@ func (s *etcdSystem) close() {
 	for _, c := range s.clients {
 		c.Close()
 	}
+	s.mu.Lock()
+	for _, c := range s.member {
+		c.Close()
+	}
+	s.mu.Unlock()
 	s.conns.closeAll()
-}
-
-// connPool caches one raw gRPC connection per address.
-type connPool struct {
-	tls   *tls.Config // nil: plaintext
-	mu    sync.Mutex  // guards conns
-	conns map[string]*grpc.ClientConn
-}
-
-func (p *connPool) get(addr string) (*grpc.ClientConn, error) {
-	p.mu.Lock()
-	defer p.mu.Unlock()
-	if cc, ok := p.conns[addr]; ok {
-		return cc, nil
-	}
-	cc, err := grpc.NewClient(addr, grpc.WithTransportCredentials(creds(p.tls)))
-	if err != nil {
-		return nil, err
-	}
-	if p.conns == nil {
-		p.conns = map[string]*grpc.ClientConn{}
-	}
-	p.conns[addr] = cc
-	return cc, nil
-}
-
-func (p *connPool) closeAll() {
-	p.mu.Lock()
-	defer p.mu.Unlock()
-	for _, cc := range p.conns {
-		cc.Close()
-	}
 }

@@ -35,6 +35,7 @@ func run(args []string) error {
 	peerURL := fs.String("peer-url", "", "peer URL")
 	clientURL := fs.String("client-url", "", "client URL")
 	initial := fs.String("initial-cluster", "", "initial cluster")
+	snapCount := fs.Uint64("snapshot-count", 0, "committed entries between snapshots (0: etcd's default)")
 	// TLS, with etcd's own flag names (https URLs above): the client side
 	// and the peer side, each with its CA and certificate authentication.
 	var client, peer transport.TLSInfo
@@ -65,6 +66,9 @@ func run(args []string) error {
 	cfg.InitialCluster = *initial
 	cfg.ClientTLSInfo, cfg.PeerTLSInfo = client, peer
 	cfg.InitialClusterToken = "bench"
+	if *snapCount > 0 {
+		cfg.SnapshotCount = *snapCount
+	}
 	cfg.ClusterState = embed.ClusterStateFlagNew // ignored when the data dir already holds a member
 	cfg.LogLevel = "warn"
 	cfg.LogOutputs = []string{"stderr"}
