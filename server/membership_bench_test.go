@@ -14,15 +14,14 @@ import (
 // empty data dir takes to become a voter in a three-node cluster holding
 // LEASECLUSTER_BENCH_JOIN_LEASES leases (default 100,000): the snapshot's
 // transfer and install, then the promotion. The leader's log is compacted
-// to a snapshot first (raft-boltdb, so the leader cannot send old entries
-// instead). Run it once: go test -run '^$' -bench MemberJoin -benchtime 1x ./server/
+// to a snapshot first, so the new node installs it. Run it once: go test -run '^$' -bench MemberJoin -benchtime 1x ./server/
 func BenchmarkMemberJoin(b *testing.B) {
 	leases := 100_000
 	if v, err := strconv.Atoi(os.Getenv("LEASECLUSTER_BENCH_JOIN_LEASES")); err == nil && v > 0 {
 		leases = v
 	}
 	c := newTestCluster(b, 3, func(cfg *Config) {
-		cfg.RaftLog, cfg.TrailingLogs = RaftLogBoltDB, 16
+		cfg.TrailingLogs = 16
 		cfg.ApplyTimeout = time.Minute
 		// Production timings: three loaded nodes share this process's CPUs,
 		// and the test clusters' 400 ms elections fire under that load.

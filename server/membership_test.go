@@ -123,10 +123,6 @@ func memberClient(t *testing.T, c *testCluster) *client.Client {
 func TestMemberJoinFromSnapshot(t *testing.T) {
 	c := newTestCluster(t, 3, func(cfg *Config) {
 		cfg.SnapshotThreshold, cfg.TrailingLogs, cfg.SnapshotInterval = 64, 16, 50*time.Millisecond
-		// raft-boltdb: raft-wal's GetLog still serves entries below its first
-		// index while they stay in the tail segment, and the leader would
-		// send those instead of a snapshot.
-		cfg.RaftLog = RaftLogBoltDB
 	})
 	_, ld := c.leader()
 	const leases = 300
