@@ -37,6 +37,7 @@ type node struct {
 	bug   string
 	clock *Clock     // nil if the node was given a clock of its own
 	store *slowStore // set once raft's log store is wrapped
+	disk  *diskStore // under store: lose-unsynced and I/O errors (store.go)
 }
 
 // Install sets cfg's fault points: the bug named by LEASECLUSTER_CHAOS_BUG
@@ -71,8 +72,12 @@ func Install(cfg *server.Config) {
 		nd.clock = NewClock(nd.bug == BugWallClock)
 		cfg.Clock = nd.clock
 	}
+	if err := snapshotKnobs(cfg); err != nil { // store.go
+		logf(cfg, "ignoring the chaos snapshot settings", "error", err)
+	}
 	f.LogStore = func(s raft.LogStore) raft.LogStore {
-		nd.store = &slowStore{LogStore: s}
+		nd.disk = newDiskStore(s)
+		nd.store = &slowStore{LogStore: nd.disk}
 		return nd.store
 	}
 	f.HTTP = nd.handler

@@ -42,10 +42,11 @@ func (s *slowStore) StoreLogs(ls []*raft.Log) error {
 // h, which would clean every other path (an item key with "//" would be
 // redirected) before the API saw it.
 //
-//	GET  /chaos/state                          -> {"bug","clock":{...},"fsync_delay_ms"}
+//	GET  /chaos/state                          -> {"bug","clock":{...},"fsync_delay_ms","disk":{...}}
 //	POST /chaos/clock?offset=5s&rate=1.004&follower_rate=1.1   (any subset)
 //	POST /chaos/fsync?delay=200ms
 //	POST /chaos/transfer                       (on the leader; returns once raft is done)
+//	POST /chaos/disk?mode=honest|lie|stall|errors  (the log disk: store.go)
 func (nd *node) handler(h http.Handler, n *server.Node) http.Handler {
 	if nd.clock != nil {
 		nd.clock.setLeading(n.IsLeader)
@@ -62,6 +63,17 @@ func (nd *node) handler(h http.Handler, n *server.Node) http.Handler {
 			return
 		}
 		nd.store.delay.Store(int64(d))
+		nd.writeState(w)
+	})
+	mux.HandleFunc("POST /chaos/disk", func(w http.ResponseWriter, r *http.Request) {
+		if nd.disk == nil {
+			http.Error(w, "no log store yet", http.StatusConflict)
+			return
+		}
+		if err := nd.disk.setMode(r.URL.Query().Get("mode")); err != nil {
+			http.Error(w, err.Error(), http.StatusBadRequest)
+			return
+		}
 		nd.writeState(w)
 	})
 	mux.HandleFunc("POST /chaos/transfer", func(w http.ResponseWriter, _ *http.Request) {
@@ -130,6 +142,9 @@ func (nd *node) writeState(w http.ResponseWriter) {
 	}
 	if nd.store != nil {
 		st["fsync_delay_ms"] = time.Duration(nd.store.delay.Load()).Milliseconds()
+	}
+	if nd.disk != nil {
+		st["disk"] = nd.disk.state()
 	}
 	w.Header().Set("Content-Type", "application/json")
 	json.NewEncoder(w).Encode(st)
