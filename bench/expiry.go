@@ -156,45 +156,66 @@ func expiry(ctx context.Context, sys system, n int, grantRate float64) (res Expi
 // MemoryResult is the leader's RSS growth from granting many leases.
 type MemoryResult struct {
 	Leases          int     `json:"leases"`
+	Granted         int     `json:"granted"` // by this step: the table held Leases-Granted before it
 	LeaderNode      string  `json:"leader_node"`
-	RSSBeforeMiB    float64 `json:"rss_before_mib"`
+	RSSBeforeMiB    float64 `json:"rss_before_mib"` // the leader's with an empty table
 	RSSAfterMiB     float64 `json:"rss_after_mib"`
 	PerHundredKMiB  float64 `json:"mib_per_100k_leases"`
 	GrantsPerSecond float64 `json:"grants_per_sec"`
 	Error           string  `json:"error,omitempty"`
 }
 
-// memory grants n long-lived leases (clients at a time) and reports the leader's VmRSS growth.
-// The leases stay, as the background of the scale failover.
-func memory(ctx context.Context, sys system, n, clients int) (res MemoryResult) {
-	res.Leases = n
-	li, err := sys.leader(ctx)
-	if err != nil {
-		res.Error = err.Error()
-		return res
+// rssBaseline is every live node's VmRSS with an empty table, by process
+// ID: the growth at a table size is the leader's VmRSS then minus its own
+// here, whichever node leads by then.
+type rssBaseline map[int]int64
+
+func baseline(sys system) rssBaseline {
+	b := rssBaseline{}
+	for _, n := range sys.nodes() {
+		if n.alive() {
+			if kib, err := rssKiB(n.pid()); err == nil {
+				b[n.pid()] = kib
+			}
+		}
 	}
-	nd := sys.nodes()[li]
-	res.LeaderNode = nd.name
-	before, err := rssKiB(nd.pid())
-	if err != nil {
+	return b
+}
+
+// memory grants long-lived leases (clients at a time) until the table holds
+// n (it held had) and reports the leader's VmRSS growth from its own VmRSS
+// in base. The leases stay, as the background of the scale failover and of
+// the next table size.
+func memory(ctx context.Context, sys system, base rssBaseline, had, n, clients int) (res MemoryResult) {
+	res.Leases, res.Granted = n, n-had
+	fail := func(err error) MemoryResult {
 		res.Error = err.Error()
+		fmt.Fprintf(os.Stderr, "  %s memory: %v\n", sys.name(), err)
 		return res
 	}
 	start := time.Now()
-	if err := parallel(ctx, n, clients, func(ctx context.Context, w, _ int) error {
+	if err := parallel(ctx, n-had, clients, func(ctx context.Context, w, _ int) error {
 		_, err := sys.grant(ctx, w, longTTL)
 		return err
 	}); err != nil {
-		res.Error = "granting: " + err.Error()
-		return res
+		return fail(fmt.Errorf("granting: %w", err))
 	}
-	res.GrantsPerSecond = round1(float64(n) / time.Since(start).Seconds())
+	res.GrantsPerSecond = round1(float64(n-had) / time.Since(start).Seconds())
 	// Let in-flight work (log compaction, snapshots) settle before reading.
 	time.Sleep(3 * time.Second)
+	li, err := sys.leader(ctx)
+	if err != nil {
+		return fail(err)
+	}
+	nd := sys.nodes()[li]
+	res.LeaderNode = nd.name
+	before, ok := base[nd.pid()]
+	if !ok {
+		return fail(fmt.Errorf("leader %s was restarted since the table was empty: no RSS to compare with", nd.name))
+	}
 	after, err := rssKiB(nd.pid())
 	if err != nil {
-		res.Error = err.Error()
-		return res
+		return fail(err)
 	}
 	res.RSSBeforeMiB, res.RSSAfterMiB = round3(float64(before)/1024), round3(float64(after)/1024)
 	res.PerHundredKMiB = round3(float64(after-before) / 1024 / float64(n) * 100_000)

@@ -33,7 +33,10 @@ type settings struct {
 	Warm           time.Duration `json:"warmup_ns"`
 	Dur            time.Duration `json:"duration_ns"`
 	ExpiryLeases   int           `json:"expiry_leases"`
-	ScaleLeases    int           `json:"scale_leases"`
+	ScaleLeases    int           `json:"scale_leases"` // the largest of TableSizes
+	TableSizes     []int         `json:"table_sizes"`  // the memory and scale phases run at each
+	ReplayGrants   int           `json:"replay_grants"`
+	ReplaySnapshot uint64        `json:"replay_snapshot_threshold"` // log entries between snapshots in the replay phase's clusters
 	FailoverLeases int           `json:"failover_kept_alive_leases"`
 	FailoverTTL    time.Duration `json:"failover_ttl_ns"`
 	IdleTTL        time.Duration `json:"idle_lease_ttl_ns"`
@@ -61,7 +64,8 @@ func main() {
 	profile := flag.Bool("profile", true, "capture CPU profiles of the leasecluster leader during the throughput workloads")
 	keep := flag.Bool("keep", false, "keep the work directory (data dirs, node logs, profiles)")
 	outDir := flag.String("out", "results", "directory for the JSON and Markdown results")
-	phases := flag.String("phases", strings.Join(allPhases, ","), "comma-separated phases to run (scale also runs memory, which fills the lease table); a partial run does not replace latest.md")
+	phases := flag.String("phases", strings.Join(allPhases, ","), "comma-separated phases to run (scale and restart also run memory, which fills the lease table; restart alone fills only the largest); a partial run does not replace latest.md")
+	sizes := flag.String("table-sizes", "", "comma-separated lease counts the memory and scale phases run at, in turn on one growing table (default 100000,1000000; -quick 100000); restart uses the largest")
 	systems := flag.String("systems", strings.Join(allSystems, ","), "comma-separated systems to run")
 	scaleKills := flag.Int("scale-kills", 1, "leader kills in the scale phase, each on the same large table (the killed node is restarted between them); targets must hold in every one")
 	fill := flag.Int("fill-clients", 512, "concurrent grants that fill the memory phase's table")
@@ -79,7 +83,7 @@ func main() {
 		os.Exit(2)
 	}
 	set := settings{Quick: *quick, Warm: time.Second, Dur: 5 * time.Second,
-		ExpiryLeases: 100_000, ScaleLeases: 1_000_000, FailoverLeases: 1000, FailoverTTL: 3 * time.Second,
+		ExpiryLeases: 100_000, TableSizes: []int{100_000, 1_000_000}, ReplayGrants: 200_000, ReplaySnapshot: 10_000_000, FailoverLeases: 1000, FailoverTTL: 3 * time.Second,
 		IdleTTL: 60 * time.Second, IdleFor: 35 * time.Second, KAStreams: kaStreams, Clients: clientsPerSystem, Profile: *profile, FillClients: max(*fill, 1), Passes: 2,
 		Phases: ph, Systems: sy, ScaleKills: max(*scaleKills, 1), LCLogLevel: *lcLog, TLS: *useTLS}
 	if *quick {
@@ -87,9 +91,16 @@ func main() {
 		// etcd revokes about 1,000 expired leases per second, and the
 		// expiry phase waits for them: 10,000 took 30-45 s of the three
 		// minutes.
-		set.ExpiryLeases, set.ScaleLeases = 5_000, 100_000
+		set.ExpiryLeases, set.TableSizes, set.ReplayGrants = 5_000, []int{100_000}, 20_000
 		set.IdleTTL, set.IdleFor = 20*time.Second, 12*time.Second
 	}
+	if *sizes != "" {
+		if set.TableSizes, err = parseSizes(*sizes); err != nil {
+			fmt.Fprintln(os.Stderr, "bench: -table-sizes:", err)
+			os.Exit(2)
+		}
+	}
+	set.ScaleLeases = set.TableSizes[len(set.TableSizes)-1]
 	ctx, cancel := signal.NotifyContext(context.Background(), syscall.SIGINT, syscall.SIGTERM)
 	defer cancel()
 	if err := run(ctx, set, *keep, *outDir); err != nil {
@@ -262,66 +273,37 @@ func run(ctx context.Context, set settings, keep bool, outDir string) error {
 		})
 	}
 
-	// The scale phase fails over with the memory phase's leases in the
-	// table. Each system fills its table and fails over on its own, and is
-	// stopped when done: a million idle leases (or a revoke backlog) in the
-	// other system's processes would compete for the same two cores.
-	if set.Phases.has(phaseMemory) || set.Phases.has(phaseScale) {
+	// The table phases (memory, scale, restart) run on one system at a time,
+	// which is stopped when done: a million idle leases (or a revoke backlog)
+	// in the other system's processes would compete for the same two cores.
+	if set.Phases.has(phaseMemory) || set.Phases.has(phaseScale) || set.Phases.has(phaseRestart) {
 		each(func(s system, lc bool) {
-			fmt.Fprintf(os.Stderr, "%s: memory with %d leases ...\n", s.name(), set.ScaleLeases)
-			m := memory(ctx, s, set.ScaleLeases, set.FillClients)
-			if lc {
-				res.Memory.LC = m
-			} else {
-				res.Memory.Etcd = m
-			}
-			if set.Phases.has(phaseScale) {
-				fmt.Fprintf(os.Stderr, "%s: failover with %d leases in the cluster ...\n", s.name(), set.ScaleLeases)
-				runs := scale(ctx, s, set, pprof, profDir)
-				for i := range runs {
-					runs[i].BackgroundLeases = set.ScaleLeases
-				}
-				if lc {
-					res.ScaleRuns.LC, res.Scale.LC = runs, worstFailover(runs)
-				} else {
-					res.ScaleRuns.Etcd, res.Scale.Etcd = runs, worstFailover(runs)
-				}
-			}
-			for _, n := range s.nodes() {
-				n.stop()
-			}
+			res.addTableRun(lc, tablePhases(ctx, s, set, pprof, profDir))
 		})
 	}
-
 	cl.stopAll()
+
+	// The replay phase starts clusters of its own (a snapshot threshold above
+	// its grants), one system at a time, after the others are stopped.
+	if set.Phases.has(phaseReplay) {
+		env := replayEnv{lcBin: bin, etcdBin: etcdBin, work: work, logLevel: set.LCLogLevel, tls: tlsSet}
+		for _, sy := range set.Systems {
+			fmt.Fprintf(os.Stderr, "%s: replay of a %d-grant log ...\n", sy, set.ReplayGrants)
+			r := replay(ctx, sy == sysLC, env, set.ReplayGrants, set.FillClients, set.ReplaySnapshot)
+			if sy == sysLC {
+				res.Replay.LC = r
+			} else {
+				res.Replay.Etcd = r
+			}
+		}
+	}
+
 	res.Seconds = round1(time.Since(began).Seconds())
 	res.evaluate()
 	if pprof {
 		res.attachProfiles(profDir)
 	}
 	return res.write(os.Stdout, outDir)
-}
-
-// scale runs set.ScaleKills leader kills on a system whose table the memory
-// phase filled, restarting the killed node between them.
-func scale(ctx context.Context, s system, set settings, pprof bool, profDir string) []FailoverResult {
-	var runs []FailoverResult
-	for k := range set.ScaleKills {
-		sp := failoverParams{keptAlive: set.FailoverLeases, ttl: set.FailoverTTL, observe: set.FailoverTTL + time.Second}
-		if lc, ok := s.(*lcSystem); ok && pprof {
-			sp.afterKill = survivorProfiler(lc, profDir, fmt.Sprintf("scale%d", k+1))
-		}
-		sp.probeCSV = filepath.Join(profDir, fmt.Sprintf("scale%d-%s-probe.csv", k+1, s.name()))
-		r, killed := failover(ctx, s, sp, true)
-		runs = append(runs, r)
-		if k+1 < set.ScaleKills {
-			if err := restart(ctx, s, killed); err != nil {
-				fmt.Fprintf(os.Stderr, "  %s: %v\n", s.name(), err)
-				break
-			}
-		}
-	}
-	return runs
 }
 
 func startClusters(ctx context.Context, cl *clusters, bin, etcdBin, work string, pprof bool, systems nameSet, logLevel string, t *benchTLS) error {
@@ -444,13 +426,16 @@ func notes(set settings, pprof bool) []string {
 		"Through a follower: etcd forwards a follower's keepalives to the leader; leasecluster's gRPC KeepAlive is refused on a follower (UNAVAILABLE + leader hint), so its follower path is the HTTP/JSON API, which forwards each renewal (POST /v1/leases/{id}/keepalive) — unless a probe renewal over the follower's gRPC stream succeeds, in which case the stream is used.",
 		fmt.Sprintf("The throughput workloads take turns, one workload at a time, and each runs %d time(s) per system: with two, in the order leasecluster, etcd, etcd, leasecluster, so that the shared machine's drifting speed falls on both systems alike; a figure is over both passes (throughput: all operations over all the time; p50 and p99: the mean of the passes'). The two failovers of the small-table phase run concurrently (timer-paced); everything else runs one system at a time. The machine has 2 cores shared with other work: figures are from one run and noisy.", set.Passes),
 		"CPU per operation: the user and system CPU time of all of a system's node processes, and of the bench process (the load generator), from the start to the end of each workload's measured interval, divided by its operations (all passes).",
+		fmt.Sprintf("Table phases, one system at a time: the table grows to each of %v leases in turn (long TTLs); at each size the leader's VmRSS growth from its own VmRSS with the empty table, then a leader kill on that table (scale; the killed node is restarted and caught up before the table grows). On the largest table a follower is SIGKILLed and started again on its data dir (restart).", set.TableSizes),
+		fmt.Sprintf("Replay: a fresh cluster of each system that takes no snapshot before %d log entries (leasecluster --snapshot-threshold, etcd --snapshot-count), %d grants, then a follower SIGKILLed and started again: leasecluster applies its whole log again, etcd reads its WAL (its backend already holds what was applied).", set.ReplaySnapshot, set.ReplayGrants),
+		"Restart times run from the process start until the node has applied the commit index the leader had at the kill and would serve a linearizable read itself (leasecluster: GET /readyz on it; etcd: a linearizable range read through it alone), polled every 10 ms; first answer: its first status reply.",
 	}
 	if set.TLS {
 		n = append(n, tlsNote())
 	}
 	if set.Quick {
-		n = append(n, fmt.Sprintf("QUICK MODE: %v per workload after %v warm-up; expiry of %d leases instead of 100,000; memory and scale phases with %d leases instead of 1,000,000; idle lease of %v left for %v instead of 60 s for 35 s.",
-			set.Dur, set.Warm, set.ExpiryLeases, set.ScaleLeases, set.IdleTTL, set.IdleFor))
+		n = append(n, fmt.Sprintf("QUICK MODE: %v per workload after %v warm-up; expiry of %d leases instead of 100,000; table phases at %v leases instead of 100,000 and 1,000,000; replay of %d grants instead of 200,000; idle lease of %v left for %v instead of 60 s for 35 s.",
+			set.Dur, set.Warm, set.ExpiryLeases, set.TableSizes, set.ReplayGrants, set.IdleTTL, set.IdleFor))
 	}
 	if pprof {
 		n = append(n, "CPU profiles of the leasecluster leader are taken (via --pprof) during its throughput workloads; the top entries of those whose target was missed are listed below.")

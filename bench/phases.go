@@ -13,13 +13,15 @@ const (
 	phaseFailover   = "failover"
 	phaseMemory     = "memory"
 	phaseScale      = "scale"
+	phaseRestart    = "restart"
+	phaseReplay     = "replay"
 
 	sysLC   = "leasecluster"
 	sysEtcd = "etcd"
 )
 
 var (
-	allPhases  = []string{phaseThroughput, phaseFailover, phaseExpiry, phaseMemory, phaseScale}
+	allPhases  = []string{phaseThroughput, phaseFailover, phaseExpiry, phaseMemory, phaseScale, phaseRestart, phaseReplay}
 	allSystems = []string{sysLC, sysEtcd}
 )
 

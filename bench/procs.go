@@ -62,9 +62,9 @@ func rssKiB(pid int) (int64, error) {
 // startLC starts three `leasecluster serve` nodes (internal/proccluster:
 // free loopback ports, a leader waited for) with default settings except
 // the log level (warn unless -lc-log-level) and, when the binary has it,
-// --pprof so the leader can be profiled.
-func startLC(ctx context.Context, bin, dir string, pprof bool, logLevel string, t *benchTLS) ([]*node, error) {
-	flags := append([]string{"--log-level", logLevel}, t.lcFlags()...)
+// --pprof so the leader can be profiled, and the extra flags.
+func startLC(ctx context.Context, bin, dir string, pprof bool, logLevel string, t *benchTLS, extra ...string) ([]*node, error) {
+	flags := append(append([]string{"--log-level", logLevel}, t.lcFlags()...), extra...)
 	memberFlags := t.lcMemberFlags()
 	debugAddrs := map[string]string{} // node name -> --debug-addr; written before the nodes start
 	if pprof {
@@ -107,8 +107,9 @@ func startLC(ctx context.Context, bin, dir string, pprof bool, logLevel string, 
 
 // newEtcdNodes prepares three etcd nodes on free loopback ports: the
 // etcdnode program (./etcdnode), each an embed.Etcd with etcd's default
-// settings (and, with t, client and peer TLS on https URLs).
-func newEtcdNodes(bin, dir string, t *benchTLS) ([]*node, error) {
+// settings (and, with t, client and peer TLS on https URLs) but the extra
+// flags of etcdnode.
+func newEtcdNodes(bin, dir string, t *benchTLS, extra []string) ([]*node, error) {
 	ports, err := proctest.FreePorts(6)
 	if err != nil {
 		return nil, err
@@ -124,7 +125,7 @@ func newEtcdNodes(bin, dir string, t *benchTLS) ([]*node, error) {
 		args := []string{"-name", name, "-data-dir", filepath.Join(dir, name),
 			"-peer-url", fmt.Sprintf("%s://127.0.0.1:%d", t.scheme(), ports[i]), "-client-url", t.scheme() + "://" + clientAddr,
 			"-initial-cluster", strings.Join(peers, ",")}
-		args = append(args, t.etcdArgs(name)...)
+		args = append(append(args, t.etcdArgs(name)...), extra...)
 		d := proctest.NewDaemon(proctest.Spec{Name: name, Bin: bin, Args: args, Log: filepath.Join(dir, name+".log")})
 		nodes = append(nodes, &node{d: d, name: name, dataDir: filepath.Join(dir, name), clientEP: clientAddr})
 	}
@@ -133,13 +134,13 @@ func newEtcdNodes(bin, dir string, t *benchTLS) ([]*node, error) {
 
 // startEtcd starts three etcd nodes and waits until they are ready. A node
 // that cannot bind its port (taken since it was picked) makes it start over
-// on new ports with empty data dirs.
-func startEtcd(ctx context.Context, bin, dir string, t *benchTLS) ([]*node, *etcdSystem, error) {
+// on new ports with empty data dirs. extra are more flags of etcdnode.
+func startEtcd(ctx context.Context, bin, dir string, t *benchTLS, extra ...string) ([]*node, *etcdSystem, error) {
 	var nodes []*node
 	var sys *etcdSystem
 	err := proctest.RetryAddrInUse(func() (err error) {
 		sys = nil
-		if nodes, err = newEtcdNodes(bin, dir, t); err != nil {
+		if nodes, err = newEtcdNodes(bin, dir, t, extra); err != nil {
 			return err
 		}
 		defer func() {

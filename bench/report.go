@@ -9,6 +9,7 @@ import (
 	"os/exec"
 	"path/filepath"
 	"runtime"
+	"slices"
 	"strings"
 	"time"
 )
@@ -25,10 +26,11 @@ type Results struct {
 	Throughput []Pair `json:"throughput"`
 	Expiry     struct{ LC, Etcd ExpiryResult }
 	Failover   struct{ LC, Etcd FailoverResult }
-	Memory     struct{ LC, Etcd MemoryResult }
-	// ScaleRuns holds every kill of the scale phase; Scale is the worst.
-	ScaleRuns struct{ LC, Etcd []FailoverResult }
-	Scale     struct{ LC, Etcd FailoverResult }
+	// Sizes holds the memory and scale phases at each table size, smallest
+	// first.
+	Sizes   []TableSize `json:"table_sizes"`
+	Restart struct{ LC, Etcd RestartResult }
+	Replay  struct{ LC, Etcd RestartResult }
 
 	Targets  []Target          `json:"targets"`
 	Profiles map[string]string `json:"profiles,omitempty"` // workload -> pprof -top of the leasecluster leader
@@ -76,119 +78,6 @@ func (t Target) status() string {
 		return "met"
 	}
 	return "MISSED"
-}
-
-// phaseRan reports whether the run included phase. The memory phase also
-// runs for the scale phase, which needs its filled table.
-func (r *Results) phaseRan(phase string) bool {
-	ph := r.Settings.Phases
-	return ph.has(phase) || phase == phaseMemory && ph.has(phaseScale)
-}
-
-// need is what a target's figures come from: a phase, run on leasecluster
-// and, for a comparison, on etcd too.
-type need struct {
-	phase string
-	etcd  bool
-}
-
-// ran reports whether the run measured what n needs.
-func (r *Results) ran(n need) bool {
-	sy := r.Settings.Systems
-	return r.phaseRan(n.phase) && sy.has(sysLC) && (!n.etcd || sy.has(sysEtcd))
-}
-
-func (r *Results) pair(w string) Pair {
-	for _, p := range r.Throughput {
-		if p.Workload == w {
-			return p
-		}
-	}
-	return Pair{}
-}
-
-// evaluate checks every target. A target whose phase, or a system it
-// compares, was left out of the run is marked not run rather than judged on
-// zeros.
-func (r *Results) evaluate() {
-	var (
-		throughput  = need{phaseThroughput, true}
-		failoverCmp = need{phaseFailover, true}
-		failoverLC  = need{phaseFailover, false}
-		expiryLC    = need{phaseExpiry, false}
-		memoryCmp   = need{phaseMemory, true}
-		scaleLC     = need{phaseScale, false}
-	)
-	// etcd formats etcd's figure for beside leasecluster's, if etcd ran.
-	etcd := func(format string, v any) string {
-		if !r.Settings.Systems.has(sysEtcd) {
-			return ""
-		}
-		return " (etcd " + fmt.Sprintf(format, v) + ")"
-	}
-	add := func(n need, name, want, got string, met bool, workload string) {
-		t := Target{Name: name, Want: want, Got: got, Met: met, Workload: workload}
-		if !r.ran(n) {
-			t.Met, t.NotRun, t.Got = false, true, "-"
-		}
-		r.Targets = append(r.Targets, t)
-	}
-	thr := func(w string, min float64) {
-		p := r.pair(w)
-		add(throughput, w+" throughput", fmt.Sprintf(">= %.1fx etcd", min),
-			fmt.Sprintf("%.2fx (%.0f vs %.0f ops/s)", p.Thr, p.LC.Throughput, p.Etcd.Throughput), p.Thr >= min && p.LC.Errors == 0, w)
-	}
-	thr(wGrant64, 2)
-	p := r.pair(wGrant1)
-	add(throughput, "grant c=1 p50 latency", "<= 0.75x etcd", fmt.Sprintf("%.2fx (%.2f vs %.2f ms)", p.P50, p.LC.P50Ms, p.Etcd.P50Ms),
-		p.P50 > 0 && p.P50 <= 0.75, wGrant1)
-	thr(wRevoke64, 5)
-	thr(wKA64, 1.5)
-	thr(wKA256, 1.5)
-	thr(wKAFollower, 3)
-	thr(wTTL64, 1)
-
-	f := r.Failover
-	// A system on which some leases were never renewed again has no "all
-	// renewed" time (its field stays 0): it never caught up, so it is the
-	// slower one, not the faster.
-	// A system whose run failed has no figures at all: say so rather than
-	// compare with its zeros.
-	resumed := func(x FailoverResult) string {
-		switch {
-		case x.Error != "":
-			return "not measured (" + x.Error + ")"
-		case x.NotResumed > 0:
-			return fmt.Sprintf("never (%d not renewed again)", x.NotResumed)
-		}
-		return fmt.Sprintf("%.0f ms", x.ResumeAllMs)
-	}
-	add(failoverCmp, "failover: renewals resume", "all leases renewed no later than on etcd",
-		fmt.Sprintf("%s vs %s (first renewal %.0f vs %.0f ms)", resumed(f.LC), resumed(f.Etcd), f.LC.ResumeFirstMs, f.Etcd.ResumeFirstMs),
-		f.LC.Error == "" && f.Etcd.Error == "" && f.LC.NotResumed == 0 && (f.Etcd.NotResumed > 0 || f.LC.ResumeAllMs <= f.Etcd.ResumeAllMs), "")
-	add(failoverLC, "failover: no lease lost", "0 of 1,000", fmt.Sprintf("%d", f.LC.Lost)+etcd("%d", f.Etcd.Lost), f.LC.Error == "" && f.LC.Lost == 0, "")
-	add(failoverLC, "failover: idle lease keeps its remaining TTL", "jump within the extension (0 to 1 s, +-250 ms measurement)",
-		fmt.Sprintf("%+.0f ms", f.LC.IdleJumpMs)+etcd("%+.0f ms", f.Etcd.IdleJumpMs),
-		f.LC.IdleBeforeMs > 0 && f.LC.IdleJumpMs >= -250 && f.LC.IdleJumpMs <= 1250, "")
-
-	e := r.Expiry
-	add(expiryLC, fmt.Sprintf("expiry: %d simultaneous expiries", r.Settings.ExpiryLeases), "all revoked within 2 s of due",
-		revoked(e.LC)+etcd("%s", revoked(e.Etcd))+fmt.Sprintf("; renewal p99 during the storm %.1f ms", e.LC.RenewP99Ms)+etcd("%.1f ms", e.Etcd.RenewP99Ms),
-		e.LC.Error == "" && e.LC.RevokedAfterMs <= 2000, "")
-
-	m := r.Memory
-	mr := ratio(m.LC.PerHundredKMiB, m.Etcd.PerHundredKMiB)
-	add(memoryCmp, "memory: leader RSS growth per lease", "<= 0.5x etcd",
-		fmt.Sprintf("%.2fx (%.1f vs %.1f MiB per 100k)", mr, m.LC.PerHundredKMiB, m.Etcd.PerHundredKMiB),
-		m.LC.Error == "" && m.Etcd.Error == "" && mr <= 0.5, "")
-
-	s := r.Scale.LC
-	add(scaleLC, fmt.Sprintf("scale (%d leases): no kept-alive lease lost", r.Settings.ScaleLeases), "0 of 1,000",
-		fmt.Sprintf("%d", s.Lost)+etcd("%d", r.Scale.Etcd.Lost), s.Error == "" && s.Lost == 0, "")
-	add(scaleLC, fmt.Sprintf("scale (%d leases): renewals resume", r.Settings.ScaleLeases), "<= 2 s",
-		fmt.Sprintf("%.0f ms for all", s.ResumeAllMs)+etcd("%.0f ms", r.Scale.Etcd.ResumeAllMs), s.Error == "" && s.NotResumed == 0 && s.ResumeAllMs <= 2000, "")
-	add(scaleLC, fmt.Sprintf("scale (%d leases): longest renewal stall during Promote", r.Settings.ScaleLeases), "<= 50 ms",
-		fmt.Sprintf("%.1f ms", s.ProbeMaxStallMs)+etcd("%.1f ms", r.Scale.Etcd.ProbeMaxStallMs), s.Error == "" && s.ProbeFirstOKMs > 0 && s.ProbeMaxStallMs <= 50, "")
 }
 
 // revoked describes when an expiry run had every lease revoked.
@@ -281,7 +170,15 @@ func (r *Results) table(w io.Writer) {
 		r.memoryTable(w)
 	}
 	if r.phaseRan(phaseScale) {
-		failoverTable(w, fmt.Sprintf("Failover with %d leases in the cluster", r.Settings.ScaleLeases), r.Scale.LC, r.Scale.Etcd)
+		for _, ts := range r.Sizes {
+			failoverTable(w, fmt.Sprintf("Failover with %d leases in the cluster", ts.Leases), ts.Scale.LC, ts.Scale.Etcd)
+		}
+	}
+	if r.phaseRan(phaseRestart) {
+		restartTable(w, fmt.Sprintf("Follower restart with %d leases (SIGKILL, start again on its data dir)", r.Settings.ScaleLeases), r.Restart.LC, r.Restart.Etcd)
+	}
+	if r.phaseRan(phaseReplay) {
+		restartTable(w, fmt.Sprintf("Follower restart replaying a long log (%d grants, no snapshot before %d entries)", r.Settings.ReplayGrants, r.Settings.ReplaySnapshot), r.Replay.LC, r.Replay.Etcd)
 	}
 	fmt.Fprintf(w, "\n## Targets\n\n| target | want | got | |\n|---|---|---|---|\n")
 	for _, t := range r.Targets {
@@ -364,12 +261,44 @@ func (r *Results) expiryTable(w io.Writer) {
 	}
 }
 
-// memoryTable renders the leader's RSS growth as the table filled.
+// memoryTable renders the leader's RSS growth at each table size: the
+// leader's VmRSS then against its own with an empty table.
 func (r *Results) memoryTable(w io.Writer) {
-	m := r.Memory
-	fmt.Fprintf(w, "\n## Leader memory\n\n| | leasecluster | etcd |\n|---|---:|---:|\n")
-	fmt.Fprintf(w, "| leases granted | %d | %d |\n| leader VmRSS before / after, MiB | %.0f / %.0f | %.0f / %.0f |\n", m.LC.Leases, m.Etcd.Leases, m.LC.RSSBeforeMiB, m.LC.RSSAfterMiB, m.Etcd.RSSBeforeMiB, m.Etcd.RSSAfterMiB)
-	fmt.Fprintf(w, "| growth per 100,000 leases, MiB | %.1f | %.1f |\n| grants/s (%d concurrent) | %.0f | %.0f |\n", m.LC.PerHundredKMiB, m.Etcd.PerHundredKMiB, r.Settings.FillClients, m.LC.GrantsPerSecond, m.Etcd.GrantsPerSecond)
+	fmt.Fprintf(w, "\n## Leader memory (VmRSS growth from the empty table; grants %d concurrent)\n\n", r.Settings.FillClients)
+	fmt.Fprintf(w, "| leases in the table | leasecluster leader, MiB | per 100,000 leases | grants/s | etcd leader, MiB | per 100,000 leases | grants/s | ratio per lease |\n")
+	fmt.Fprintf(w, "|---:|---:|---:|---:|---:|---:|---:|---:|\n")
+	var errs []string
+	for _, ts := range r.Sizes {
+		lc, et := ts.Memory.LC, ts.Memory.Etcd
+		fmt.Fprintf(w, "| %d | %.0f -> %.0f | %.1f | %.0f | %.0f -> %.0f | %.1f | %.0f | %.2f |\n", ts.Leases,
+			lc.RSSBeforeMiB, lc.RSSAfterMiB, lc.PerHundredKMiB, lc.GrantsPerSecond,
+			et.RSSBeforeMiB, et.RSSAfterMiB, et.PerHundredKMiB, et.GrantsPerSecond, ratio(lc.PerHundredKMiB, et.PerHundredKMiB))
+		for sys, e := range map[string]string{"leasecluster": lc.Error, "etcd": et.Error} {
+			if e != "" {
+				errs = append(errs, fmt.Sprintf("- %d leases, %s: %s", ts.Leases, sys, e))
+			}
+		}
+	}
+	if len(errs) > 0 {
+		slices.Sort(errs)
+		fmt.Fprintf(w, "\n%s\n", strings.Join(errs, "\n"))
+	}
+}
+
+// restartTable renders a follower restart on both systems.
+func restartTable(w io.Writer, title string, lc, et RestartResult) {
+	fmt.Fprintf(w, "\n## %s\n\n| | leasecluster | etcd |\n|---|---:|---:|\n", title)
+	row := func(name string, a, b any) { fmt.Fprintf(w, "| %s | %v | %v |\n", name, a, b) }
+	row("leases in the table", lc.Leases, et.Leases)
+	row("leader's commit index at the kill", lc.LogIndex, et.LogIndex)
+	row("restarted follower", lc.Node, et.Node)
+	f0 := func(v float64) string { return fmt.Sprintf("%.0f", v) }
+	row("first status answer after the start, ms", f0(lc.AnswerMs), f0(et.AnswerMs))
+	row("ready after the start (that index applied, a linearizable read served), ms", f0(lc.ReadyMs), f0(et.ReadyMs))
+	row("its VmRSS when ready, MiB", f0(lc.RSSMiB), f0(et.RSSMiB))
+	if lc.Error != "" || et.Error != "" {
+		row("error", lc.Error, et.Error)
+	}
 }
 
 // write prints the table and stores results/<date>.json and results/latest.md.
@@ -409,8 +338,8 @@ func (r *Results) write(stdout io.Writer, dir string) error {
 	fmt.Fprintf(&b, "- run: %s, %s mode, %.0f s (`cd bench && go run .%s`); JSON: `%s.json`\n", r.Started, mode, r.Seconds, flags, name)
 	fmt.Fprintf(&b, "- commit: %s\n", r.Commit)
 	fmt.Fprintf(&b, "- machine: %s CPUs (%s), %s memory, Linux %s, %s\n", r.Machine["nproc"], r.Machine["cpu"], r.Machine["memory"], r.Machine["kernel"], r.Machine["go"])
-	fmt.Fprintf(&b, "- settings: %v per workload after %v warm-up; %d renewal streams per keepalive workload; %d client objects per system; expiry %d leases; memory/scale %d leases; failover %d leases TTL %v, idle lease %v unrenewed for %v\n\n",
-		r.Settings.Dur, r.Settings.Warm, r.Settings.KAStreams, r.Settings.Clients, r.Settings.ExpiryLeases, r.Settings.ScaleLeases, r.Settings.FailoverLeases, r.Settings.FailoverTTL, r.Settings.IdleTTL, r.Settings.IdleFor)
+	fmt.Fprintf(&b, "- settings: %v per workload after %v warm-up; %d renewal streams per keepalive workload; %d client objects per system; expiry %d leases; memory/scale/restart %v leases; replay %d grants; failover %d leases TTL %v, idle lease %v unrenewed for %v\n\n",
+		r.Settings.Dur, r.Settings.Warm, r.Settings.KAStreams, r.Settings.Clients, r.Settings.ExpiryLeases, r.Settings.TableSizes, r.Settings.ReplayGrants, r.Settings.FailoverLeases, r.Settings.FailoverTTL, r.Settings.IdleTTL, r.Settings.IdleFor)
 	fmt.Fprintf(&b, "## Method\n\n")
 	for _, n := range r.Notes {
 		fmt.Fprintf(&b, "- %s\n", n)
