@@ -49,16 +49,17 @@ var biteCases = []biteCase{
 		seed: 1, duration: 30 * time.Second},
 	// TimeToLive reports the granted TTL + 10%.
 	{bug: "ttl-misreport", want: CheckTTLSanity, seed: 1, duration: 20 * time.Second},
-	// A follower answers reads from its own state: after a partition the
-	// client reads from the cut-off old leader. A stale read can also show a
-	// lease gone before its deadline (a grant not yet applied there) or
-	// alive after it was seen gone.
+	// A follower answers reads from its own state: when the leader is cut
+	// off or killed the client tries the other nodes, and a follower that is
+	// behind (cut off itself, or catching up after a restart) answers. A
+	// stale read can also show a lease gone before its deadline (a grant not
+	// yet applied there) or alive after it was seen gone.
 	{bug: "stale-read", want: CheckLinearizable, also: []string{CheckNoEarlyExpiry, CheckResurrection},
 		nemeses: []string{NemesisPartition, NemesisKill}, seed: 1, duration: 30 * time.Second, netns: true},
 	// n1 applies client revokes without their request IDs: the same leases
 	// and items everywhere, but n1's dedupe window (in the state hash)
 	// differs. Nothing a client can see changes.
-	{bug: "diverge", want: CheckConvergence, seed: 1, duration: 15 * time.Second},
+	{bug: "diverge", want: CheckConvergence, seed: 1, duration: 20 * time.Second},
 	// An attach takes the key from its holder: a second lock holder while
 	// the first still uses the key inside its deadline. The first holder
 	// may then write with its superseded token before the new holder's first
@@ -88,9 +89,17 @@ var biteCases = []biteCase{
 		also:    []string{CheckLinearizable, CheckResurrection, CheckNoOverlap, CheckFencing},
 		nemeses: []string{NemesisFsync}, seed: 13, duration: 40 * time.Second, netns: true},
 	// The lessor measures on the wall clock: seed 5 steps the leader's
-	// clock by +64 s and then -105 s (the remaining time then exceeds
-	// TTL + extend: ttl-sanity).
-	{bug: "wall-clock", want: CheckNoEarlyExpiry, also: []string{CheckTTLSanity},
+	// clock by +64 s and then -105 s. After the first step leases are
+	// revoked under their holders, whose renewals in flight are given up
+	// (availability); after the second the remaining time exceeds TTL +
+	// extend (ttl-sanity) and leases outlive their bound (bounded-expiry).
+	// Around a step a renewal is refused as expired while the lease is still
+	// there for a revoke or a read (linearizable, no-resurrection), and a
+	// lock's lease revoked early lets the next locker take the key while
+	// the holder still writes (no-overlapping-holders, fencing). Only the
+	// replicated state and the IDs stay right.
+	{bug: "wall-clock", want: CheckNoEarlyExpiry, also: []string{CheckTTLSanity, CheckBoundedExpiry, CheckAvailability,
+		CheckLinearizable, CheckResurrection, CheckNoOverlap, CheckFencing},
 		nemeses: []string{NemesisClock}, seed: 5, duration: 30 * time.Second},
 	// Promote without the extension: leadership handovers every 1.6-2.6 s
 	// while the followers' lessor clocks run 15-20% fast (beyond the 2%
