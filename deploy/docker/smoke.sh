@@ -4,7 +4,12 @@
 # three containers from the scratch image elect a leader, serve https through
 # a follower to a client certificate and refuse a request without one, survive
 # a SIGKILL of the leader's container, and the killed node rejoins from its
-# volume.
+# volume. Then a follower is replaced: its container and volume are removed
+# and it starts again on an empty data dir with --join naming the other two
+# (LEASECLUSTER_JOIN, from an override file); `cluster members` must show it a
+# voter again, caught up, `cluster status` must find every node's state hash
+# equal, and leases and items granted before the replacement must be readable
+# through it.
 #
 # A failure says why: the output of the step that failed (the build, the
 # certificates, `docker-compose up` with, say, a published port already in
@@ -14,6 +19,7 @@ here=$(cd "$(dirname "$0")" && pwd)
 project=lcsmoke$$
 tlsdir=$(mktemp -d)
 curlerr=$(mktemp)
+override=$(mktemp --suffix=.yaml)
 export LEASECLUSTER_TLS_DIR=$tlsdir # compose.yaml mounts it at /tls
 dc() { docker-compose -p "$project" -f "$here/compose.yaml" "$@"; }
 started=
@@ -26,7 +32,7 @@ cleanup() {
     dc logs --no-color --tail 40 >&2 || true
   fi
   dc down -v >/dev/null 2>&1 || true
-  rm -rf "$tlsdir" "$tlsdir-ca-keys" "$curlerr"
+  rm -rf "$tlsdir" "$tlsdir-ca-keys" "$curlerr" "$override"
   exit "$rc"
 }
 trap cleanup EXIT
@@ -79,7 +85,7 @@ echo "smoke: refused without a client certificate (${nocert##*curl: }) and in pl
 
 leader=$(c -sS "$(url n1 /v1/status)" | json '["leader"]')
 follower=n1; [ "$leader" = n1 ] && follower=n2
-grant=$(c -sS -XPOST "$(url $follower /v1/leases)" -d '{"ttl_ms":60000}')
+grant=$(c -sS -XPOST "$(url $follower /v1/leases)" -d '{"ttl_ms":600000}')
 id=$(echo "$grant" | json '["id"]') || { echo "smoke: grant through $follower answered: $grant" >&2; exit 1; }
 quietly "attaching smoke/key through $follower" \
   c -sS --fail-with-body -XPUT "$(url $follower /v1/items/smoke/key)" -d "{\"lease_id\":\"$id\",\"value\":\"v\"}"
@@ -94,4 +100,82 @@ echo "smoke: item survived the SIGKILL of $leader"
 quietly "restarting $leader" dc start "$leader"
 wait_for "$(url "$leader" /v1/status)" '"role":"follower"'
 wait_for "$(url "$leader" /v1/leases/$id)" "smoke/key"
-echo "smoke: $leader rejoined from its volume; ok"
+echo "smoke: $leader rejoined from its volume"
+
+# Replace a follower: a new node of the same name on an empty data dir, which
+# asks the other two to add it (--join) and replaces the old voter of that name.
+# admin ARGS...: the CLI inside a surviving container, as the admin client.
+admin() {
+  dc exec -T "$keeper" /leasecluster "$@" --endpoints n1:7001,n2:7001,n3:7001 \
+    --cacert /tls/peer-ca.crt --cert /tls/client-admin.crt --key /tls/client-admin.key
+}
+leader=$(c -sS "$(url n1 /v1/status)" | json '["leader"]')
+victim=n1; [ "$leader" = n1 ] && victim=n2
+keeper=$leader
+peers=$(echo n1 n2 n3 | tr ' ' '\n' | grep -v "$victim" | sed 's/$/:7001/' | paste -sd,)
+grant2=$(c -sS -XPOST "$(url $keeper /v1/leases)" -d '{"ttl_ms":600000}')
+id2=$(echo "$grant2" | json '["id"]') || { echo "smoke: grant through $keeper answered: $grant2" >&2; exit 1; }
+quietly "attaching smoke/before through $keeper" \
+  c -sS --fail-with-body -XPUT "$(url $keeper /v1/items/smoke/before)" -d "{\"lease_id\":\"$id2\",\"value\":\"w\"}"
+quietly "stopping $victim" dc stop "$victim"
+quietly "removing $victim's container" dc rm -f "$victim"
+quietly "removing $victim's volume" docker volume rm "${project}_$victim"
+# A lease granted while the node is gone: only the other two have it.
+grant3=$(c -sS -XPOST "$(url $keeper /v1/leases)" -d '{"ttl_ms":600000}')
+id3=$(echo "$grant3" | json '["id"]') || { echo "smoke: grant without $victim answered: $grant3" >&2; exit 1; }
+quietly "attaching smoke/gone through $keeper" \
+  c -sS --fail-with-body -XPUT "$(url $keeper /v1/items/smoke/gone)" -d "{\"lease_id\":\"$id3\",\"value\":\"x\"}"
+cat >"$override" <<YAML
+services:
+  $victim:
+    environment:
+      LEASECLUSTER_JOIN: "$peers"
+YAML
+quietly "starting $victim with --join $peers" \
+  docker-compose -p "$project" -f "$here/compose.yaml" -f "$override" up -d --no-deps "$victim"
+
+# Until `cluster members` lists three voters, $victim's applied index at least
+# the leader's (the cluster is idle: they meet), at most 90s.
+caught_up() {
+  python3 -c '
+import json, sys
+victim = sys.argv[1]
+ms = {m["name"]: m for m in json.load(sys.stdin)["members"]}
+lead = [m for m in ms.values() if m["leader"]]
+v = ms.get(victim)
+ok = (sorted(ms) == ["n1", "n2", "n3"] and all(m["voter"] for m in ms.values()) and len(lead) == 1
+      and v is not None and not v.get("status_error") and v["applied_index"] >= lead[0]["applied_index"])
+sys.exit(0 if ok else 1)' "$1"
+}
+members=
+deadline=$((SECONDS + 90))
+while :; do
+  members=$(admin cluster members -o json 2>&1) || true
+  if caught_up "$victim" <<<"$members" 2>/dev/null; then break; fi
+  if [ "$SECONDS" -ge "$deadline" ]; then
+    echo "smoke: $victim never became a caught-up voter; last cluster members:" >&2
+    echo "$members" >&2
+    admin cluster members >&2 || true
+    exit 1
+  fi
+  sleep 0.2
+done
+admin cluster members
+# It joined (not bootstrapped from the compose file's --initial-cluster), and
+# the leader replaced the old voter rather than adding a second one.
+logs=$(dc logs --no-color 2>&1)
+grep -q "$victim.membership: joined the cluster: this node is a voter" <<<"$logs" ||
+  { echo "smoke: $victim's log does not say it joined as a voter" >&2; exit 1; }
+grep -q "replacing a member that comes back with an empty data dir.*member=$victim" <<<"$logs" ||
+  { echo "smoke: no leader's log says it replaced $victim" >&2; exit 1; }
+wait_for "$(url "$victim" /readyz)" .
+wait_for "$(url "$victim" /v1/status)" '"role":"follower"'
+# The three state hashes at the same index must agree (the command fails if not).
+status=$(admin cluster status 2>&1) || { echo "smoke: cluster status after the rejoin:" >&2; echo "$status" >&2; exit 1; }
+echo "$status"
+for kv in "$id smoke/key v" "$id2 smoke/before w" "$id3 smoke/gone x"; do
+  read -r lid key val <<<"$kv"
+  wait_for "$(url "$victim" /v1/leases/$lid)" "$key"
+  wait_for "$(url "$victim" /v1/items/$key)" "\"lease_id\":\"$lid\",\"value\":\"$val\""
+done
+echo "smoke: $victim replaced on an empty volume, rejoined with --join $peers as a caught-up voter; leases $id $id2 $id3 and their items read through it; ok"
