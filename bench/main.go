@@ -33,9 +33,9 @@ type settings struct {
 	Warm           time.Duration `json:"warmup_ns"`
 	Dur            time.Duration `json:"duration_ns"`
 	ExpiryLeases   int           `json:"expiry_leases"`
-	ScaleLeases    int           `json:"scale_leases"` // the largest of TableSizes
-	TableSizes     []int         `json:"table_sizes"`  // the memory and scale phases run at each
-	ReplayGrants   int           `json:"replay_grants"`
+	ScaleLeases    int           `json:"scale_leases"`              // the largest of TableSizes
+	TableSizes     []int         `json:"table_sizes"`               // the memory and scale phases run at each
+	ReplayEntries  int           `json:"replay_log_entries"`        // the replay phase's log grows by at least this many entries
 	ReplaySnapshot uint64        `json:"replay_snapshot_threshold"` // log entries between snapshots in the replay phase's clusters
 	FailoverLeases int           `json:"failover_kept_alive_leases"`
 	FailoverTTL    time.Duration `json:"failover_ttl_ns"`
@@ -65,6 +65,7 @@ func main() {
 	keep := flag.Bool("keep", false, "keep the work directory (data dirs, node logs, profiles)")
 	outDir := flag.String("out", "results", "directory for the JSON and Markdown results")
 	phases := flag.String("phases", strings.Join(allPhases, ","), "comma-separated phases to run (scale and restart also run memory, which fills the lease table; restart alone fills only the largest); a partial run does not replace latest.md")
+	replayEntries := flag.Int("replay-entries", 0, "log entries the replay phase's follower replays (default 20000; -quick 5000)")
 	sizes := flag.String("table-sizes", "", "comma-separated lease counts the memory and scale phases run at, in turn on one growing table (default 100000,1000000; -quick 100000); restart uses the largest")
 	systems := flag.String("systems", strings.Join(allSystems, ","), "comma-separated systems to run")
 	scaleKills := flag.Int("scale-kills", 1, "leader kills in the scale phase, each on the same large table (the killed node is restarted between them); targets must hold in every one")
@@ -83,7 +84,7 @@ func main() {
 		os.Exit(2)
 	}
 	set := settings{Quick: *quick, Warm: time.Second, Dur: 5 * time.Second,
-		ExpiryLeases: 100_000, TableSizes: []int{100_000, 1_000_000}, ReplayGrants: 200_000, ReplaySnapshot: 10_000_000, FailoverLeases: 1000, FailoverTTL: 3 * time.Second,
+		ExpiryLeases: 100_000, TableSizes: []int{100_000, 1_000_000}, ReplayEntries: 20_000, ReplaySnapshot: 10_000_000, FailoverLeases: 1000, FailoverTTL: 3 * time.Second,
 		IdleTTL: 60 * time.Second, IdleFor: 35 * time.Second, KAStreams: kaStreams, Clients: clientsPerSystem, Profile: *profile, FillClients: max(*fill, 1), Passes: 2,
 		Phases: ph, Systems: sy, ScaleKills: max(*scaleKills, 1), LCLogLevel: *lcLog, TLS: *useTLS}
 	if *quick {
@@ -91,7 +92,7 @@ func main() {
 		// etcd revokes about 1,000 expired leases per second, and the
 		// expiry phase waits for them: 10,000 took 30-45 s of the three
 		// minutes.
-		set.ExpiryLeases, set.TableSizes, set.ReplayGrants = 5_000, []int{100_000}, 20_000
+		set.ExpiryLeases, set.TableSizes, set.ReplayEntries = 5_000, []int{100_000}, 5_000
 		set.IdleTTL, set.IdleFor = 20*time.Second, 12*time.Second
 	}
 	if *sizes != "" {
@@ -101,6 +102,9 @@ func main() {
 		}
 	}
 	set.ScaleLeases = set.TableSizes[len(set.TableSizes)-1]
+	if *replayEntries > 0 {
+		set.ReplayEntries = *replayEntries
+	}
 	ctx, cancel := signal.NotifyContext(context.Background(), syscall.SIGINT, syscall.SIGTERM)
 	defer cancel()
 	if err := run(ctx, set, *keep, *outDir); err != nil {
@@ -288,8 +292,8 @@ func run(ctx context.Context, set settings, keep bool, outDir string) error {
 	if set.Phases.has(phaseReplay) {
 		env := replayEnv{lcBin: bin, etcdBin: etcdBin, work: work, logLevel: set.LCLogLevel, tls: tlsSet}
 		for _, sy := range set.Systems {
-			fmt.Fprintf(os.Stderr, "%s: replay of a %d-grant log ...\n", sy, set.ReplayGrants)
-			r := replay(ctx, sy == sysLC, env, set.ReplayGrants, set.FillClients, set.ReplaySnapshot)
+			fmt.Fprintf(os.Stderr, "%s: replay of a %d-entry log ...\n", sy, set.ReplayEntries)
+			r := replay(ctx, sy == sysLC, env, set.ReplayEntries, set.ReplaySnapshot)
 			if sy == sysLC {
 				res.Replay.LC = r
 			} else {
@@ -427,15 +431,15 @@ func notes(set settings, pprof bool) []string {
 		fmt.Sprintf("The throughput workloads take turns, one workload at a time, and each runs %d time(s) per system: with two, in the order leasecluster, etcd, etcd, leasecluster, so that the shared machine's drifting speed falls on both systems alike; a figure is over both passes (throughput: all operations over all the time; p50 and p99: the mean of the passes'). The two failovers of the small-table phase run concurrently (timer-paced); everything else runs one system at a time. The machine has 2 cores shared with other work: figures are from one run and noisy.", set.Passes),
 		"CPU per operation: the user and system CPU time of all of a system's node processes, and of the bench process (the load generator), from the start to the end of each workload's measured interval, divided by its operations (all passes).",
 		fmt.Sprintf("Table phases, one system at a time: the table grows to each of %v leases in turn (long TTLs); at each size the leader's VmRSS growth from its own VmRSS with the empty table, then a leader kill on that table (scale; the killed node is restarted and caught up before the table grows). On the largest table a follower is SIGKILLed and started again on its data dir (restart).", set.TableSizes),
-		fmt.Sprintf("Replay: a fresh cluster of each system that takes no snapshot before %d log entries (leasecluster --snapshot-threshold, etcd --snapshot-count), %d grants, then a follower SIGKILLed and started again: leasecluster applies its whole log again, etcd reads its WAL (its backend already holds what was applied).", set.ReplaySnapshot, set.ReplayGrants),
+		fmt.Sprintf("Replay: a fresh cluster of each system that takes no snapshot before %d log entries (leasecluster --snapshot-threshold, etcd --snapshot-count), grants %d at a time until its log has grown by %d entries (one at a time, a grant is one entry on both; leasecluster puts concurrent grants in one), then a follower SIGKILLed and started again: leasecluster applies its whole log again, etcd reads its WAL (its backend already holds what was applied).", set.ReplaySnapshot, replayClients, set.ReplayEntries),
 		"Restart times run from the process start until the node has applied the commit index the leader had at the kill and would serve a linearizable read itself (leasecluster: GET /readyz on it; etcd: a linearizable range read through it alone), polled every 10 ms; first answer: its first status reply.",
 	}
 	if set.TLS {
 		n = append(n, tlsNote())
 	}
 	if set.Quick {
-		n = append(n, fmt.Sprintf("QUICK MODE: %v per workload after %v warm-up; expiry of %d leases instead of 100,000; table phases at %v leases instead of 100,000 and 1,000,000; replay of %d grants instead of 200,000; idle lease of %v left for %v instead of 60 s for 35 s.",
-			set.Dur, set.Warm, set.ExpiryLeases, set.TableSizes, set.ReplayGrants, set.IdleTTL, set.IdleFor))
+		n = append(n, fmt.Sprintf("QUICK MODE: %v per workload after %v warm-up; expiry of %d leases instead of 100,000; table phases at %v leases instead of 100,000 and 1,000,000; replay of %d log entries instead of 20,000; idle lease of %v left for %v instead of 60 s for 35 s.",
+			set.Dur, set.Warm, set.ExpiryLeases, set.TableSizes, set.ReplayEntries, set.IdleTTL, set.IdleFor))
 	}
 	if pprof {
 		n = append(n, "CPU profiles of the leasecluster leader are taken (via --pprof) during its throughput workloads; the top entries of those whose target was missed are listed below.")

@@ -178,7 +178,7 @@ func (r *Results) table(w io.Writer) {
 		restartTable(w, fmt.Sprintf("Follower restart with %d leases (SIGKILL, start again on its data dir)", r.Settings.ScaleLeases), r.Restart.LC, r.Restart.Etcd)
 	}
 	if r.phaseRan(phaseReplay) {
-		restartTable(w, fmt.Sprintf("Follower restart replaying a long log (%d grants, no snapshot before %d entries)", r.Settings.ReplayGrants, r.Settings.ReplaySnapshot), r.Replay.LC, r.Replay.Etcd)
+		restartTable(w, fmt.Sprintf("Follower restart replaying a long log (%d entries or more, no snapshot)", r.Settings.ReplayEntries), r.Replay.LC, r.Replay.Etcd)
 	}
 	fmt.Fprintf(w, "\n## Targets\n\n| target | want | got | |\n|---|---|---|---|\n")
 	for _, t := range r.Targets {
@@ -338,8 +338,8 @@ func (r *Results) write(stdout io.Writer, dir string) error {
 	fmt.Fprintf(&b, "- run: %s, %s mode, %.0f s (`cd bench && go run .%s`); JSON: `%s.json`\n", r.Started, mode, r.Seconds, flags, name)
 	fmt.Fprintf(&b, "- commit: %s\n", r.Commit)
 	fmt.Fprintf(&b, "- machine: %s CPUs (%s), %s memory, Linux %s, %s\n", r.Machine["nproc"], r.Machine["cpu"], r.Machine["memory"], r.Machine["kernel"], r.Machine["go"])
-	fmt.Fprintf(&b, "- settings: %v per workload after %v warm-up; %d renewal streams per keepalive workload; %d client objects per system; expiry %d leases; memory/scale/restart %v leases; replay %d grants; failover %d leases TTL %v, idle lease %v unrenewed for %v\n\n",
-		r.Settings.Dur, r.Settings.Warm, r.Settings.KAStreams, r.Settings.Clients, r.Settings.ExpiryLeases, r.Settings.TableSizes, r.Settings.ReplayGrants, r.Settings.FailoverLeases, r.Settings.FailoverTTL, r.Settings.IdleTTL, r.Settings.IdleFor)
+	fmt.Fprintf(&b, "- settings: %v per workload after %v warm-up; %d renewal streams per keepalive workload; %d client objects per system; expiry %d leases; memory/scale/restart %v leases; replay %d log entries; failover %d leases TTL %v, idle lease %v unrenewed for %v\n\n",
+		r.Settings.Dur, r.Settings.Warm, r.Settings.KAStreams, r.Settings.Clients, r.Settings.ExpiryLeases, r.Settings.TableSizes, r.Settings.ReplayEntries, r.Settings.FailoverLeases, r.Settings.FailoverTTL, r.Settings.IdleTTL, r.Settings.IdleFor)
 	fmt.Fprintf(&b, "## Method\n\n")
 	for _, n := range r.Notes {
 		fmt.Fprintf(&b, "- %s\n", n)

@@ -115,15 +115,18 @@ type replayEnv struct {
 }
 
 // replay starts a fresh three-node cluster of one system whose nodes take
-// no snapshot before threshold log entries, grants n long-lived leases
-// (clients at a time), so that every entry since the start stays in the log,
-// and restarts a follower: it replays that whole log (leasecluster applies it
-// to its state again; etcd reads its WAL, its backend already holding what
-// was applied). The cluster is stopped afterwards.
-func replay(ctx context.Context, lc bool, env replayEnv, n, clients int, threshold uint64) (res RestartResult) {
+// no snapshot before threshold log entries, grants long-lived leases until
+// its log has grown by entries (one grant at a time: leasecluster batches
+// concurrent grants into one entry, etcd does not, and one at a time each
+// grant is an entry on both, and quickest so on leasecluster), and restarts
+// a follower:
+// it replays that whole log (leasecluster applies it to its state again;
+// etcd reads its WAL, its backend already holding what was applied). The
+// cluster is stopped afterwards.
+func replay(ctx context.Context, lc bool, env replayEnv, entries int, threshold uint64) (res RestartResult) {
 	name := map[bool]string{true: sysLC, false: sysEtcd}[lc]
 	fail := func(err error) RestartResult {
-		res.Leases, res.Error = n, err.Error()
+		res.Error = err.Error()
 		fmt.Fprintf(os.Stderr, "  %s replay: %v\n", name, err)
 		return res
 	}
@@ -159,16 +162,47 @@ func replay(ctx context.Context, lc bool, env replayEnv, n, clients int, thresho
 	if err != nil {
 		return fail(err)
 	}
-	start := time.Now()
-	if err := parallel(ctx, n, clients, func(ctx context.Context, w, _ int) error {
-		_, err := s.grant(ctx, w, longTTL)
-		return err
-	}); err != nil {
-		return fail(fmt.Errorf("granting: %w", err))
+	li, err := s.leader(ctx)
+	if err != nil {
+		return fail(err)
 	}
-	fmt.Fprintf(os.Stderr, "  %-13s replay: %d grants in %.1f s\n", name, n, time.Since(start).Seconds())
-	return restartFollower(ctx, s, n)
+	_, c0, err := s.indexes(ctx, li)
+	if err != nil {
+		return fail(err)
+	}
+	start, grants := time.Now(), 0
+	for {
+		if err := parallel(ctx, replayChunk, replayClients, func(ctx context.Context, w, _ int) error {
+			_, err := s.grant(ctx, w, longTTL)
+			return err
+		}); err != nil {
+			res.Leases = grants
+			return fail(fmt.Errorf("granting: %w", err))
+		}
+		grants += replayChunk
+		_, c, err := s.indexes(ctx, li)
+		if err != nil {
+			return fail(err)
+		}
+		if c >= c0+uint64(entries) {
+			break
+		}
+		if time.Since(start) > replayGrantFor {
+			fmt.Fprintf(os.Stderr, "  %-13s replay: the log grew by only %d entries in %v\n", name, c-c0, replayGrantFor)
+			break
+		}
+	}
+	fmt.Fprintf(os.Stderr, "  %-13s replay: %d grants in %.1f s\n", name, grants, time.Since(start).Seconds())
+	return restartFollower(ctx, s, grants)
 }
+
+// The replay phase's grants: replayClients at a time, replayChunk between
+// looks at the log's length, for at most replayGrantFor.
+const (
+	replayClients  = 1
+	replayChunk    = 500
+	replayGrantFor = 4 * time.Minute
+)
 
 func stopNodes(ns []*node) {
 	for _, n := range ns {
