@@ -60,7 +60,7 @@ func (s settings) Partial() bool {
 }
 
 func main() {
-	quick := flag.Bool("quick", false, "scaled-down run (under 3 minutes)")
+	quick := flag.Bool("quick", false, "scaled-down run (a few minutes)")
 	profile := flag.Bool("profile", true, "capture CPU profiles of the leasecluster leader during the throughput workloads")
 	keep := flag.Bool("keep", false, "keep the work directory (data dirs, node logs, profiles)")
 	outDir := flag.String("out", "results", "directory for the JSON and Markdown results")

@@ -2,14 +2,12 @@ package main
 
 import (
 	"context"
-	"crypto/tls"
 	"errors"
 	"fmt"
 	"io"
 	"math"
 	"net/http"
 	"strings"
-	"sync"
 	"time"
 
 	"go.etcd.io/etcd/api/v3/etcdserverpb"
@@ -76,13 +74,14 @@ type lcSystem struct {
 	clients []*client.Client
 
 	conns  connPool // raw connections for renewal streams
+	probes connPool // status reads of one node (fast reconnects)
 	http   *http.Client
 	prof   *http.Client // CPU profiles (no timeout)
 	scheme string       // of the HTTP addresses: http, or https with -tls
 }
 
 func newLCSystem(ctx context.Context, ns []*node, t *benchTLS) (*lcSystem, error) {
-	s := &lcSystem{ns: ns, conns: connPool{tls: t.lcConfig()}, scheme: t.scheme(),
+	s := &lcSystem{ns: ns, conns: connPool{tls: t.lcConfig()}, probes: connPool{tls: t.lcConfig(), fast: true}, scheme: t.scheme(),
 		http: &http.Client{Transport: httpTransport(t.lcConfig(), 512), Timeout: opTimeout},
 		prof: &http.Client{Transport: httpTransport(t.lcConfig(), 0)}}
 	var eps []string
@@ -146,7 +145,11 @@ func (s *lcSystem) leader(ctx context.Context) (int, error) {
 func (s *lcSystem) caughtUp(ctx context.Context) error { return caughtUp(ctx, s) }
 
 func (s *lcSystem) indexes(ctx context.Context, i int) (uint64, uint64, error) {
-	st, err := s.clients[0].StatusOf(ctx, s.ns[i].clientEP)
+	cc, err := s.probes.get(s.ns[i].clientEP)
+	if err != nil {
+		return 0, 0, err
+	}
+	st, err := leasepb.NewClusterClient(cc).Status(ctx, &leasepb.StatusRequest{})
 	return st.GetAppliedIndex(), st.GetCommitIndex(), err
 }
 
@@ -294,6 +297,7 @@ func (s *lcSystem) close() {
 		c.Close()
 	}
 	s.conns.closeAll()
+	s.probes.closeAll()
 }
 
 // ---- etcd ----
@@ -301,15 +305,13 @@ func (s *lcSystem) close() {
 type etcdSystem struct {
 	ns      []*node
 	clients []*clientv3.Client
-	tls     *tls.Config // nil: plaintext
 
 	conns  connPool
-	mu     sync.Mutex               // guards member
-	member map[int]*clientv3.Client // one node's own client, for memberReady
+	probes connPool // status and readiness reads of one node (fast reconnects)
 }
 
 func newEtcdSystem(ns []*node, t *benchTLS) (*etcdSystem, error) {
-	s := &etcdSystem{ns: ns, conns: connPool{tls: t.etcdConfig()}, tls: t.etcdConfig()}
+	s := &etcdSystem{ns: ns, conns: connPool{tls: t.etcdConfig()}, probes: connPool{tls: t.etcdConfig(), fast: true}}
 	var eps []string
 	for _, n := range ns {
 		eps = append(eps, n.clientEP)
@@ -380,33 +382,25 @@ func (s *etcdSystem) leader(ctx context.Context) (int, error) {
 func (s *etcdSystem) caughtUp(ctx context.Context) error { return caughtUp(ctx, s) }
 
 func (s *etcdSystem) indexes(ctx context.Context, i int) (uint64, uint64, error) {
-	st, err := s.clients[0].Status(ctx, s.ns[i].clientEP)
+	cc, err := s.probes.get(s.ns[i].clientEP)
+	if err != nil {
+		return 0, 0, err
+	}
+	st, err := etcdserverpb.NewMaintenanceClient(cc).Status(ctx, &etcdserverpb.StatusRequest{})
 	if err != nil {
 		return 0, 0, err
 	}
 	return st.RaftAppliedIndex, st.RaftIndex, nil
 }
 
-// memberReady reads a key linearizably through a client that knows node i
-// alone (made on first use; it connects in the background, so a node that
-// is down yet only fails the read).
+// memberReady reads a key linearizably (etcd's default range) through
+// node i alone.
 func (s *etcdSystem) memberReady(ctx context.Context, i int) error {
-	s.mu.Lock()
-	c, ok := s.member[i]
-	if !ok {
-		var err error
-		c, err = clientv3.New(clientv3.Config{Endpoints: []string{s.ns[i].clientEP}, Logger: zap.NewNop(), TLS: s.tls})
-		if err != nil {
-			s.mu.Unlock()
-			return err
-		}
-		if s.member == nil {
-			s.member = map[int]*clientv3.Client{}
-		}
-		s.member[i] = c
+	cc, err := s.probes.get(s.ns[i].clientEP)
+	if err != nil {
+		return err
 	}
-	s.mu.Unlock()
-	_, err := c.Get(ctx, "bench-ready-probe")
+	_, err = etcdserverpb.NewKVClient(cc).Range(ctx, &etcdserverpb.RangeRequest{Key: []byte("bench-ready-probe")})
 	return err
 }
 
@@ -464,10 +458,6 @@ func (s *etcdSystem) close() {
 	for _, c := range s.clients {
 		c.Close()
 	}
-	s.mu.Lock()
-	for _, c := range s.member {
-		c.Close()
-	}
-	s.mu.Unlock()
+	s.probes.closeAll()
 	s.conns.closeAll()
 }
