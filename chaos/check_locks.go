@@ -33,7 +33,10 @@ func holdIntervals(ops []Op) map[string][]*holdInterval {
 		}
 	}
 	for _, op := range ops {
-		if op.Kind != OpWrite {
+		// A write made after its deadline (a holder paused between its
+		// check and its write: the client-pause nemesis) is no use inside
+		// the validity window; fencing judges it.
+		if op.Kind != OpWrite || (op.Deadline > 0 && op.Invoke >= op.Deadline) {
 			continue
 		}
 		if h := byLease[op.Key][op.Lease]; h != nil && op.Invoke > h.to {
@@ -90,8 +93,11 @@ func sortedKeys[V any](m map[string]V) []string {
 func checkFencing(ops []Op) Verdict {
 	var c collector
 	attaches := map[string][]Op{}
-	writes := 0
+	writes, refused := 0, 0
 	for _, op := range ops {
+		if op.Kind == OpWrite && !op.Accepted {
+			refused++
+		}
 		if op.Kind == OpAttach && op.Status == StatusOK {
 			attaches[op.Key] = append(attaches[op.Key], op)
 		}
@@ -126,7 +132,7 @@ func checkFencing(ops []Op) Verdict {
 		}
 	}
 	c.judged = countAll(attaches) + writes
-	return c.verdict(fmt.Sprintf("%d acquisitions, %d accepted writes, tokens monotonic", countAll(attaches), writes))
+	return c.verdict(fmt.Sprintf("%d acquisitions, %d accepted writes, tokens monotonic, %d stale writes refused", countAll(attaches), writes, refused))
 }
 
 func countAll(m map[string][]Op) int {

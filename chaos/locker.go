@@ -5,6 +5,7 @@ import (
 	"errors"
 	"fmt"
 	"math/rand/v2"
+	"sync"
 	"time"
 
 	"github.com/leasecluster/leasecluster/client"
@@ -43,6 +44,13 @@ func (w *workload) holdLock(ctx, pollCtx context.Context, p int, rng *rand.Rand,
 	inv := w.h.Now()
 	lock, err := w.cl.LockOn(lctx, ka, key, fmt.Sprintf("p%d", p))
 	cancel()
+	if err == nil {
+		// The resource learns the new token as part of the acquisition, so
+		// that a paused earlier holder's late write is refused even before
+		// this holder's first write (the fencing checker counts any stale
+		// write accepted after an acquisition completed).
+		w.fenced.write(key, lock.Token())
+	}
 	op := Op{Process: p, Kind: OpAttach, Key: key, Lease: id, Status: lockOutcome(err), Err: errText(err), Invoke: inv, Complete: w.h.Now()}
 	if err == nil {
 		op.Holder, op.Rev = id, lock.Token()
@@ -63,6 +71,10 @@ func (w *workload) holdLock(ctx, pollCtx context.Context, p int, rng *rand.Rand,
 			// the client-clock deadline of the last acknowledged renewal.
 			now, dl := w.h.Now(), w.h.At(ka.Deadline())
 			if now < dl {
+				if d, ok := w.pause.take(); ok {
+					w.pausedWrite(ctx, p, key, id, lock.Token(), dl, d, ka.Close)
+					return // abandoned: its lease has expired
+				}
 				acc := w.fenced.write(key, lock.Token())
 				w.h.Add(Op{Process: p, Kind: OpWrite, Key: key, Lease: id, Rev: lock.Token(), Deadline: dl, Accepted: acc, Status: StatusOK, Invoke: now, Complete: w.h.Now()})
 				continue
@@ -101,4 +113,57 @@ func lockOutcome(err error) string {
 		return StatusFail // the KeepAlive ended while LockOn waited
 	}
 	return outcome(err)
+}
+
+// pauseGate hands out the client pauses the client-pause nemesis arms: one
+// pause of d for the first lock holder that passes its deadline check
+// before until.
+type pauseGate struct {
+	mu    sync.Mutex
+	d     time.Duration
+	until time.Time
+}
+
+func (g *pauseGate) arm(d time.Duration, until time.Time) {
+	g.mu.Lock()
+	defer g.mu.Unlock()
+	g.d, g.until = d, until
+}
+
+func (g *pauseGate) disarm() { g.arm(0, time.Time{}) }
+
+// take claims the armed pause, if any.
+func (g *pauseGate) take() (time.Duration, bool) {
+	g.mu.Lock()
+	defer g.mu.Unlock()
+	if g.d <= 0 || time.Now().After(g.until) {
+		return 0, false
+	}
+	d := g.d
+	g.d = 0
+	return d, true
+}
+
+// pausedWrite is a holder that stops for d (a GC pause, a swapped-out
+// process) right after it found its deadline dl ahead and before its write:
+// nothing of it runs meanwhile, renewals included (its KeepAlive is closed
+// when the pause starts), so its lease expires and another holder may take
+// the key. Then it writes with its old token, as such a process would. The
+// fenced resource must refuse the write if a newer holder has acquired the
+// key; the write is recorded as made at its real time, after its deadline.
+func (w *workload) pausedWrite(ctx context.Context, p int, key string, id int64, token uint64, dl int64, d time.Duration, stopRenewing func()) {
+	stopRenewing()
+	w.logf("locker %d: pausing %v between the deadline check and the write (lease %d, %s, token %d)", p, d, id, key, token)
+	sleep(ctx, d) // the pause: cut short only when the run ends
+	now := w.h.Now()
+	acc := w.fenced.write(key, token)
+	w.h.Add(Op{Process: p, Kind: OpWrite, Key: key, Lease: id, Rev: token, Deadline: dl, Accepted: acc, Status: StatusOK, Invoke: now, Complete: w.h.Now()})
+	w.logf("locker %d: late write with token %d after the pause: accepted=%v", p, token, acc)
+}
+
+// peek reports the armed pause without taking it.
+func (g *pauseGate) peek() (time.Duration, bool) {
+	g.mu.Lock()
+	defer g.mu.Unlock()
+	return g.d, g.d > 0 && time.Now().Before(g.until)
 }

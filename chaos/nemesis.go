@@ -21,8 +21,13 @@ const (
 	NemesisTransfer  = "transfer"
 )
 
+// NemesisOverlap is no fault of its own: listed beside others, it lets the
+// scheduler nest a second fault inside a step's window (nemesis_overlap.go).
+const NemesisOverlap = "overlap"
+
 // AllNemeses lists every nemesis kind.
-var AllNemeses = []string{NemesisKill, NemesisPause, NemesisPartition, NemesisClock, NemesisFsync, NemesisTransfer, NemesisMembership}
+var AllNemeses = []string{NemesisKill, NemesisPause, NemesisPartition, NemesisClock, NemesisFsync, NemesisTransfer, NemesisMembership,
+	NemesisSnapshot, NemesisDisk, NemesisClientPause, NemesisOverlap}
 
 // Step is one scheduled fault. The schedule is a pure function of the seed;
 // which node "the leader" is gets resolved when the step runs, and Pick
@@ -36,6 +41,10 @@ type Step struct {
 	Offset   time.Duration `json:"offset,omitempty"` // clock: wall-clock step
 	Rate     float64       `json:"rate,omitempty"`   // clock: rate, within the 1% drift budget; transfer: follower rate, beyond it
 	Delay    time.Duration `json:"delay,omitempty"`  // fsync
+	// Inner is a second fault nested in this one's window, starting InnerAt
+	// after it (overlap: nemesis_overlap.go).
+	Inner   *Step         `json:"inner,omitempty"`
+	InnerAt time.Duration `json:"inner_at,omitempty"`
 }
 
 func (s Step) String() string {
@@ -50,94 +59,25 @@ func (s Step) String() string {
 			d += fmt.Sprintf(" follower-rate=%.4f", s.Rate)
 		}
 	}
+	if s.Inner != nil {
+		d += fmt.Sprintf(" + after %v: %s", s.InnerAt, s.Inner)
+	}
 	return d
 }
 
-// Schedule derives the fault schedule of a run from its seed.
+// Schedule derives the fault schedule of a run from its seed. NemesisOverlap
+// in kinds is no fault of its own: it lets a step carry a second fault
+// nested inside its window (nemesis_overlap.go). Lists without it give the
+// schedules they always gave.
 func Schedule(seed int64, kinds []string, total time.Duration, nodes int, election, ttl time.Duration) []Step {
 	rng := rand.New(rand.NewPCG(uint64(seed), 0x6c65617365))
-	dur := func(lo, hi time.Duration) time.Duration { return lo + time.Duration(rng.Int64N(int64(hi-lo)+1)) }
+	kinds, overlap := withoutOverlap(kinds)
 	var out []Step
 	for at := time.Duration(0); len(kinds) > 0; {
-		s := Step{Gap: dur(time.Second, 3*time.Second), Kind: kinds[rng.IntN(len(kinds))], Pick: rng.Uint64()}
-		switch s.Kind {
-		case NemesisKill:
-			s.Variant = []string{"one", "leader", "minority", "all"}[rng.IntN(4)]
-			s.Duration = dur(time.Second, 5*time.Second)
-		case NemesisPause:
-			who := []string{"leader", "follower"}[rng.IntN(2)]
-			switch rng.IntN(3) {
-			case 0:
-				s.Variant, s.Duration = who+"-short", election/2
-			case 1:
-				s.Variant, s.Duration = who+"-long", election*5/2
-			default:
-				s.Variant, s.Duration = who+"-over-ttl", ttl*3/2
-			}
-		case NemesisPartition:
-			vs := []string{"isolate-leader", "halves", "bridge", "oneway-leader"}
-			if nodes >= 5 {
-				vs = append(vs, "ring")
-			}
-			s.Variant = vs[rng.IntN(len(vs))]
-			s.Duration = dur(2*time.Second, 8*time.Second)
-		case NemesisClock:
-			s.Variant = []string{"jump", "drift", "jump+drift"}[rng.IntN(3)]
-			s.Duration = dur(3*time.Second, 10*time.Second)
-			s.Rate = 1
-			if strings.Contains(s.Variant, "jump") {
-				s.Offset = dur(time.Second, 2*time.Minute)
-				if rng.IntN(2) == 0 {
-					s.Offset = -s.Offset
-				}
-			}
-			if strings.Contains(s.Variant, "drift") {
-				// Within +-0.9%: client and server drift together stay
-				// inside the client's 2% SafetyMargin.
-				s.Rate = 1 + (rng.Float64()*2-1)*0.009
-			}
-		case NemesisFsync:
-			s.Variant = []string{"leader", "one", "all", "leader-stall-isolated"}[rng.IntN(4)]
-			s.Duration = dur(2*time.Second, 8*time.Second)
-			s.Delay = dur(20*time.Millisecond, 300*time.Millisecond)
-			if s.Variant == "leader-stall-isolated" {
-				// A disk that stalls longer than an election while the
-				// leader is cut off: raft's leader loop blocks in
-				// StoreLogs, so raft's own leader lease cannot step it
-				// down, and only VerifyLeader keeps renewals honest.
-				// The stall outlasts an election plus a TTL and the
-				// extension, so leases renewed only at the stale leader
-				// expire on the new one while the stall lasts.
-				s.Delay = 2*ttl + election
-				s.Duration = s.Delay + 2*election
-			}
-		case NemesisTransfer:
-			// Handovers come often (a step every 1.6-2.6 s with a 3 s
-			// TTL): one that follows a lease's last renewal closely, or
-			// its checkpoint by long, is what tests the extension.
-			s.Gap = dur(100*time.Millisecond, 300*time.Millisecond)
-			s.Variant = "handover"
-			if rng.IntN(4) != 0 {
-				// Followers' lessor clocks run 15-20% fast until the
-				// handover: far beyond the client's 2% SafetyMargin,
-				// which no server could honour if a leader's clock ran
-				// that fast. The chaos clock applies this rate only while
-				// a node follows, i.e. to the remainders of checkpointed
-				// leases that a new leader inherits (rule 3: apply time +
-				// remainder, on the follower's clock): up to 20% of 3/4
-				// TTL + 250 ms, 500 ms with a 3 s TTL, far more than its
-				// 61 ms margin and half the extension. The next handover
-				// comes within 3/4 TTL + 300 ms, so a lease checkpointed
-				// at one still expires on the drifted leader of the next.
-				// The checkers are unchanged: a server without the
-				// extension fails no-early-expiry, the real one passes.
-				s.Variant = "fast-followers"
-				s.Duration = dur(ttl/2, ttl*3/4)
-				s.Rate = 1.15 + rng.Float64()*0.05
-			}
-		}
-		if s.Kind == NemesisMembership {
-			scheduleMembership(&s, rng) // nemesis_membership.go
+		s := Step{Gap: between(rng, time.Second, 3*time.Second), Kind: kinds[rng.IntN(len(kinds))], Pick: rng.Uint64()}
+		fill(&s, rng, nodes, election, ttl)
+		if overlap {
+			nest(&s, rng, kinds, nodes, election, ttl) // nemesis_overlap.go
 		}
 		at += s.Gap + s.Duration
 		if at > total {
@@ -148,10 +88,101 @@ func Schedule(seed int64, kinds []string, total time.Duration, nodes int, electi
 	return out
 }
 
+// between draws a duration in [lo, hi].
+func between(rng *rand.Rand, lo, hi time.Duration) time.Duration {
+	return lo + time.Duration(rng.Int64N(int64(hi-lo)+1))
+}
+
+// fill draws the variant, duration and parameters of a step of s.Kind.
+func fill(s *Step, rng *rand.Rand, nodes int, election, ttl time.Duration) {
+	dur := func(lo, hi time.Duration) time.Duration { return between(rng, lo, hi) }
+	switch s.Kind {
+	case NemesisKill:
+		s.Variant = []string{"one", "leader", "minority", "all"}[rng.IntN(4)]
+		s.Duration = dur(time.Second, 5*time.Second)
+	case NemesisPause:
+		who := []string{"leader", "follower"}[rng.IntN(2)]
+		switch rng.IntN(3) {
+		case 0:
+			s.Variant, s.Duration = who+"-short", election/2
+		case 1:
+			s.Variant, s.Duration = who+"-long", election*5/2
+		default:
+			s.Variant, s.Duration = who+"-over-ttl", ttl*3/2
+		}
+	case NemesisPartition:
+		vs := []string{"isolate-leader", "halves", "bridge", "oneway-leader"}
+		if nodes >= 5 {
+			vs = append(vs, "ring")
+		}
+		s.Variant = vs[rng.IntN(len(vs))]
+		s.Duration = dur(2*time.Second, 8*time.Second)
+	case NemesisClock:
+		s.Variant = []string{"jump", "drift", "jump+drift"}[rng.IntN(3)]
+		s.Duration = dur(3*time.Second, 10*time.Second)
+		s.Rate = 1
+		if strings.Contains(s.Variant, "jump") {
+			s.Offset = dur(time.Second, 2*time.Minute)
+			if rng.IntN(2) == 0 {
+				s.Offset = -s.Offset
+			}
+		}
+		if strings.Contains(s.Variant, "drift") {
+			// Within +-0.9%: client and server drift together stay
+			// inside the client's 2% SafetyMargin.
+			s.Rate = 1 + (rng.Float64()*2-1)*0.009
+		}
+	case NemesisFsync:
+		s.Variant = []string{"leader", "one", "all", "leader-stall-isolated"}[rng.IntN(4)]
+		s.Duration = dur(2*time.Second, 8*time.Second)
+		s.Delay = dur(20*time.Millisecond, 300*time.Millisecond)
+		if s.Variant == "leader-stall-isolated" {
+			// A disk that stalls longer than an election while the
+			// leader is cut off: raft's leader loop blocks in
+			// StoreLogs, so raft's own leader lease cannot step it
+			// down, and only VerifyLeader keeps renewals honest.
+			// The stall outlasts an election plus a TTL and the
+			// extension, so leases renewed only at the stale leader
+			// expire on the new one while the stall lasts.
+			s.Delay = 2*ttl + election
+			s.Duration = s.Delay + 2*election
+		}
+	case NemesisTransfer:
+		// Handovers come often (a step every 1.6-2.6 s with a 3 s
+		// TTL): one that follows a lease's last renewal closely, or
+		// its checkpoint by long, is what tests the extension.
+		s.Gap = dur(100*time.Millisecond, 300*time.Millisecond)
+		s.Variant = "handover"
+		if rng.IntN(4) != 0 {
+			// Followers' lessor clocks run 15-20% fast until the
+			// handover: far beyond the client's 2% SafetyMargin,
+			// which no server could honour if a leader's clock ran
+			// that fast. The chaos clock applies this rate only while
+			// a node follows, i.e. to the remainders of checkpointed
+			// leases that a new leader inherits (rule 3: apply time +
+			// remainder, on the follower's clock): up to 20% of 3/4
+			// TTL + 250 ms, 500 ms with a 3 s TTL, far more than its
+			// 61 ms margin and half the extension. The next handover
+			// comes within 3/4 TTL + 300 ms, so a lease checkpointed
+			// at one still expires on the drifted leader of the next.
+			// The checkers are unchanged: a server without the
+			// extension fails no-early-expiry, the real one passes.
+			s.Variant = "fast-followers"
+			s.Duration = dur(ttl/2, ttl*3/4)
+			s.Rate = 1.15 + rng.Float64()*0.05
+		}
+	}
+	if s.Kind == NemesisMembership {
+		scheduleMembership(s, rng) // nemesis_membership.go
+	}
+	scheduleDisk(s, rng, ttl) // nemesis_disk.go: snapshot, disk, client-pause
+}
+
 // nemesis runs a schedule against a cluster, recording each fault.
 type nemesis struct {
 	c    *Cluster
 	h    *History
+	w    *workload // the client-pause nemesis pauses its lockers; nil in tests
 	logf func(string, ...any)
 }
 
@@ -204,6 +235,7 @@ func (ns *nemesis) step(ctx context.Context, s Step) {
 	var targets []*NodeProc
 	var apply func() error
 	var heal func() error
+	wait := s.Duration // how long the fault lasts between apply and heal
 	switch s.Kind {
 	case NemesisKill:
 		switch s.Variant {
@@ -334,6 +366,8 @@ func (ns *nemesis) step(ctx context.Context, s Step) {
 		}
 	case NemesisMembership:
 		targets, apply, heal = ns.membership(bg, s, leader, shuffled) // nemesis_membership.go
+	case NemesisSnapshot, NemesisDisk, NemesisClientPause:
+		targets, apply, heal = ns.diskFault(bg, s, leader, followers, shuffled, &wait) // nemesis_disk.go
 	default:
 		return
 	}
@@ -342,7 +376,7 @@ func (ns *nemesis) step(ctx context.Context, s Step) {
 	if err := apply(); err != nil {
 		ns.logf("nemesis: %s: %v", s.Kind, err)
 	}
-	sleep(ctx, s.Duration)
+	ns.hold(ctx, s, wait) // nemesis_overlap.go: runs s.Inner meanwhile
 	if err := heal(); err != nil {
 		ns.logf("nemesis: healing %s: %v", s.Kind, err)
 	}

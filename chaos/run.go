@@ -149,6 +149,9 @@ func Run(ctx context.Context, opts Options) (*Summary, error) {
 	if opts.Bug != "" {
 		env = append(env, "LEASECLUSTER_CHAOS_BUG="+opts.Bug)
 	}
+	if slices.Contains(nemeses, NemesisSnapshot) {
+		env = append(env, snapshotSettings) // nemesis_disk.go
+	}
 	logf("starting %d nodes (%s mode, TLS %s)", opts.Nodes, sum.Mode, onOff(opts.TLS))
 	c, err := StartCluster(ctx, ClusterConfig{
 		Binary: opts.Binary, Nodes: opts.Nodes, Dir: opts.OutDir, Netns: netns,
@@ -189,7 +192,7 @@ func Run(ctx context.Context, opts Options) (*Summary, error) {
 		w.run(wctx, pollCtx)
 	}()
 	logf("running the workload for %v with %d faults scheduled", opts.Duration, len(steps))
-	(&nemesis{c: c, h: h, logf: logf}).run(wctx, steps)
+	(&nemesis{c: c, h: h, w: w, logf: logf}).run(wctx, steps)
 	if err := c.HealAll(context.WithoutCancel(ctx)); err != nil {
 		sum.Notes = append(sum.Notes, fmt.Sprintf("healing: %v", err))
 	}

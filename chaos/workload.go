@@ -57,6 +57,7 @@ type workload struct {
 	abandoned []int64    // leases left to expire, for the revoker
 
 	pollers sync.WaitGroup // goroutines watching abandoned leases expire
+	pause   pauseGate      // client pauses between a lock holder's deadline check and write (locker.go)
 }
 
 func newWorkload(cfg WorkloadConfig, h *History, cl *client.Client, conns []*grpc.ClientConn, logf func(string, ...any)) *workload {

@@ -168,3 +168,26 @@ func TestSnapshotKnobs(t *testing.T) {
 		t.Fatal("unknown key accepted")
 	}
 }
+
+// TestDiskStallCompacts: a compaction during a stall still syncs and
+// deletes, so a snapshot is never left newer than the durable log.
+func TestDiskStallCompacts(t *testing.T) {
+	real := raft.NewInmemStore()
+	d := newDiskStore(real)
+	d.setMode(DiskLie)
+	d.StoreLogs(logs(1, 10))
+	d.setMode(DiskStall)
+	done := make(chan error, 1)
+	go func() { done <- d.DeleteRange(1, 4) }()
+	select {
+	case err := <-done:
+		if err != nil {
+			t.Fatal(err)
+		}
+	case <-time.After(5 * time.Second):
+		t.Fatal("DeleteRange waited out the stall")
+	}
+	if first, last := func() (uint64, uint64) { f, _ := real.FirstIndex(); l, _ := real.LastIndex(); return f, l }(); first != 5 || last != 10 {
+		t.Fatalf("real store holds %d-%d, want 5-10", first, last)
+	}
+}
