@@ -88,7 +88,13 @@ func (ns *nemesis) diskFault(ctx context.Context, s Step, leader *NodeProc, foll
 			ns.w.pause.arm(s.Delay, time.Now().Add(s.Duration-s.Delay))
 			return nil
 		}
-		return nil, apply, func() error { ns.w.pause.disarm(); return nil }
+		heal = func() error {
+			if ns.w != nil {
+				ns.w.pause.disarm()
+			}
+			return nil
+		}
+		return nil, apply, heal
 	case s.Variant == "kill-writing":
 		var victim *NodeProc
 		apply = func() error {
