@@ -161,7 +161,8 @@ func (w *workload) pausedWrite(ctx context.Context, p int, key string, id int64,
 	w.logf("locker %d: late write with token %d after the pause: accepted=%v", p, token, acc)
 }
 
-// peek reports the armed pause without taking it.
+// peek reports the armed pause without taking it: false once a holder took
+// it (or it expired).
 func (g *pauseGate) peek() (time.Duration, bool) {
 	g.mu.Lock()
 	defer g.mu.Unlock()

@@ -67,7 +67,8 @@ func scheduleDisk(s *Step, rng *rand.Rand, ttl time.Duration) {
 	case NemesisClientPause:
 		s.Variant = "locker"
 		s.Delay = 2*ttl + ttl/2 // the pause: the lease surely expires and the key is free
-		s.Duration = s.Delay + between(rng, time.Second, 2*time.Second)
+		// The pause, and 1-2 s (x4: 4-8 s) for a holder to reach a check.
+		s.Duration = s.Delay + 4*between(rng, time.Second, 2*time.Second)
 	}
 }
 
@@ -82,10 +83,22 @@ func (ns *nemesis) diskFault(ctx context.Context, s Step, leader *NodeProc, foll
 	switch {
 	case s.Kind == NemesisClientPause:
 		apply = func() error {
+			*wait = 0
 			if ns.w == nil {
 				return fmt.Errorf("no workload to pause")
 			}
-			ns.w.pause.arm(s.Delay, time.Now().Add(s.Duration-s.Delay))
+			// Armed for the step's time beyond the pause; the window then
+			// lasts until the pause is over (plus a little), or ends at once
+			// if no holder reached a deadline check meanwhile.
+			end := time.Now().Add(s.Duration - s.Delay)
+			ns.w.pause.arm(s.Delay, end)
+			for time.Now().Before(end) && sleep(ctx, 10*time.Millisecond) {
+				if _, armed := ns.w.pause.peek(); !armed {
+					*wait = s.Delay + 200*time.Millisecond
+					return nil
+				}
+			}
+			ns.logf("nemesis: client-pause: no lock holder reached its deadline check within %v", s.Duration-s.Delay)
 			return nil
 		}
 		heal = func() error {
