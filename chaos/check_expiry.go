@@ -237,27 +237,54 @@ func sortedLeases(ls map[int64]*leaseIndex) []*leaseIndex {
 	return out
 }
 
-// faultAllowance is how much longer than 2 x TTL + extend + two election
-// timeouts a lease may legitimately live because of one fault overlapping
-// [from, to]: the part of the fault inside the wait (no leader can expire
-// anything while there is none, or while it is paused or cut off), then an
-// election and the new leader's extension. A transfer or a clock fault has
-// no outage of its own: one handover (election + extension).
-func faultAllowance(f Fault, from, to int64, cfg CheckConfig) int64 {
-	a := int64(cfg.Election + cfg.Extend)
-	if f.Kind == NemesisTransfer || f.Kind == NemesisClock {
-		return a
+// failoverAllowance is how much longer than 2 x TTL + extend + two election
+// timeouts a lease may legitimately live because of the faults overlapping
+// [from, to]. An outage (a kill, a partition, a pause, a disk fault) stops
+// expiry for its part inside the wait (no leader can expire anything while
+// there is none, or while it is paused or cut off), then costs an election
+// and the new leader's extension. Outages that overlap one another are one
+// outage (the same interval is not counted twice), but outages one after
+// another each stop the clock anew: after each, a new leader counts a
+// checkpointed remainder from when it applied the checkpoint, which after a
+// full restart is the replay. Transfers and clock faults stop no leader: all
+// of them together count as one handover (election + extension), which is
+// what the bound's "however many leader changes" allows.
+func failoverAllowance(faults []Fault, from, to int64, cfg CheckConfig) int64 {
+	handover := int64(cfg.Election + cfg.Extend)
+	type span struct{ start, end int64 }
+	var outages []span
+	anyFault := false
+	for _, f := range faults {
+		if f.End <= from || f.Start >= to {
+			continue
+		}
+		anyFault = true
+		if f.Kind == NemesisTransfer || f.Kind == NemesisClock {
+			continue
+		}
+		outages = append(outages, span{max(f.Start, from), min(f.End, to)})
 	}
-	return a + max(0, min(f.End, to)-max(f.Start, from))
+	if !anyFault {
+		return 0
+	}
+	sort.Slice(outages, func(i, j int) bool { return outages[i].start < outages[j].start })
+	total := int64(0)
+	for i := 0; i < len(outages); {
+		cur := outages[i]
+		for i++; i < len(outages) && outages[i].start <= cur.end; i++ {
+			cur.end = max(cur.end, outages[i].end)
+		}
+		total += cur.end - cur.start + handover
+	}
+	return max(total, handover)
 }
 
 // checkBoundedExpiry fails when a lease that nobody renews or revokes is
 // seen alive later than 2 x TTL + extend + failover time after its last
 // renewal attempt (rule 3; README "Bounded expiry"). The failover time is
-// two election timeouts plus the largest single fault allowance among the
-// faults overlapping the wait: faults are not added up (overlapping ones
-// would count the same outage twice), and the bound's second TTL covers a
-// second, shorter disruption.
+// two election timeouts plus failoverAllowance of the faults overlapping the
+// wait: overlapping outages count once, outages one after another add up,
+// and handovers count as one.
 func checkBoundedExpiry(ls map[int64]*leaseIndex, faults []Fault, cfg CheckConfig) Verdict {
 	var c collector
 	for _, l := range sortedLeases(ls) {
@@ -279,13 +306,7 @@ func checkBoundedExpiry(ls map[int64]*leaseIndex, faults []Fault, cfg CheckConfi
 			continue // never seen again: nothing to judge
 		}
 		c.judged++
-		worst := int64(0)
-		for _, f := range faults {
-			if f.End > l.lastAttempt && f.Start < end {
-				worst = max(worst, faultAllowance(f, l.lastAttempt, end, cfg))
-			}
-		}
-		failover := 2*int64(cfg.Election) + worst
+		failover := 2*int64(cfg.Election) + failoverAllowance(faults, l.lastAttempt, end, cfg)
 		bound := l.lastAttempt + 2*l.ttlMs*1e6 + int64(cfg.Extend) + failover
 		if lastAlive > bound {
 			c.add("lease %d: %s (op %d) at %s, %s after its last renewal attempt (bound %s: 2 x TTL + extend + failover %s)",

@@ -162,3 +162,23 @@ func TestBoundedExpiryPerFaultAllowance(t *testing.T) {
 		t.Fatalf("alive 12.9 s after its last renewal, bound 15 s with a 4 s outage: %+v", v)
 	}
 }
+
+// Outages one after another add up (a new leader after each counts the
+// lease's remainder anew; after a full restart, from the replay), while
+// outages that overlap count once.
+func TestBoundedExpirySequentialOutages(t *testing.T) {
+	h := number(append(cleanHistory()[:2],
+		Op{Process: 1, Kind: OpTTL, Status: StatusOK, Lease: 1, Found: true, TTLms: 3000, Invoke: 17 * sec, Complete: 17*sec + 1}))
+	// Last renewal attempt at 1.1 s. Two 2.5 s outages one after the other:
+	// bound 1.1 + 2 x 3 + 1 + 2 x 1 + (2.5 + 2) + (2.5 + 2) = 19.1 s: alive at 17 s is fine.
+	seq := []Fault{{Kind: NemesisPartition, Start: 2 * sec, End: 4500 * sec / 1000}, {Kind: NemesisKill, Start: 6 * sec, End: 8500 * sec / 1000}}
+	if v := Check(h, seq, testCfg)[CheckBoundedExpiry]; !v.OK {
+		t.Fatalf("two outages one after another: %+v", v)
+	}
+	// The same two outages overlapping are one 4 s outage: bound
+	// 1.1 + 9 + (4 + 2) = 16.1 s, so alive at 17 s is caught.
+	overlap := []Fault{{Kind: NemesisPartition, Start: 2 * sec, End: 4500 * sec / 1000}, {Kind: NemesisKill, Start: 3500 * sec / 1000, End: 6 * sec}}
+	if v := Check(h, overlap, testCfg)[CheckBoundedExpiry]; !v.Caught() {
+		t.Fatalf("alive 15.9 s after its last renewal with one merged 4 s outage (bound 15 s): %+v", v)
+	}
+}
