@@ -385,6 +385,13 @@ func (f *FSM) Item(key string) (Item, bool) {
 	return Item{Key: key, LeaseID: it.leaseID, Value: it.value, Revision: it.revision}, true
 }
 
+// ItemCount is the number of items held, by any lease.
+func (f *FSM) ItemCount() int {
+	f.itemsMu.RLock()
+	defer f.itemsMu.RUnlock()
+	return len(f.items)
+}
+
 // AppliedIndex returns the index of the last log entry applied (or restored
 // from a snapshot).
 func (f *FSM) AppliedIndex() uint64 { return f.applied.Load() }

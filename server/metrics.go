@@ -1,7 +1,6 @@
 package server
 
 import (
-	"sync"
 	"time"
 
 	grpcprom "github.com/grpc-ecosystem/go-grpc-middleware/providers/prometheus"
@@ -81,7 +80,6 @@ func newMetrics(n *Node) *metrics {
 		[]string{"outcome"})
 	m.renewOK, m.renewNotFound, m.renewDenied = renewals.WithLabelValues("ok"), renewals.WithLabelValues("not_found"), renewals.WithLabelValues("permission_denied")
 	m.renewError, m.renewUnconfirmed = renewals.WithLabelValues("error"), renewals.WithLabelValues("unconfirmed")
-	items := &itemCount{lessor: n.lessor}
 	m.registry.MustRegister(m.leader, m.grants, m.clientRevokes, renewals, m.expired, m.checkpoints, confirmations,
 		m.groupEntries, m.groupedCommands, m.renewLatency, m.expiryLag, m.grpc,
 		collectors.NewGoCollector(), collectors.NewProcessCollector(collectors.ProcessCollectorOpts{}),
@@ -92,7 +90,8 @@ func newMetrics(n *Node) *metrics {
 		prometheus.NewGaugeFunc(prometheus.GaugeOpts{Name: "leasecluster_leases", Help: "Leases held in this node's replicated state."},
 			func() float64 { return float64(n.lessor.Len()) }),
 		prometheus.NewGaugeFunc(prometheus.GaugeOpts{Name: "leasecluster_items",
-			Help: "Items attached to leases in this node's replicated state (counted at most every 10 s)."}, items.get),
+			Help: "Items attached to leases in this node's replicated state."},
+			func() float64 { return float64(n.fsm.ItemCount()) }),
 		raftCollector{n: n},
 	)
 	if s := raftSink(); s != nil {
@@ -155,30 +154,4 @@ func addCount(c prometheus.Counter, n int) {
 	if n > 0 {
 		c.Add(float64(n))
 	}
-}
-
-// itemCount counts the items of every lease. The lessor has no running
-// total, so a count walks the lease table; it is done at most every
-// itemCountEvery and remembered in between, so that frequent scrapes of a
-// large table cost little.
-type itemCount struct {
-	lessor lessor.Lessor
-	mu     sync.Mutex // guards at and count
-	at     time.Time
-	count  int
-}
-
-const itemCountEvery = 10 * time.Second
-
-func (c *itemCount) get() float64 {
-	c.mu.Lock()
-	defer c.mu.Unlock()
-	if c.at.IsZero() || time.Since(c.at) >= itemCountEvery {
-		total := 0
-		for _, l := range c.lessor.Leases() {
-			total += l.ItemCount()
-		}
-		c.at, c.count = time.Now(), total
-	}
-	return float64(c.count)
 }
