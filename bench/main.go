@@ -180,6 +180,12 @@ func run(ctx context.Context, set settings, keep bool, outDir string) error {
 			return fmt.Errorf("certificates: %w", err)
 		}
 	}
+	// The hops phase runs first, on its own cluster, with nothing else
+	// running on the machine.
+	if set.Phases.has(phaseHops) && set.Systems.has(sysLC) {
+		h := runHops(ctx, set, bin, work, tlsSet)
+		res.Hops = &h
+	}
 	if err := startClusters(ctx, cl, bin, etcdBin, work, pprof, set.Systems, set.LCLogLevel, tlsSet); err != nil {
 		return err
 	}

@@ -15,13 +15,14 @@ const (
 	phaseScale      = "scale"
 	phaseRestart    = "restart"
 	phaseReplay     = "replay"
+	phaseHops       = "hops"
 
 	sysLC   = "leasecluster"
 	sysEtcd = "etcd"
 )
 
 var (
-	allPhases  = []string{phaseThroughput, phaseFailover, phaseExpiry, phaseMemory, phaseScale, phaseRestart, phaseReplay}
+	allPhases  = []string{phaseHops, phaseThroughput, phaseFailover, phaseExpiry, phaseMemory, phaseScale, phaseRestart, phaseReplay}
 	allSystems = []string{sysLC, sysEtcd}
 )
 

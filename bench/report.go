@@ -31,6 +31,8 @@ type Results struct {
 	Sizes   []TableSize `json:"table_sizes"`
 	Restart struct{ LC, Etcd RestartResult }
 	Replay  struct{ LC, Etcd RestartResult }
+	// Hops splits one client's grant latency into its hops (leasecluster only).
+	Hops *HopsResult `json:"hops,omitempty"`
 
 	Targets  []Target          `json:"targets"`
 	Profiles map[string]string `json:"profiles,omitempty"` // workload -> pprof -top of the leasecluster leader
@@ -156,6 +158,9 @@ func gitCommit(root string) string {
 func (r *Results) table(w io.Writer) {
 	if r.Settings.TLS {
 		fmt.Fprintf(w, "Both systems with mutual TLS on every client and peer connection (-tls).\n\n")
+	}
+	if r.Hops != nil {
+		hopsTable(w, *r.Hops)
 	}
 	if r.phaseRan(phaseThroughput) {
 		r.throughputTables(w)
