@@ -37,7 +37,7 @@ func (rs *raftStack) openStores(cfg Config) error {
 	if cfg.Faults != nil && cfg.Faults.LogStore != nil {
 		store = keepMonotonic(store, cfg.Faults.LogStore(store))
 	}
-	logs, err := raft.NewLogCache(1024, store)
+	logs, err := newLogCache(store)
 	if err != nil {
 		ds.Close()
 		return err
