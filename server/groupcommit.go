@@ -15,9 +15,9 @@ import (
 // replicates, each follower's, the encoding, the FSM dispatch. So grants and
 // client revokes do not each get an entry: one goroutine takes every such
 // proposal that is waiting, joins them into one batch entry
-// (fsm.EncodeBatch) and hands it to raft.Apply. At most maxInflight batches
-// are proposed and not yet applied; the proposals that arrive meanwhile form
-// the next batch (up to maxGroup). A lone proposal goes alone, at no extra
+// (fsm.EncodeBatch) and hands it to raft.Apply. One batch at a time is
+// proposed and not yet applied; the proposals that arrive meanwhile form the
+// next batch (up to maxGroup). A lone proposal goes alone, at no extra
 // wait. Each command in a batch applies exactly as it would in an entry of
 // its own, with its own result and request-ID deduplication.
 //
@@ -32,12 +32,11 @@ import (
 // maxGroup bounds the commands in one batch entry.
 const maxGroup = 256
 
-// maxInflight bounds the batch entries proposed and not yet applied. One:
-// everything that arrives while an entry commits waits for the next, bigger,
-// one. Two entries proposed back to back mostly went to raft's log in one
-// write anyway, so a second in flight bought no overlap and cost throughput
-// (measured: bench/results/design-measurements.md, server).
-const maxInflight = 1
+// One batch entry in flight: everything that arrives while an entry commits
+// waits for the next, bigger, one. Two entries proposed back to back mostly
+// went to raft's log in one write anyway, so a second in flight bought no
+// overlap and cost throughput (measured with a bound maxInflight, since
+// removed: bench/results/design-measurements.md, server).
 
 // lingerFraction sets the linger for returning callers, counted from the
 // first one back: the last entry's commit time divided by this (longer only
@@ -71,28 +70,13 @@ const (
 	proposalAbandoned       // its caller gave up before it was taken: never proposed
 )
 
-// committing is a batch that raft has taken, waiting to be applied.
-type committing struct {
-	f     raft.ApplyFuture
-	batch []*proposal
-}
-
 // commitLoop is the group committer: it runs for the node's life, until stop
-// closes. A second goroutine waits for the batches in the order raft took
-// them (raft applies entries in log order) and answers their proposals.
+// closes. It proposes one batch entry at a time and answers its proposals
+// once raft has applied it (one entry in flight); what arrives meanwhile waits in
+// p.group, where its callers may still take it back, and forms the next
+// batch. Answering here rather than on a goroutine of its own spares every
+// entry a hand-off: nothing could be proposed before the answer anyway.
 func (p *proposer) commitLoop() {
-	taken := make(chan committing, 64)
-	answered := make(chan struct{})
-	go func() {
-		defer close(answered)
-		for c := range taken {
-			p.answer(c)
-		}
-	}()
-	defer func() {
-		close(taken)
-		<-answered
-	}()
 	batch := make([]*proposal, 0, maxGroup)
 	datas := make([][]byte, 0, maxGroup)
 	var (
@@ -101,25 +85,17 @@ func (p *proposer) commitLoop() {
 	)
 	for {
 		batch, datas = batch[:0], datas[:0]
-		// A slot first, then the proposals: until a slot frees they wait
-		// in p.group, where their callers may still take them back.
-		select {
-		case p.slots <- struct{}{}:
-		case <-p.stop:
-			return
-		}
-		// The slot frees when the last entry has been applied, as its
-		// callers are answered: expect them back, beside those waiting.
-		slotAt := time.Now()
+		// The last entry has been applied and its callers answered:
+		// expect them back, beside those waiting.
+		answeredAt := time.Now()
 		expect := min(maxGroup, len(p.group)+prevSize)
-		linger := slotAt.Sub(prevPropose) / lingerFraction
+		linger := answeredAt.Sub(prevPropose) / lingerFraction
 		batch, stopped := collect(p.group, batch, prevSize, expect, linger, p.stop)
 		if stopped {
 			fail(batch, ErrStopped) // never proposed
 			return
 		}
 		if len(batch) == 0 {
-			<-p.slots
 			continue
 		}
 		data := batch[0].data
@@ -130,21 +106,15 @@ func (p *proposer) commitLoop() {
 			var err error
 			if data, err = fsm.EncodeBatch(datas); err != nil {
 				fail(batch, err)
-				<-p.slots
 				continue
 			}
 			p.metrics.groupedCommands.Add(float64(len(batch)))
 		}
 		p.metrics.groupEntries.Inc()
 		prevSize, prevPropose = len(batch), time.Now()
-		f := p.rs.raft.Apply(data, p.applyTimeout)
-		select {
-		case taken <- committing{f: f, batch: append([]*proposal(nil), batch...)}:
-		case <-p.stop:
-			// The answering goroutine drains what it has; these callers
-			// see stopC.
-			return
-		}
+		// raft answers every future it took (applied, leadership lost,
+		// shut down) and refuses one it could not take within the timeout.
+		p.answer(p.rs.raft.Apply(data, p.applyTimeout), batch)
 	}
 }
 
@@ -221,25 +191,24 @@ func appendTaken(batch []*proposal, p *proposal) []*proposal {
 	return batch
 }
 
-// answer waits for a batch to be applied and answers each of its proposals.
-func (p *proposer) answer(c committing) {
-	err := c.f.Error()
-	<-p.slots
-	if err != nil {
-		fail(c.batch, p.rs.err(err))
+// answer waits for a batch entry to be applied and answers each of its
+// proposals.
+func (p *proposer) answer(f raft.ApplyFuture, batch []*proposal) {
+	if err := f.Error(); err != nil {
+		fail(batch, p.rs.err(err))
 		return
 	}
-	res, ok := c.f.Response().(*fsm.Result)
+	res, ok := f.Response().(*fsm.Result)
 	switch {
 	case !ok:
-		fail(c.batch, fmt.Errorf("server: unexpected apply response %T", c.f.Response()))
-	case len(c.batch) == 1:
-		c.batch[0].res = res
-		close(c.batch[0].done)
-	case res.Err != nil || len(res.Batch) != len(c.batch):
-		fail(c.batch, fmt.Errorf("server: batch of %d applied as %d results: %v", len(c.batch), len(res.Batch), res.Err))
+		fail(batch, fmt.Errorf("server: unexpected apply response %T", f.Response()))
+	case len(batch) == 1:
+		batch[0].res = res
+		close(batch[0].done)
+	case res.Err != nil || len(res.Batch) != len(batch):
+		fail(batch, fmt.Errorf("server: batch of %d applied as %d results: %v", len(batch), len(res.Batch), res.Err))
 	default:
-		for i, pr := range c.batch {
+		for i, pr := range batch {
 			pr.res = res.Batch[i]
 			close(pr.done)
 		}

@@ -21,12 +21,11 @@ type proposer struct {
 	stop         <-chan struct{} // the node's stop
 
 	group chan *proposal // to the group committer
-	slots chan struct{}  // one per batch entry in flight
 }
 
 func newProposer(rs *raftStack, leading func() bool, applyTimeout time.Duration, m *metrics, stop <-chan struct{}) *proposer {
 	return &proposer{rs: rs, leading: leading, applyTimeout: applyTimeout, metrics: m, stop: stop,
-		group: make(chan *proposal, maxGroup), slots: make(chan struct{}, maxInflight)}
+		group: make(chan *proposal, maxGroup)}
 }
 
 // timeout bounds how long raft may take, by the caller's deadline.
