@@ -48,6 +48,11 @@ type Config struct {
 	// Error (and to stderr) and exit with status 2, because applying the
 	// entries after it would let this replica diverge from the others.
 	OnFatal func(error)
+	// BeforeExpiryRevoke is a fault point of the chaos build (server.Faults;
+	// nil otherwise): it is called with each lease an expiry revoke is about
+	// to delete. It changes the replicated state, so every replica must be
+	// given the same one (the orphan-items variant breaks rule 3).
+	BeforeExpiryRevoke func(le lessor.Lessor, id lessor.LeaseID)
 }
 
 // Validate reports a configuration that cannot work.
@@ -90,6 +95,7 @@ type FSM struct {
 	lessor  lessor.Lessor
 	logger  hclog.Logger
 	onFatal func(error)
+	expiry  func(lessor.Lessor, lessor.LeaseID) // Config.BeforeExpiryRevoke
 
 	// stateMu serialises changes to the replicated state (Apply, Restore)
 	// against readers that need all of it at once (StateHash, Snapshot).
@@ -137,6 +143,7 @@ func newFSM(cfg Config, window int) (*FSM, error) {
 		items:  make(map[string]itemState),
 	}
 	f.onFatal = cfg.OnFatal
+	f.expiry = cfg.BeforeExpiryRevoke
 	if f.onFatal == nil {
 		f.onFatal = func(err error) {
 			f.logger.Error("cannot apply log entry; stopping so as not to diverge from the other replicas", "error", err)
@@ -322,6 +329,9 @@ func (f *FSM) revoke(ids []int64, expired bool, a *leasepb.Actor) error {
 		}
 	}
 	for _, id := range ids {
+		if expired && f.expiry != nil {
+			f.expiry(f.lessor, lessor.LeaseID(id)) // a chaos fault point
+		}
 		err := f.lessor.Revoke(lessor.LeaseID(id))
 		if err != nil && !(expired && errors.Is(err, lessor.ErrLeaseNotFound)) {
 			// Unreachable unless something outside the FSM revoked the

@@ -59,6 +59,24 @@ type Faults struct {
 	// applies it; it must not modify l, which raft may still hold (the
 	// diverge variant: one replica applies revokes differently, rule 1).
 	ApplyEntry func(l *raft.Log) *raft.Log
+	// FencingToken replaces the fencing token (the item's revision) that an
+	// attach returns to its client (the token-per-term variant returns a
+	// counter the leader restarts at each Promote: breaks rule 7's tokens).
+	FencingToken func(rev uint64) uint64
+	// BeforeExpiryRevoke is the FSM's fsm.Config.BeforeExpiryRevoke, called
+	// on every replica with each lease an expiry revoke is about to delete
+	// (the orphan-items variant detaches the lease's items from the lessor
+	// first, so the revoke leaves them in the item store: breaks rule 3).
+	BeforeExpiryRevoke func(le lessor.Lessor, id lessor.LeaseID)
+	// HeldInItemStore makes the leader refuse an attach of a key that the
+	// item store shows held by another lease, before it proposes (with
+	// BeforeExpiryRevoke, the orphan-items variant: a key left behind by an
+	// expired lease stays held for good).
+	HeldInItemStore bool
+	// ShedRead refuses a read with RESOURCE_EXHAUSTED when it returns true
+	// (the shed-load variant: a rate limiter set below the read load; breaks
+	// availability).
+	ShedRead func() bool
 }
 
 // Term is what a DuringTerm fault may do while the node leads.
@@ -67,6 +85,9 @@ type Term interface {
 	Leases() []*lessor.Lease
 	// RevokeExpired proposes an expiry revoke of ids, as the expiry loop does.
 	RevokeExpired(ctx context.Context, ids []lessor.LeaseID) error
+	// Grant proposes a grant of lease id without a request ID, as a client
+	// grant naming its ID would be proposed.
+	Grant(ctx context.Context, id lessor.LeaseID, ttlMs int64, owner string) error
 }
 
 func (f *Faults) skipConfirmation() bool { return f != nil && f.SkipConfirmation }
@@ -74,3 +95,12 @@ func (f *Faults) revokeLocally() bool    { return f != nil && f.RevokeLocally }
 func (f *Faults) skipExpiry() bool       { return f != nil && f.SkipExpiry }
 func (f *Faults) ignoreHolder() bool     { return f != nil && f.IgnoreHolder }
 func (f *Faults) followerReads() bool    { return f != nil && f.FollowerReads }
+func (f *Faults) shedRead() bool         { return f != nil && f.ShedRead != nil && f.ShedRead() }
+func (f *Faults) heldInItemStore() bool  { return f != nil && f.HeldInItemStore }
+
+func (f *Faults) beforeExpiryRevoke() func(lessor.Lessor, lessor.LeaseID) {
+	if f == nil {
+		return nil
+	}
+	return f.BeforeExpiryRevoke
+}

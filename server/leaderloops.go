@@ -45,6 +45,17 @@ func (ll *leaderLoops) RevokeExpired(ctx context.Context, ids []lessor.LeaseID) 
 	return err
 }
 
+// Grant proposes a grant of id without a request ID (Term, for a DuringTerm
+// fault).
+func (ll *leaderLoops) Grant(ctx context.Context, id lessor.LeaseID, ttlMs int64, owner string) error {
+	data, err := fsm.EncodeGrant(0, id, ttlMs, owner)
+	if err != nil {
+		return err
+	}
+	_, err = ll.proposer.propose(ctx, data)
+	return err
+}
+
 // expiry proposes revokes for the leases the lessor reports expired. The
 // lessor paces delivery at the revoke rate and offers a lease again until it
 // is revoked, so a failed proposal is retried without bookkeeping here.

@@ -110,7 +110,8 @@ func newNode(cfg Config, lis net.Listener) (_ *Node, err error) {
 	}
 	n.lessor = le
 	closers = append(closers, le.Stop)
-	n.fsm, err = fsm.New(fsm.Config{Lessor: le, Logger: n.log.Named("fsm"), OnFatal: n.fatal})
+	n.fsm, err = fsm.New(fsm.Config{Lessor: le, Logger: n.log.Named("fsm"), OnFatal: n.fatal,
+		BeforeExpiryRevoke: cfg.Faults.beforeExpiryRevoke()})
 	if err != nil {
 		return nil, err
 	}

@@ -100,6 +100,12 @@ func (o *leaseOps) attach(ctx context.Context, leaseID lessor.LeaseID, key, valu
 			}
 		}
 	}
+	if o.faults.heldInItemStore() {
+		// The orphan-items variant: the item store says who holds the key.
+		if it, held := o.fsm.Item(key); held && it.LeaseID != leaseID {
+			return fsm.Item{}, fmt.Errorf("%w: %q is held by lease %d", lessor.ErrItemHeld, key, it.LeaseID)
+		}
+	}
 	data, err := fsm.EncodeAttach(reqID, leaseID, key, value, actor(ctx))
 	if err != nil {
 		return fsm.Item{}, err
@@ -107,6 +113,9 @@ func (o *leaseOps) attach(ctx context.Context, leaseID lessor.LeaseID, key, valu
 	res, err := o.proposer.propose(ctx, data)
 	if err != nil {
 		return fsm.Item{}, err
+	}
+	if o.faults != nil && o.faults.FencingToken != nil {
+		res.Item.Revision = o.faults.FencingToken(res.Item.Revision) // the token-per-term variant
 	}
 	return res.Item, nil
 }

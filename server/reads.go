@@ -2,6 +2,7 @@ package server
 
 import (
 	"context"
+	"fmt"
 	"time"
 
 	"github.com/leasecluster/leasecluster/fsm"
@@ -47,6 +48,9 @@ func (r *reader) linearize(ctx context.Context) error {
 }
 
 func (r *reader) barrier(ctx context.Context, serializable bool) error {
+	if r.faults.shedRead() {
+		return fmt.Errorf("%w: read shed by the rate limiter", ErrQuotaExceeded) // the shed-load variant
+	}
 	if serializable {
 		return nil
 	}
