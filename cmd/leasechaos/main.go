@@ -41,6 +41,7 @@ import (
 var bugs = []string{
 	"skip-verify", "no-extend", "early-expiry", "leader-only-revoke", "wall-clock",
 	"immortal-lease", "duplicate-id", "ttl-misreport", "stale-read", "diverge", "double-holder", "early-expiry-small",
+	"token-per-term", "resurrect", "orphan-items", "shed-load",
 }
 
 func main() {

@@ -2,8 +2,10 @@ package faults
 
 import (
 	"context"
+	"math/rand/v2"
 	"os"
 	"sync"
+	"sync/atomic"
 	"time"
 
 	"github.com/hashicorp/raft"
@@ -24,12 +26,17 @@ const (
 	BugDiverge          = "diverge"            // one replica applies client revokes differently (convergence)
 	BugDoubleHolder     = "double-holder"      // an attach takes a key from its holder (no-overlapping-holders)
 	BugEarlyExpirySmall = "early-expiry-small" // leases revoked 3-5% of their TTL early (no-early-expiry)
+	BugTokenPerTerm     = "token-per-term"     // fencing tokens from a counter restarted at each Promote (fencing)
+	BugResurrect        = "resurrect"          // an expired lease is granted again a little later (no-resurrection)
+	BugOrphanItems      = "orphan-items"       // an expiry revoke leaves the lease's items behind (final-read)
+	BugShedLoad         = "shed-load"          // a rate limiter refuses a share of the reads (availability)
 )
 
 // Bugs lists every variant LEASECLUSTER_CHAOS_BUG may name.
 var Bugs = []string{
 	BugSkipVerify, BugNoExtend, BugEarlyExpiry, BugLeaderOnlyRevoke, BugWallClock,
 	BugImmortalLease, BugDuplicateID, BugTTLMisreport, BugStaleRead, BugDiverge, BugDoubleHolder, BugEarlyExpirySmall,
+	BugTokenPerTerm, BugResurrect, BugOrphanItems, BugShedLoad,
 }
 
 // install sets the fault points of the variants in this file; it reports
@@ -52,6 +59,18 @@ func install(bug, name string, f *server.Faults) bool {
 		f.IgnoreHolder = true
 	case BugEarlyExpirySmall:
 		f.DuringTerm = func(ctx context.Context, term server.Term) { revokeEarly(ctx, term, smallEarlyFraction) }
+	case BugTokenPerTerm:
+		t := &termTokens{}
+		f.DuringTerm = func(context.Context, server.Term) { t.restart() }
+		f.FencingToken = t.next
+	case BugResurrect:
+		r := &resurrector{granted: map[lessor.LeaseID]bool{}}
+		f.DuringTerm = r.run
+	case BugOrphanItems:
+		f.BeforeExpiryRevoke = orphanItems
+		f.HeldInItemStore = true
+	case BugShedLoad:
+		f.ShedRead = func() bool { return rand.Float64() < shedShare }
 	default:
 		return false
 	}
@@ -158,3 +177,117 @@ func forgetRevokeRequest(data []byte) ([]byte, bool) {
 	}
 	return out, true
 }
+
+// termTokens is the token-per-term variant: the leader numbers the attaches
+// it answers from a counter it keeps in memory and restarts at each Promote,
+// instead of returning the attach's log index (rule 7). Within a term the
+// tokens grow; after a leader change they start again from 1, below those
+// the last leader handed out, so a new holder gets a lower token than an
+// earlier one. The item store keeps the right revision (Get shows it).
+type termTokens struct{ n atomic.Uint64 }
+
+func (t *termTokens) restart()           { t.n.Store(0) }
+func (t *termTokens) next(uint64) uint64 { return t.n.Add(1) }
+
+// resurrectAfter is how long after an expired lease is gone the resurrect
+// variant grants it again: long enough for a client watching it to have seen
+// it gone (the harness polls abandoned leases every 100 ms).
+const resurrectAfter = 500 * time.Millisecond
+
+// expiringWithin: a lease last seen with less than this left, and gone at
+// the next look, was revoked by expiry (the variant polls every 20 ms).
+const expiringWithin = 100 * time.Millisecond
+
+// resurrector is the resurrect variant: a leader that re-proposes the grant
+// of a lease it saw expire, once, resurrectAfter later, with the lease's ID,
+// TTL and owner and without a request ID (as a grant retried by the leader
+// after the dedupe window forgot it would be). The lease is back, alive for
+// another TTL, after clients saw it gone (rule 3: an expired lease stays
+// gone).
+type resurrector struct {
+	mu      sync.Mutex              // guards granted
+	granted map[lessor.LeaseID]bool // leases granted again already: once each, in any term
+	now     func() time.Time        // tests; nil: time.Now
+	tick    <-chan time.Time        // tests; nil: every 20 ms
+}
+
+type lastSeen struct {
+	ttl      int64
+	owner    string
+	expiring bool
+}
+
+type regrant struct {
+	id    lessor.LeaseID
+	ttl   int64
+	owner string
+	at    time.Time
+}
+
+func (r *resurrector) run(ctx context.Context, term server.Term) {
+	tick := r.tick
+	if tick == nil {
+		t := time.NewTicker(20 * time.Millisecond)
+		defer t.Stop()
+		tick = t.C
+	}
+	seen := map[lessor.LeaseID]lastSeen{}
+	var due []regrant
+	for {
+		var now time.Time
+		select {
+		case <-ctx.Done():
+			return
+		case now = <-tick:
+		}
+		alive := map[lessor.LeaseID]bool{}
+		for _, l := range term.Leases() {
+			alive[l.ID] = true
+			seen[l.ID] = lastSeen{ttl: l.TTL(), owner: l.Owner(), expiring: l.Remaining() < expiringWithin}
+		}
+		r.mu.Lock()
+		for id, s := range seen {
+			if alive[id] {
+				continue
+			}
+			delete(seen, id)
+			if s.expiring && !r.granted[id] {
+				r.granted[id] = true
+				due = append(due, regrant{id: id, ttl: s.ttl, owner: s.owner, at: now.Add(resurrectAfter)})
+			}
+		}
+		r.mu.Unlock()
+		for len(due) > 0 && !now.Before(due[0].at) {
+			_ = term.Grant(ctx, due[0].id, due[0].ttl, due[0].owner) // once: not retried
+			due = due[1:]
+		}
+	}
+}
+
+// orphanItems is the orphan-items variant's apply of an expiry revoke, on
+// every replica alike: it detaches the lease's items from the lessor
+// before the revoke, as an expiry path that forgot the items would, so the
+// revoke deletes the lease and leaves its items in the item store, held by
+// a lease that is gone. The variant's leader refuses attaches of a key the
+// item store shows held (Faults.HeldInItemStore), so such a key stays held
+// for good: the lock is stuck, as a lock whose key outlived its lease is.
+func orphanItems(le lessor.Lessor, id lessor.LeaseID) {
+	l := le.Lookup(id)
+	if l == nil {
+		return
+	}
+	keys := l.Keys()
+	items := make([]lessor.LeaseItem, len(keys))
+	for i, k := range keys {
+		items[i] = lessor.LeaseItem{Key: k}
+	}
+	if len(items) > 0 {
+		_ = le.Detach(id, items)
+	}
+}
+
+// shedShare is the share of reads (TimeToLive, Get, the lease listing) the
+// shed-load variant refuses with RESOURCE_EXHAUSTED, as a rate limiter
+// configured below the read load would. Clients do not retry that code, so
+// each refusal is a failed read.
+const shedShare = 0.2
