@@ -4,7 +4,7 @@
 # checker planted for must catch, and the unbroken server on the same seed
 # and schedule, which must pass). BITE_COUNT cases (default 2) of round
 # BITE_ROUND (default: the day, counted since 1970 in UTC), so consecutive
-# days run the next cases and the twelve take six days. A case takes 40 s
+# days run the next cases and the sixteen take eight days. A case takes 40 s
 # to 3 minutes (two runs); two add at most about 5 minutes to CI.
 # BITE_ROUND=N replays a round; LEASECHAOS_BITE=bug,... (bite.sh) picks cases.
 set -euo pipefail
