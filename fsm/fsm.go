@@ -38,6 +38,8 @@ const DedupeWindow = 10000
 // Config configures an FSM. Nothing in it reaches the replicated state:
 // every replica applies the same log to the same state whatever its config
 // (the lessor's own config does not reach it either; see lessor.Config).
+// The one exception is BeforeExpiryRevoke, a fault point that only the chaos
+// build sets, the same on every replica.
 type Config struct {
 	// Lessor is the lease table; required. New installs the FSM's range
 	// deleter on it so that revokes delete items from the item store.
