@@ -113,8 +113,10 @@ type Config struct {
 	MetricsAddr string
 
 	Logger hclog.Logger // default: hclog to stderr, named after the node
-	// Clock is the lessor's time source; nil means the real clock. The chaos
-	// build injects a skewed clock through it.
+	// Clock is the node's time source for the lessor and for the renew-lease
+	// window (the transport's contact times and the renewal check against
+	// them); nil means the real clock. The chaos build injects a skewed clock
+	// through it. raft's own timers always run on the real clock.
 	Clock lessor.Clock
 	// Faults are fault-injection points; nil (the default) injects nothing.
 	// Only the chaos build and tests set them.
@@ -244,4 +246,12 @@ func (c Config) Validate() error {
 		errs = append(errs, err)
 	}
 	return errors.Join(errs...)
+}
+
+// now reads Clock, or the real clock.
+func (c Config) now() time.Time {
+	if c.Clock != nil {
+		return c.Clock.Now()
+	}
+	return time.Now()
 }

@@ -134,7 +134,7 @@ func newNode(cfg Config, lis net.Listener) (_ *Node, err error) {
 	}
 	n.lis = lis
 	closers = append(closers, func() { lis.Close() })
-	n.rs.trans, err = transport.New(transport.Config{LocalAddr: raft.ServerAddress(cfg.AdvertiseAddr), Logger: n.log.Named("transport"), DialOptions: n.dial})
+	n.rs.trans, err = transport.New(transport.Config{LocalAddr: raft.ServerAddress(cfg.AdvertiseAddr), Logger: n.log.Named("transport"), DialOptions: n.dial, Now: cfg.now})
 	if err != nil {
 		return nil, err
 	}
@@ -201,7 +201,7 @@ func (n *Node) assemble(notify chan bool, self raft.ServerID) {
 	v := &verifier{check: func() error { return rs.raft.VerifyLeader().Error() }, stopped: n.stopC}
 	n.renewer = &renewer{rs: rs, lessor: n.lessor, proposer: n.proposer, leading: leading, verifier: v,
 		lease:   renewLease{dur: cfg.RenewLease, self: self, raft: rs.raft, contact: rs.trans.LastContact},
-		metrics: n.metrics, faults: cfg.Faults, owners: cfg.Security.Enabled()}
+		metrics: n.metrics, faults: cfg.Faults, owners: cfg.Security.Enabled(), now: cfg.now}
 	n.reader = &reader{rs: rs, leading: leading, verifier: v, applied: n.applied, lessor: n.lessor, fsm: n.fsm, faults: cfg.Faults}
 	n.ops = &leaseOps{proposer: n.proposer, lessor: n.lessor, fsm: n.fsm, minTTL: cfg.MinTTL, maxTTL: cfg.MaxTTL,
 		maxLeases: cfg.MaxLeases, maxItems: cfg.MaxItemsPerLease, metrics: n.metrics, faults: cfg.Faults}

@@ -30,6 +30,9 @@ type renewer struct {
 	// owners: leases may belong to identities (TLS is on), so a renewal is
 	// checked against its lease's owner first.
 	owners bool
+	// now is the clock the renew-lease window is measured on, the one the
+	// transport notes its contacts' send times on (Config.Clock).
+	now func() time.Time
 }
 
 // renew renews ids, waits for their confirmation and appends one result per
@@ -142,7 +145,7 @@ func (r *renewer) confirmation() *verifyRound {
 	if r.faults.skipConfirmation() {
 		return confirmedRound // the skip-verify variant: no confirmation at all
 	}
-	if r.lease.confirms(time.Now()) {
+	if r.lease.confirms(r.now()) {
 		r.metrics.confirmedByLease.Inc()
 		return confirmedRound
 	}

@@ -1,6 +1,7 @@
 package server
 
 import (
+	"context"
 	"fmt"
 	"testing"
 	"time"
@@ -95,5 +96,34 @@ func TestRenewLeaseSelfNotVoter(t *testing.T) {
 		contact: func(raft.ServerAddress) (transport.Contact, bool) { return transport.Contact{Term: 1, Sent: now}, true }}
 	if l.confirms(now) {
 		t.Fatal("a non-voter confirmed its own leadership")
+	}
+}
+
+// The renewer measures the renew-lease window on the node's clock
+// (Config.Clock), the clock the transport notes its contacts on, not on
+// time.Now: a clock fault then reaches the window as it reaches the lessor.
+func TestRenewerWindowOnNodeClock(t *testing.T) {
+	sent := time.Now().Add(time.Hour) // the node's clock runs an hour ahead
+	now := sent
+	r := &renewer{
+		lease: renewLease{dur: 200 * time.Millisecond, self: "s1", raft: &fakeRaft{state: raft.Leader, term: 5, servers: voters(3)},
+			contact: func(a raft.ServerAddress) (transport.Contact, bool) {
+				return transport.Contact{Term: 5, Sent: sent}, a == "a2"
+			}},
+		verifier: &verifier{check: func() error { return nil }, stopped: make(chan struct{})},
+		metrics:  newMetrics(nil),
+		now:      func() time.Time { return now },
+	}
+	now = sent.Add(100 * time.Millisecond)
+	if r.confirmation() != confirmedRound {
+		t.Fatal("a contact 100 ms old on the node's clock did not confirm (the real clock reads it an hour in the future)")
+	}
+	now = sent.Add(300 * time.Millisecond)
+	round := r.confirmation()
+	if round == confirmedRound {
+		t.Fatal("a contact 300 ms old on the node's clock confirmed a 200 ms window")
+	}
+	if err := round.wait(context.Background()); err != nil {
+		t.Fatal(err)
 	}
 }

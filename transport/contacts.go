@@ -8,7 +8,7 @@ import (
 )
 
 // Contact is the newest proof that a peer accepted this node's leadership:
-// the send time, on this node's monotonic clock, of the latest AppendEntries
+// the send time, on this node's monotonic clock (Config.Now), of the latest AppendEntries
 // (heartbeat, unary or pipelined) that the peer answered in the request's own
 // term.
 //

@@ -1,6 +1,7 @@
 package transport
 
 import (
+	"sync/atomic"
 	"testing"
 	"time"
 
@@ -106,5 +107,45 @@ func TestContactsPipeline(t *testing.T) {
 	want := Contact{Term: 3, Sent: starts[count-2]} // the newest answered in its own term
 	if !ok || c != want {
 		t.Fatalf("contact = %+v, %v; want %+v", c, ok, want)
+	}
+}
+
+// Config.Now is the clock of the contacts' send times, so that the node's
+// renew-lease window and its contacts are read on one (possibly skewed)
+// clock; raft's own start times stay real.
+func TestContactsOnConfiguredClock(t *testing.T) {
+	var clock atomic.Pointer[time.Time]
+	skewed := time.Now().Add(time.Hour)
+	clock.Store(&skewed)
+	leader := newNodeConfig(t, "", Config{Timeout: testTimeout, CheckCommand: AnyCommand, Now: func() time.Time { return *clock.Load() }})
+	peer := newNode(t, "", testTimeout)
+	target := peer.trans.LocalAddr()
+	wait := respond(t, peer.trans, 2, answerTerm(5))
+	if err := leader.trans.AppendEntries("p", target, &raft.AppendEntriesRequest{Term: 5}, new(raft.AppendEntriesResponse)); err != nil {
+		t.Fatal(err)
+	}
+	if c, ok := leader.trans.LastContact(target); !ok || !c.Sent.Equal(skewed) {
+		t.Fatalf("unary contact = %+v, %v; want sent at the configured clock's %v", c, ok, skewed)
+	}
+	later := skewed.Add(time.Minute)
+	clock.Store(&later)
+	pipe, err := leader.trans.AppendEntriesPipeline("p", target)
+	if err != nil {
+		t.Fatal(err)
+	}
+	defer pipe.Close()
+	f, err := pipe.AppendEntries(&raft.AppendEntriesRequest{Term: 5}, new(raft.AppendEntriesResponse))
+	if err != nil {
+		t.Fatal(err)
+	}
+	if err := (<-pipe.Consumer()).Error(); err != nil {
+		t.Fatal(err)
+	}
+	wait()
+	if f.Start().After(time.Now()) {
+		t.Errorf("raft's start time %v is on the configured clock, want the real one", f.Start())
+	}
+	if c, ok := leader.trans.LastContact(target); !ok || !c.Sent.Equal(later) {
+		t.Fatalf("pipelined contact = %+v, %v; want sent at %v", c, ok, later)
 	}
 }

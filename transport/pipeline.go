@@ -99,7 +99,8 @@ func (p *pipeline) AppendEntries(args *raft.AppendEntriesRequest, resp *raft.App
 	if resp == nil {
 		resp = new(raft.AppendEntriesResponse)
 	}
-	f := &appendFuture{start: time.Now(), args: args, resp: resp, done: make(chan struct{})}
+	start := time.Now()
+	f := &appendFuture{start: start, sent: p.t.contactTime(start), args: args, resp: resp, done: make(chan struct{})}
 	p.sendMu.Lock()
 	defer p.sendMu.Unlock()
 	select {
@@ -214,13 +215,14 @@ func (p *pipeline) recv(f *appendFuture) error {
 	if msg.GetError() != "" {
 		return fmt.Errorf("%w: %s", ErrRemote, msg.GetError())
 	}
-	p.t.contacts.record(p.target, f.args, f.resp, f.start)
+	p.t.contacts.record(p.target, f.args, f.resp, f.sent)
 	return nil
 }
 
 // appendFuture is a raft.AppendFuture.
 type appendFuture struct {
-	start time.Time
+	start time.Time // raft's Start, and the request's timeout
+	sent  time.Time // on the contacts' clock (Config.Now)
 	args  *raft.AppendEntriesRequest
 	resp  *raft.AppendEntriesResponse
 	done  chan struct{} // closed by respond

@@ -58,6 +58,19 @@ type Config struct {
 	// could not decode would stop every replica that applies it. AnyCommand
 	// accepts everything (for FSMs of other formats).
 	CheckCommand func(data []byte) error
+	// Now is the clock of the contacts' send times (LastContact); nil means
+	// time.Now. The chaos build passes its skewable clock, the one the
+	// node's renew-lease window compares the contacts with.
+	Now func() time.Time
+}
+
+// contactTime is the send time a contact records for a request sent at
+// real: real itself, or Config.Now's reading.
+func (t *Transport) contactTime(real time.Time) time.Time {
+	if t.now == nil {
+		return real
+	}
+	return t.now()
 }
 
 // AnyCommand is a Config.CheckCommand that accepts any command data.
@@ -83,6 +96,7 @@ type Transport struct {
 	timeout   time.Duration
 	logger    hclog.Logger
 	dialOpts  []grpc.DialOption
+	now       func() time.Time // Config.Now; nil: contacts carry the real send time
 
 	// consumeCh is unbuffered, as in raft's NetworkTransport: an RPC counts
 	// as delivered only once raft's main loop has taken it.
@@ -159,6 +173,7 @@ func New(cfg Config) (*Transport, error) {
 		timeout:      timeout,
 		logger:       logger.Named("transport"),
 		dialOpts:     opts,
+		now:          cfg.Now,
 		consumeCh:    make(chan raft.RPC),
 		ctx:          ctx,
 		cancel:       cancel,
@@ -276,7 +291,7 @@ func (t *Transport) unary(target raft.ServerAddress, method string, call func(co
 func (t *Transport) AppendEntries(_ raft.ServerID, target raft.ServerAddress, args *raft.AppendEntriesRequest, resp *raft.AppendEntriesResponse) error {
 	return t.unary(target, "AppendEntries", func(ctx context.Context, c leasepb.RaftTransportClient) error {
 		t.terms.observe(args.Term)
-		sent := time.Now() // before the request leaves: the contact proves leadership after this
+		sent := t.contactTime(time.Now()) // before the request leaves: the contact proves leadership after this
 		out, err := c.AppendEntries(ctx, appendEntriesRequestToProto(args))
 		if err != nil {
 			return err
