@@ -17,6 +17,7 @@ import (
 	"google.golang.org/grpc/status"
 
 	"github.com/leasecluster/leasecluster/client"
+	"github.com/leasecluster/leasecluster/internal/proctest"
 	"github.com/leasecluster/leasecluster/leasepb"
 	"github.com/leasecluster/leasecluster/server"
 )
@@ -274,16 +275,9 @@ func (c *cluster) converge() string {
 	return hash
 }
 
-// eventually retries f until it succeeds or the timeout passes.
+// eventually retries f every 10 ms until it succeeds or the timeout passes.
 func eventually(timeout time.Duration, f func() error) error {
-	deadline := time.Now().Add(timeout)
-	for {
-		err := f()
-		if err == nil || time.Now().After(deadline) {
-			return err
-		}
-		time.Sleep(10 * time.Millisecond)
-	}
+	return proctest.Eventually(timeout, 10*time.Millisecond, f)
 }
 
 // ctxT bounds a test's calls.

@@ -12,6 +12,7 @@ import (
 
 	"github.com/hashicorp/go-hclog"
 
+	"github.com/leasecluster/leasecluster/internal/proctest"
 	"github.com/leasecluster/leasecluster/lessor"
 )
 
@@ -170,16 +171,9 @@ func (c *testCluster) converge() string {
 	return hash
 }
 
-// eventually retries f until it succeeds or the timeout passes.
+// eventually retries f every 10 ms until it succeeds or the timeout passes.
 func eventually(timeout time.Duration, f func() error) error {
-	deadline := time.Now().Add(timeout)
-	for {
-		err := f()
-		if err == nil || time.Now().After(deadline) {
-			return err
-		}
-		time.Sleep(10 * time.Millisecond)
-	}
+	return proctest.Eventually(timeout, 10*time.Millisecond, f)
 }
 
 func ctxT(t *testing.T) context.Context {
