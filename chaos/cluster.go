@@ -3,6 +3,7 @@ package chaos
 import (
 	"context"
 	"crypto/tls"
+	"encoding/json"
 	"errors"
 	"fmt"
 	"io"
@@ -251,10 +252,12 @@ func (c *Cluster) Leader(ctx context.Context) (*NodeProc, error) {
 
 // ChaosPost calls one of a node's /chaos/ fault controls.
 func (c *Cluster) ChaosPost(ctx context.Context, n *NodeProc, path string) error {
-	return c.do(ctx, http.MethodPost, n, path)
+	return c.do(ctx, http.MethodPost, n, path, nil)
 }
 
-func (c *Cluster) do(ctx context.Context, method string, n *NodeProc, path string) error {
+// do sends a request without a body to n and, if out is not nil, decodes
+// the JSON answer into it.
+func (c *Cluster) do(ctx context.Context, method string, n *NodeProc, path string, out any) error {
 	req, err := http.NewRequestWithContext(ctx, method, c.sch+"://"+n.HTTPAddr+path, nil)
 	if err != nil {
 		return err
@@ -264,11 +267,14 @@ func (c *Cluster) do(ctx context.Context, method string, n *NodeProc, path strin
 		return err
 	}
 	defer resp.Body.Close()
-	body, _ := io.ReadAll(io.LimitReader(resp.Body, 4096))
+	body, _ := io.ReadAll(io.LimitReader(resp.Body, 1<<16))
 	if resp.StatusCode != http.StatusOK {
 		return fmt.Errorf("chaos: %s %s on %s: %s: %s", method, path, n.Name, resp.Status, strings.TrimSpace(string(body)))
 	}
-	return nil
+	if out == nil {
+		return nil
+	}
+	return json.Unmarshal(body, out)
 }
 
 // Poke proposes a throwaway short lease on n, in the background, so that n

@@ -2,9 +2,7 @@ package chaos
 
 import (
 	"context"
-	"encoding/json"
 	"fmt"
-	"io"
 	"math/rand/v2"
 	"net/http"
 	"os"
@@ -258,19 +256,5 @@ func (ns *nemesis) loseUnsynced(ctx context.Context, n *NodeProc) error {
 
 // chaosJSON posts to a /chaos/ control and decodes its JSON answer.
 func (ns *nemesis) chaosJSON(ctx context.Context, n *NodeProc, path string, out any) error {
-	c := ns.c
-	req, err := http.NewRequestWithContext(ctx, http.MethodPost, c.sch+"://"+n.HTTPAddr+path, nil)
-	if err != nil {
-		return err
-	}
-	resp, err := c.http.Do(req)
-	if err != nil {
-		return err
-	}
-	defer resp.Body.Close()
-	body, _ := io.ReadAll(io.LimitReader(resp.Body, 1<<16))
-	if resp.StatusCode != http.StatusOK {
-		return fmt.Errorf("chaos: POST %s on %s: %s: %s", path, n.Name, resp.Status, strings.TrimSpace(string(body)))
-	}
-	return json.Unmarshal(body, out)
+	return ns.c.do(ctx, http.MethodPost, n, path, out)
 }
