@@ -490,3 +490,17 @@ func (m *membership) transfer(name string) (string, string, error) {
 	m.log.Info("leadership transferred", "to", nl.LeaderID)
 	return nl.LeaderID, nl.LeaderAddr, nil
 }
+
+// untilStop returns a context derived from parent that also ends when the
+// node stops, so that a membership call in flight does not hold up Close.
+func (m *membership) untilStop(parent context.Context) (context.Context, context.CancelFunc) {
+	ctx, cancel := context.WithCancel(parent)
+	go func() {
+		select {
+		case <-m.stopC:
+			cancel()
+		case <-ctx.Done():
+		}
+	}()
+	return ctx, cancel
+}

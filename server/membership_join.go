@@ -103,15 +103,8 @@ func (m *membership) join(endpoints []string, fresh bool, tlsCfg *tls.Config) {
 		return
 	}
 	defer c.Close()
-	ctx, cancel := context.WithCancel(context.Background())
+	ctx, cancel := m.untilStop(context.Background())
 	defer cancel()
-	go func() {
-		select {
-		case <-m.stopC:
-			cancel()
-		case <-ctx.Done():
-		}
-	}()
 	asked := false
 	tick := time.NewTicker(joinRetry)
 	defer tick.Stop()

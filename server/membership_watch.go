@@ -70,13 +70,8 @@ func (m *membership) watch() {
 func (m *membership) leftOut(conf raft.Configuration) (out, ok bool) {
 	ctx, cancel := context.WithTimeout(context.Background(), 2*peerStatusTimeout)
 	defer cancel()
-	go func() {
-		select {
-		case <-m.stopC:
-			cancel()
-		case <-ctx.Done():
-		}
-	}()
+	ctx, stop := m.untilStop(ctx)
+	defer stop()
 	for _, s := range conf.Servers {
 		if s.ID == m.self {
 			continue
