@@ -98,6 +98,15 @@ func (f *Faults) followerReads() bool    { return f != nil && f.FollowerReads }
 func (f *Faults) shedRead() bool         { return f != nil && f.ShedRead != nil && f.ShedRead() }
 func (f *Faults) heldInItemStore() bool  { return f != nil && f.HeldInItemStore }
 
+// fencingToken is the token an attach of revision rev returns: rev, but in
+// the token-per-term variant.
+func (f *Faults) fencingToken(rev uint64) uint64 {
+	if f == nil || f.FencingToken == nil {
+		return rev
+	}
+	return f.FencingToken(rev)
+}
+
 func (f *Faults) beforeExpiryRevoke() func(lessor.Lessor, lessor.LeaseID) {
 	if f == nil {
 		return nil

@@ -114,9 +114,7 @@ func (o *leaseOps) attach(ctx context.Context, leaseID lessor.LeaseID, key, valu
 	if err != nil {
 		return fsm.Item{}, err
 	}
-	if o.faults != nil && o.faults.FencingToken != nil {
-		res.Item.Revision = o.faults.FencingToken(res.Item.Revision) // the token-per-term variant
-	}
+	res.Item.Revision = o.faults.fencingToken(res.Item.Revision) // changed only by the token-per-term variant
 	return res.Item, nil
 }
 
