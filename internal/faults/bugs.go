@@ -209,6 +209,7 @@ type resurrector struct {
 	granted map[lessor.LeaseID]bool // leases granted again already: once each, in any term
 	now     func() time.Time        // tests; nil: time.Now
 	tick    <-chan time.Time        // tests; nil: every 20 ms
+	passed  chan<- struct{}         // tests: told after each tick's pass; nil: nobody
 }
 
 type lastSeen struct {
@@ -260,6 +261,9 @@ func (r *resurrector) run(ctx context.Context, term server.Term) {
 		for len(due) > 0 && !now.Before(due[0].at) {
 			_ = term.Grant(ctx, due[0].id, due[0].ttl, due[0].owner) // once: not retried
 			due = due[1:]
+		}
+		if r.passed != nil {
+			r.passed <- struct{}{}
 		}
 	}
 }

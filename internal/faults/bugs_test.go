@@ -185,13 +185,13 @@ func TestResurrector(t *testing.T) {
 		t.Fatal(err)
 	}
 	now := time.Unix(0, 0)
-	tick := make(chan time.Time)
-	r := &resurrector{granted: map[lessor.LeaseID]bool{}, tick: tick}
+	tick, passed := make(chan time.Time), make(chan struct{})
+	r := &resurrector{granted: map[lessor.LeaseID]bool{}, tick: tick, passed: passed}
 	ft := &fakeTerm{le: le}
 	ctx, cancel := context.WithCancel(context.Background())
 	done := make(chan struct{})
 	go func() { r.run(ctx, ft); close(done) }()
-	step := func() { tick <- now; tick <- now } // the second send waits for the first tick's work
+	step := func() { tick <- now; <-passed } // one pass, finished before the test goes on
 	step()
 	_ = le.Revoke(2) // a client revoke, with time left
 	clk.advance(950 * time.Millisecond)
