@@ -14,6 +14,7 @@ import (
 
 	"github.com/leasecluster/leasecluster/certs"
 	"github.com/leasecluster/leasecluster/leasepb"
+	"github.com/leasecluster/leasecluster/transport"
 )
 
 // identityKey carries, from a member to another, the identity of the caller
@@ -57,13 +58,18 @@ type authInfo struct {
 
 // serverCreds are TLS credentials that classify each connection's
 // certificate once, at the handshake.
+// A connection that negotiated the raft pipeline stream goes to serveStream
+// (peerstream.go).
 type serverCreds struct {
 	credentials.TransportCredentials
-	node *certs.Node
+	node        *certs.Node
+	serveStream func(net.Conn)
 }
 
-func newServerCreds(n *certs.Node) credentials.TransportCredentials {
-	return serverCreds{TransportCredentials: credentials.NewTLS(n.ServerTLS()), node: n}
+func newServerCreds(n *certs.Node, serveStream func(net.Conn)) credentials.TransportCredentials {
+	cfg := n.ServerTLS()
+	cfg.NextProtos = append(cfg.NextProtos, transport.StreamALPN)
+	return serverCreds{TransportCredentials: credentials.NewTLS(cfg), node: n, serveStream: serveStream}
 }
 
 func (c serverCreds) ServerHandshake(raw net.Conn) (net.Conn, credentials.AuthInfo, error) {
@@ -81,11 +87,14 @@ func (c serverCreds) ServerHandshake(raw net.Conn) (net.Conn, credentials.AuthIn
 		conn.Close()
 		return nil, nil, err
 	}
+	if info.State.NegotiatedProtocol == transport.StreamALPN {
+		return nil, nil, dispatchStream(conn, role, c.serveStream)
+	}
 	return conn, authInfo{TLSInfo: info, role: role, identity: identity}, nil
 }
 
 func (c serverCreds) Clone() credentials.TransportCredentials {
-	return serverCreds{TransportCredentials: c.TransportCredentials.Clone(), node: c.node}
+	return serverCreds{TransportCredentials: c.TransportCredentials.Clone(), node: c.node, serveStream: c.serveStream}
 }
 
 // authorizer decides, per RPC, whether the connection's certificate may call

@@ -7,6 +7,8 @@ import (
 	"google.golang.org/grpc/credentials"
 	"google.golang.org/grpc/credentials/insecure"
 	"google.golang.org/grpc/keepalive"
+
+	"github.com/leasecluster/leasecluster/transport"
 )
 
 // grpcServerOptions are the options of the node's one gRPC server: keepalive
@@ -26,10 +28,10 @@ func (n *Node) grpcServerOptions() []grpc.ServerOption {
 		n.log.Warn("serving plaintext, without certificates: anyone who reaches the gRPC port can send Raft traffic " +
 			"(take over leadership, forge entries, wipe the state) and anyone can revoke or take over any lease; " +
 			"set --cert-file, --key-file and the CA flags to serve mutual TLS")
-		return opts
+		return append(opts, grpc.Creds(transport.NewPlainServerCreds(n.rs.trans.ServeStream)))
 	}
 	a := authorizer{sec: n.cfg.Security}
-	return append(opts, grpc.Creds(newServerCreds(n.tls)),
+	return append(opts, grpc.Creds(newServerCreds(n.tls, n.rs.trans.ServeStream)),
 		grpc.ChainUnaryInterceptor(a.unary), grpc.ChainStreamInterceptor(a.stream))
 }
 

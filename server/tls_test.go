@@ -3,9 +3,12 @@ package server
 import (
 	"context"
 	"crypto/tls"
+	"encoding/binary"
 	"errors"
 	"fmt"
+	"io"
 	"math"
+	"net"
 	"os"
 	"path/filepath"
 	"strings"
@@ -16,9 +19,11 @@ import (
 	"google.golang.org/grpc/codes"
 	"google.golang.org/grpc/credentials"
 	"google.golang.org/grpc/status"
+	"google.golang.org/protobuf/proto"
 
 	"github.com/leasecluster/leasecluster/certs"
 	"github.com/leasecluster/leasecluster/leasepb"
+	"github.com/leasecluster/leasecluster/transport"
 )
 
 // testPKI is a peer CA and a client CA with files in a temp dir.
@@ -77,6 +82,17 @@ func (p *testPKI) security(name string) Security {
 // dialTLS connects to addr presenting the certificate of cn signed by ca
 // (none if ca is nil), trusting the peer CA for the server.
 func (p *testPKI) dialTLS(addr string, ca *certs.CA, cn string, notBefore, notAfter time.Time) *grpc.ClientConn {
+	cc, err := grpc.NewClient(addr, grpc.WithTransportCredentials(credentials.NewTLS(p.tlsConfig(ca, cn, notBefore, notAfter))))
+	if err != nil {
+		p.t.Fatal(err)
+	}
+	p.t.Cleanup(func() { cc.Close() })
+	return cc
+}
+
+// tlsConfig is a client's TLS configuration with a certificate (none if ca
+// is nil) issued by ca to cn, trusting the peer CA.
+func (p *testPKI) tlsConfig(ca *certs.CA, cn string, notBefore, notAfter time.Time) *tls.Config {
 	roots, err := certs.LoadPool(p.peerCAFile)
 	if err != nil {
 		p.t.Fatal(err)
@@ -88,12 +104,7 @@ func (p *testPKI) dialTLS(addr string, ca *certs.CA, cn string, notBefore, notAf
 			p.t.Fatal(err)
 		}
 	}
-	cc, err := grpc.NewClient(addr, grpc.WithTransportCredentials(credentials.NewTLS(certs.DialTLS(pair, roots))))
-	if err != nil {
-		p.t.Fatal(err)
-	}
-	p.t.Cleanup(func() { cc.Close() })
-	return cc
+	return certs.DialTLS(pair, roots)
 }
 
 func newTLSCluster(t *testing.T) (*testCluster, *testPKI) {
@@ -153,6 +164,26 @@ func TestTLSClusterServesAndRefuses(t *testing.T) {
 			TimeoutNow(ctx, &leasepb.RaftTimeoutNowRequest{Header: &leasepb.RaftRPCHeader{Id: []byte(n.Name())}})
 		if status.Code(err) != codes.PermissionDenied {
 			t.Fatalf("TimeoutNow to %s with a client certificate: %v, want PermissionDenied", n.Name(), err)
+		}
+	}
+	// The followers serve the leader's pipeline stream; a client
+	// certificate's is closed unanswered, before raft sees its forged entry.
+	for i, n := range c.running() {
+		if i == li {
+			continue
+		}
+		if err := eventually(5*time.Second, func() error {
+			if got := n.rs.trans.ServedStreams(); got != 1 {
+				return fmt.Errorf("%s serves %d pipeline streams, want the leader's", n.Name(), got)
+			}
+			return nil
+		}); err != nil {
+			t.Fatal(err)
+		}
+		cfg := p.tlsConfig(p.clientCA, "app4", time.Time{}, time.Time{})
+		cfg.NextProtos = []string{transport.StreamALPN}
+		if err := forgeStreamEntry(n.Addr(), cfg); err == nil {
+			t.Fatalf("%s: a client certificate's pipeline stream was answered", n.Name())
 		}
 	}
 	if li2, ld2 := c.leader(); li2 != li || ld2.rs.raft.CurrentTerm() != term {
@@ -267,4 +298,27 @@ func TestSecurityValidate(t *testing.T) {
 	if _, err := New(cfg); err == nil || !strings.Contains(err.Error(), "cannot tell peers from clients") {
 		t.Fatalf("New: %v", err)
 	}
+}
+
+// forgeStreamEntry opens a pipeline stream to addr (TLS with cfg) and sends
+// an AppendEntries of term 2^64-1 that would take the node's term. It
+// returns nil if the node answered the preface.
+func forgeStreamEntry(addr string, cfg *tls.Config) error {
+	conn, err := tls.DialWithDialer(&net.Dialer{Timeout: 2 * time.Second}, "tcp", addr, cfg)
+	if err != nil {
+		return err
+	}
+	defer conn.Close()
+	_ = conn.SetDeadline(time.Now().Add(2 * time.Second))
+	req, err := proto.Marshal(&leasepb.RaftAppendEntriesRequest{Header: &leasepb.RaftRPCHeader{Id: []byte("app4"), Addr: []byte("app4")}, Term: math.MaxUint64})
+	if err != nil {
+		return err
+	}
+	frame := binary.BigEndian.AppendUint32([]byte(transport.StreamPreface), uint32(len(req)))
+	if _, err := conn.Write(append(frame, req...)); err != nil {
+		return err
+	}
+	ack := make([]byte, len(transport.StreamPreface))
+	_, err = io.ReadFull(conn, ack)
+	return err
 }

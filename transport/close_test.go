@@ -124,7 +124,9 @@ func TestUnreachablePeer(t *testing.T) {
 }
 
 // Closing a pipeline fails the futures still waiting for an answer.
-func TestPipelineCloseFailsFutures(t *testing.T) {
+func TestPipelineCloseFailsFutures(t *testing.T) { forEachWire(t, testPipelineCloseFailsFutures) }
+
+func testPipelineCloseFailsFutures(t *testing.T, newNode func(t *testing.T, addr string, timeout time.Duration) *node) {
 	n1, n2 := newNode(t, "", time.Minute), newNode(t, "", time.Minute)
 	pipe, err := n2.trans.AppendEntriesPipeline("id1", n1.trans.LocalAddr())
 	if err != nil {
@@ -158,7 +160,9 @@ func TestPipelineCloseFailsFutures(t *testing.T) {
 }
 
 // Closing the transport closes its pipelines.
-func TestCloseClosesPipelines(t *testing.T) {
+func TestCloseClosesPipelines(t *testing.T) { forEachWire(t, testCloseClosesPipelines) }
+
+func testCloseClosesPipelines(t *testing.T, newNode func(t *testing.T, addr string, timeout time.Duration) *node) {
 	n1, n2 := newNode(t, "", time.Minute), newNode(t, "", time.Minute)
 	pipe, err := n2.trans.AppendEntriesPipeline("id1", n1.trans.LocalAddr())
 	if err != nil {
@@ -183,7 +187,9 @@ func TestCloseClosesPipelines(t *testing.T) {
 
 // A pipelined request nobody answers fails at its deadline, and so does
 // everything queued behind it.
-func TestPipelineDeadline(t *testing.T) {
+func TestPipelineDeadline(t *testing.T) { forEachWire(t, testPipelineDeadline) }
+
+func testPipelineDeadline(t *testing.T, newNode func(t *testing.T, addr string, timeout time.Duration) *node) {
 	n1, n2 := newNode(t, "", testTimeout), newNode(t, "", 300*time.Millisecond)
 	pipe, err := n2.trans.AppendEntriesPipeline("id1", n1.trans.LocalAddr())
 	if err != nil {
@@ -264,6 +270,10 @@ func (r *failingReader) Read(p []byte) (int, error) {
 // transport ends that stream on the receiving side, so that a node that is
 // stopping can stop its gRPC server gracefully without waiting for the peer.
 func TestReceiverCloseEndsIncomingPipeline(t *testing.T) {
+	forEachWire(t, testReceiverCloseEndsIncomingPipeline)
+}
+
+func testReceiverCloseEndsIncomingPipeline(t *testing.T, newNode func(t *testing.T, addr string, timeout time.Duration) *node) {
 	n1, n2 := newNode(t, "", time.Minute), newNode(t, "", time.Minute)
 	pipe, err := n2.trans.AppendEntriesPipeline("id1", n1.trans.LocalAddr())
 	if err != nil {

@@ -68,7 +68,9 @@ func TestContactsUnary(t *testing.T) {
 	}
 }
 
-func TestContactsPipeline(t *testing.T) {
+func TestContactsPipeline(t *testing.T) { forEachWire(t, testContactsPipeline) }
+
+func testContactsPipeline(t *testing.T, newNode func(t *testing.T, addr string, timeout time.Duration) *node) {
 	leader, peer := newNode(t, "", testTimeout), newNode(t, "", testTimeout)
 	target := peer.trans.LocalAddr()
 	const count = 5

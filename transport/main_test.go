@@ -1,6 +1,7 @@
 package transport
 
 import (
+	"context"
 	"net"
 	"testing"
 	"time"
@@ -48,7 +49,11 @@ func newNodeConfig(t *testing.T, addr string, cfg Config) *node {
 	}
 	// WaitForHandlers makes Stop wait for every handler, so goleak sees
 	// a quiet server.
-	s := grpc.NewServer(grpc.WaitForHandlers(true))
+	opts := []grpc.ServerOption{grpc.WaitForHandlers(true)}
+	if cfg.DialStream != nil {
+		opts = append(opts, grpc.Creds(NewPlainServerCreds(trans.ServeStream)))
+	}
+	s := grpc.NewServer(opts...)
 	trans.Register(s)
 	served := make(chan struct{})
 	go func() {
@@ -68,4 +73,24 @@ func newNodeConfig(t *testing.T, addr string, cfg Config) *node {
 func (n *node) stop() {
 	_ = n.trans.Close()
 	n.server.Stop()
+}
+
+// dialTCP is a Config.DialStream of plain TCP.
+func dialTCP(ctx context.Context, addr string) (net.Conn, error) {
+	var d net.Dialer
+	return d.DialContext(ctx, "tcp", addr)
+}
+
+// newStreamNode is newNode with pipeline streams: it dials them, and its
+// server hands them to its transport.
+func newStreamNode(t *testing.T, addr string, timeout time.Duration) *node {
+	t.Helper()
+	return newNodeConfig(t, addr, Config{Timeout: timeout, CheckCommand: AnyCommand, DialStream: dialTCP})
+}
+
+// forEachWire runs a pipeline test over each wire: gRPC streams, and
+// pipeline streams (after which the receiving node must have served one).
+func forEachWire(t *testing.T, test func(t *testing.T, newNode func(t *testing.T, addr string, timeout time.Duration) *node)) {
+	t.Run("grpc", func(t *testing.T) { test(t, newNode) })
+	t.Run("stream", func(t *testing.T) { test(t, newStreamNode) })
 }

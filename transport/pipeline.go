@@ -31,10 +31,72 @@ var (
 	errPipelineClosed = fmt.Errorf("%w: %w", ErrPipelineClosed, raft.ErrPipelineShutdown)
 )
 
-// AppendEntriesPipeline implements raft.Transport with one bidirectional
-// gRPC stream per pipeline. Responses come back in request order, so a
-// single receiver goroutine can pair them with the futures in a FIFO.
+// AppendEntriesPipeline implements raft.Transport. The pipeline runs over
+// a pipeline stream of its own when Config.DialStream is set and the peer
+// serves it (stream.go), otherwise over a bidirectional gRPC stream.
+// Responses come back in request order either way, so a single receiver
+// goroutine pairs them with the futures in a FIFO.
 func (t *Transport) AppendEntriesPipeline(_ raft.ServerID, target raft.ServerAddress) (raft.AppendPipeline, error) {
+	var w pipeWire
+	if t.dialStream != nil {
+		conn, err := t.openStream(string(target))
+		switch {
+		case err == nil:
+			w = newStreamWire(conn, t.timeout)
+		case errors.Is(err, ErrStreamRefused):
+			t.logger.Debug("peer refuses the pipeline stream; pipelining over gRPC", "peer", target)
+		default:
+			return nil, t.callErr("AppendEntriesPipeline", target, err)
+		}
+	}
+	if w == nil {
+		gw, err := t.openGRPCWire(target)
+		if err != nil {
+			return nil, err
+		}
+		w = gw
+	}
+	p := &pipeline{
+		t:        t,
+		target:   target,
+		wire:     w,
+		inflight: make(chan *appendFuture, pipelineDepth),
+		doneCh:   make(chan raft.AppendFuture, pipelineDepth),
+		closeCh:  make(chan struct{}),
+	}
+	t.mu.Lock()
+	if t.closed {
+		t.mu.Unlock()
+		w.close()
+		return nil, errClosed
+	}
+	t.pipelines[p] = struct{}{}
+	t.mu.Unlock()
+
+	p.wg.Add(1)
+	go p.receive()
+	return p, nil
+}
+
+// pipeWire is what a pipeline sends its requests over and reads the answers
+// from, in order: a gRPC stream or a pipeline stream.
+type pipeWire interface {
+	// send sends one request; start is when raft handed it over (the
+	// request's timeout counts from it).
+	send(req *leasepb.RaftAppendEntriesRequest, start time.Time) error
+	// recv reads the next answer, failing once deadline has passed.
+	recv(deadline time.Time) (*leasepb.RaftAppendEntriesPipelineResponse, error)
+	// close ends the wire; a send or recv in progress fails.
+	close()
+}
+
+// grpcWire is a pipeline over a bidirectional gRPC stream.
+type grpcWire struct {
+	stream leasepb.RaftTransport_AppendEntriesPipelineClient
+	cancel context.CancelFunc // ends the stream
+}
+
+func (t *Transport) openGRPCWire(target raft.ServerAddress) (*grpcWire, error) {
 	c, err := t.client(target)
 	if err != nil {
 		return nil, err
@@ -51,42 +113,46 @@ func (t *Transport) AppendEntriesPipeline(_ raft.ServerID, target raft.ServerAdd
 		cancel()
 		return nil, t.callErr("AppendEntriesPipeline", target, err)
 	}
-	p := &pipeline{
-		t:        t,
-		target:   target,
-		stream:   stream,
-		cancel:   cancel,
-		inflight: make(chan *appendFuture, pipelineDepth),
-		doneCh:   make(chan raft.AppendFuture, pipelineDepth),
-		closeCh:  make(chan struct{}),
-	}
-	t.mu.Lock()
-	if t.closed {
-		t.mu.Unlock()
-		cancel()
-		return nil, errClosed
-	}
-	t.pipelines[p] = struct{}{}
-	t.mu.Unlock()
-
-	p.wg.Add(1)
-	go p.receive()
-	return p, nil
+	return &grpcWire{stream: stream, cancel: cancel}, nil
 }
 
-// pipeline is a raft.AppendPipeline over one gRPC stream.
+func (w *grpcWire) send(req *leasepb.RaftAppendEntriesRequest, _ time.Time) error {
+	// Send says only io.EOF of a broken stream; the receiver reports the
+	// cause to the futures already sent.
+	if err := w.stream.Send(req); err != io.EOF {
+		return err
+	}
+	return errStreamEnded
+}
+
+func (w *grpcWire) recv(deadline time.Time) (*leasepb.RaftAppendEntriesPipelineResponse, error) {
+	timedOut := make(chan struct{})
+	timer := time.AfterFunc(time.Until(deadline), func() {
+		close(timedOut)
+		w.cancel()
+	})
+	msg, err := w.stream.Recv()
+	if !timer.Stop() {
+		<-timedOut
+		return nil, context.DeadlineExceeded
+	}
+	return msg, err
+}
+
+func (w *grpcWire) close() { w.cancel() }
+
+// pipeline is a raft.AppendPipeline over a wire.
 type pipeline struct {
 	t      *Transport
 	target raft.ServerAddress
-	stream leasepb.RaftTransport_AppendEntriesPipelineClient
-	cancel context.CancelFunc // ends the stream
+	wire   pipeWire
 
 	inflight chan *appendFuture     // sent, awaiting a response, in send order
 	doneCh   chan raft.AppendFuture // answered, for raft
 	closeCh  chan struct{}          // closed by Close
 	wg       sync.WaitGroup         // the receive goroutine
 
-	// sendMu serialises Send (a gRPC stream allows one sender at a time)
+	// sendMu serialises sends (a stream allows one sender at a time)
 	// with the hand-off to inflight, and lets Close wait for a sender that
 	// is mid-way, so that no future slips into inflight after Close drained it.
 	sendMu sync.Mutex
@@ -109,12 +175,8 @@ func (p *pipeline) AppendEntries(args *raft.AppendEntriesRequest, resp *raft.App
 	default:
 	}
 	p.t.terms.observe(args.Term)
-	if err := p.stream.Send(appendEntriesRequestToProto(args)); err != nil {
-		// The stream is broken (Send says only io.EOF; the receiver reports
-		// the cause to the futures already sent). raft drops the pipeline.
-		if err == io.EOF {
-			err = errStreamEnded
-		}
+	if err := p.wire.send(appendEntriesRequestToProto(args), start); err != nil {
+		// The wire is broken; raft drops the pipeline.
 		return nil, p.t.callErr("AppendEntriesPipeline", p.target, err)
 	}
 	select {
@@ -128,12 +190,12 @@ func (p *pipeline) AppendEntries(args *raft.AppendEntriesRequest, resp *raft.App
 // Consumer implements raft.AppendPipeline.
 func (p *pipeline) Consumer() <-chan raft.AppendFuture { return p.doneCh }
 
-// Close implements raft.AppendPipeline. It ends the stream and fails every
+// Close implements raft.AppendPipeline. It ends the wire and fails every
 // future that has no response yet.
 func (p *pipeline) Close() error {
 	p.closeOnce.Do(func() {
 		close(p.closeCh)
-		p.cancel()
+		p.wire.close()
 		p.sendMu.Lock() // wait out a sender; later ones see closeCh
 		p.sendMu.Unlock()
 		p.wg.Wait()
@@ -153,8 +215,8 @@ func (p *pipeline) Close() error {
 }
 
 // receive pairs responses with futures in order and hands each future to
-// raft. After the first stream error every later future fails with it: the
-// stream cannot be trusted to stay in step any more.
+// raft. After the first wire error every later future fails with it: the
+// wire cannot be trusted to stay in step any more.
 func (p *pipeline) receive() {
 	defer p.wg.Done()
 	var broken error
@@ -170,7 +232,7 @@ func (p *pipeline) receive() {
 			err = p.recv(f)
 			if err != nil && !errors.Is(err, ErrRemote) {
 				broken = err
-				p.cancel() // make the sender fail too
+				p.wire.close() // make the sender fail too
 			}
 		}
 		f.respond(err)
@@ -184,20 +246,7 @@ func (p *pipeline) receive() {
 
 // recv reads the response to f, within Timeout of f's send.
 func (p *pipeline) recv(f *appendFuture) error {
-	timedOut := make(chan struct{})
-	timer := time.AfterFunc(time.Until(f.start.Add(p.t.timeout)), func() {
-		close(timedOut)
-		p.cancel()
-	})
-	msg, err := p.stream.Recv()
-	if !timer.Stop() {
-		<-timedOut
-		select {
-		case <-p.closeCh:
-		default:
-			err = context.DeadlineExceeded
-		}
-	}
+	msg, err := p.wire.recv(f.start.Add(p.t.timeout))
 	if err != nil {
 		select {
 		case <-p.closeCh:

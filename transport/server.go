@@ -203,23 +203,12 @@ func (s *server) AppendEntriesPipeline(stream leasepb.RaftTransport_AppendEntrie
 		if err != nil {
 			return s.t.refuse("AppendEntriesPipeline", err)
 		}
-		resp, err := s.t.dispatch(ctx, cmd)
-		out := &leasepb.RaftAppendEntriesPipelineResponse{}
-		switch r := resp.(type) {
-		case *raft.AppendEntriesResponse:
-			s.t.terms.observe(r.Term)
-			out.Response = appendEntriesResponseToProto(r)
-			if err != nil {
-				out.Error = err.Error()
-			}
-		default:
-			if err == nil {
-				return status.Error(codes.Internal, fmt.Sprintf("%v: %T", errUnexpectedResponse, resp))
-			}
-			if errors.Is(err, ErrClosed) || ctx.Err() != nil {
-				return toStatus(err)
-			}
-			out.Error = err.Error()
+		out, err := s.t.pipelineAnswer(ctx, cmd)
+		switch {
+		case errors.Is(err, errUnexpectedResponse):
+			return status.Error(codes.Internal, err.Error())
+		case err != nil:
+			return toStatus(err)
 		}
 		if err := stream.Send(out); err != nil {
 			return err

@@ -4,6 +4,7 @@ import (
 	"context"
 	"errors"
 	"fmt"
+	"net"
 	"sync"
 	"time"
 
@@ -58,6 +59,11 @@ type Config struct {
 	// could not decode would stop every replica that applies it. AnyCommand
 	// accepts everything (for FSMs of other formats).
 	CheckCommand func(data []byte) error
+	// DialStream, if set, opens a connection to a peer's address for a
+	// pipeline stream (stream.go): plain TCP, or TLS offering StreamALPN
+	// alone. nil means pipelines run over gRPC streams. The peer's listener
+	// must hand such connections to its ServeStream.
+	DialStream func(ctx context.Context, addr string) (net.Conn, error)
 	// Now is the clock of the contacts' send times (LastContact); nil means
 	// time.Now. The chaos build passes its skewable clock, the one the
 	// node's renew-lease window compares the contacts with.
@@ -97,6 +103,8 @@ type Transport struct {
 	logger    hclog.Logger
 	dialOpts  []grpc.DialOption
 	now       func() time.Time // Config.Now; nil: contacts carry the real send time
+	// dialStream is Config.DialStream: nil, pipelines run over gRPC.
+	dialStream func(ctx context.Context, addr string) (net.Conn, error)
 
 	// consumeCh is unbuffered, as in raft's NetworkTransport: an RPC counts
 	// as delivered only once raft's main loop has taken it.
@@ -123,6 +131,8 @@ type Transport struct {
 	closed    bool
 	conns     map[raft.ServerAddress]*grpc.ClientConn
 	pipelines map[*pipeline]struct{}
+	streams   map[net.Conn]struct{} // pipeline streams served (ServeStream)
+	streamsWG sync.WaitGroup        // ServeStream calls under way
 }
 
 var (
@@ -179,6 +189,8 @@ func New(cfg Config) (*Transport, error) {
 		cancel:       cancel,
 		conns:        make(map[raft.ServerAddress]*grpc.ClientConn),
 		pipelines:    make(map[*pipeline]struct{}),
+		streams:      make(map[net.Conn]struct{}),
+		dialStream:   cfg.DialStream,
 	}, nil
 }
 
@@ -227,14 +239,18 @@ func (t *Transport) Close() error {
 		return nil
 	}
 	t.closed = true
-	conns, pipes := t.conns, t.pipelines
-	t.conns, t.pipelines = nil, nil
+	conns, pipes, streams := t.conns, t.pipelines, t.streams
+	t.conns, t.pipelines, t.streams = nil, nil, nil
 	t.mu.Unlock()
 
 	t.cancel()
 	for p := range pipes {
 		_ = p.Close()
 	}
+	for c := range streams {
+		_ = c.Close()
+	}
+	t.streamsWG.Wait()
 	var errs []error
 	for addr, c := range conns {
 		if err := c.Close(); err != nil {

@@ -109,7 +109,9 @@ func TestAppendEntries(t *testing.T) {
 	}
 }
 
-func TestAppendEntriesPipeline(t *testing.T) {
+func TestAppendEntriesPipeline(t *testing.T) { forEachWire(t, testAppendEntriesPipeline) }
+
+func testAppendEntriesPipeline(t *testing.T, newNode func(t *testing.T, addr string, timeout time.Duration) *node) {
 	n1, n2 := newNode(t, "", testTimeout), newNode(t, "", testTimeout)
 	args := testAppendArgs()
 	const count = 10
@@ -388,7 +390,9 @@ func TestEncodeDecodePeer(t *testing.T) {
 
 // An error raft answers with reaches the caller, unary and pipelined; the
 // pipeline stays usable after it.
-func TestRemoteError(t *testing.T) {
+func TestRemoteError(t *testing.T) { forEachWire(t, testRemoteError) }
+
+func testRemoteError(t *testing.T, newNode func(t *testing.T, addr string, timeout time.Duration) *node) {
 	n1, n2 := newNode(t, "", testTimeout), newNode(t, "", testTimeout)
 	args := testAppendArgs()
 	remote := errors.New("unsupported snapshot version 9")

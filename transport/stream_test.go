@@ -1,0 +1,143 @@
+package transport
+
+import (
+	"encoding/binary"
+	"errors"
+	"io"
+	"math"
+	"net"
+	"testing"
+	"time"
+
+	"github.com/hashicorp/raft"
+	"google.golang.org/protobuf/proto"
+
+	"github.com/leasecluster/leasecluster/leasepb"
+)
+
+// waitStreams waits until trans serves want pipeline streams.
+func waitStreams(t *testing.T, trans *Transport, want int) {
+	t.Helper()
+	deadline := time.Now().Add(5 * time.Second)
+	for trans.ServedStreams() != want {
+		if time.Now().After(deadline) {
+			t.Fatalf("serving %d pipeline streams, want %d", trans.ServedStreams(), want)
+		}
+		time.Sleep(5 * time.Millisecond)
+	}
+}
+
+// A pipeline between two stream nodes runs over a pipeline stream, not
+// gRPC: the receiver serves it while the pipeline is open, and not after.
+func TestStreamServesPipeline(t *testing.T) {
+	n1, n2 := newStreamNode(t, "", testTimeout), newStreamNode(t, "", testTimeout)
+	pipe, err := n2.trans.AppendEntriesPipeline("id1", n1.trans.LocalAddr())
+	if err != nil {
+		t.Fatalf("AppendEntriesPipeline: %v", err)
+	}
+	if got := n1.trans.ServedStreams(); got != 1 {
+		t.Fatalf("receiver serves %d pipeline streams after the pipeline opened, want 1", got)
+	}
+	wait := respond(t, n1.trans, 1, func(_ int, rpc raft.RPC) {
+		rpc.Respond(&raft.AppendEntriesResponse{Term: 10, Success: true}, nil)
+	})
+	args := testAppendArgs()
+	f, err := pipe.AppendEntries(&args, new(raft.AppendEntriesResponse))
+	if err != nil {
+		t.Fatalf("AppendEntries: %v", err)
+	}
+	if err := waitErr(t, goCall(f.Error), 5*time.Second); err != nil || !f.Response().Success {
+		t.Fatalf("pipelined request: err %v, response %#v", err, *f.Response())
+	}
+	wait()
+	if _, ok := n2.trans.LastContact(n1.trans.LocalAddr()); !ok {
+		t.Fatalf("no contact recorded for an answer in the request's term")
+	}
+	if err := pipe.Close(); err != nil {
+		t.Fatalf("Close: %v", err)
+	}
+	waitStreams(t, n1.trans, 0)
+}
+
+// A peer that serves only gRPC (a node of an older version) refuses the
+// pipeline stream; the pipeline then runs over gRPC.
+func TestStreamFallsBackToGRPC(t *testing.T) {
+	old, n2 := newNode(t, "", testTimeout), newStreamNode(t, "", testTimeout)
+	if _, err := n2.trans.openStream(string(old.trans.LocalAddr())); !errors.Is(err, ErrStreamRefused) {
+		t.Fatalf("pipeline stream to a gRPC-only peer: got %v, want ErrStreamRefused", err)
+	}
+	pipe, err := n2.trans.AppendEntriesPipeline("id1", old.trans.LocalAddr())
+	if err != nil {
+		t.Fatalf("AppendEntriesPipeline: %v", err)
+	}
+	defer pipe.Close()
+	if _, ok := pipe.(*pipeline).wire.(*grpcWire); !ok {
+		t.Fatalf("pipeline to a gRPC-only peer runs over %T, want a gRPC stream", pipe.(*pipeline).wire)
+	}
+	wait := respond(t, old.trans, 1, func(_ int, rpc raft.RPC) {
+		rpc.Respond(&raft.AppendEntriesResponse{Term: 10, Success: true}, nil)
+	})
+	args := testAppendArgs()
+	f, err := pipe.AppendEntries(&args, new(raft.AppendEntriesResponse))
+	if err != nil {
+		t.Fatalf("AppendEntries: %v", err)
+	}
+	if err := waitErr(t, goCall(f.Error), 5*time.Second); err != nil {
+		t.Fatalf("pipelined request over gRPC: %v", err)
+	}
+	wait()
+}
+
+// openRawStream dials addr and exchanges the preface by hand.
+func openRawStream(t *testing.T, addr raft.ServerAddress) net.Conn {
+	t.Helper()
+	conn, err := net.DialTimeout("tcp", string(addr), 2*time.Second)
+	if err != nil {
+		t.Fatal(err)
+	}
+	t.Cleanup(func() { conn.Close() })
+	_ = conn.SetDeadline(time.Now().Add(5 * time.Second))
+	if _, err := io.WriteString(conn, StreamPreface); err != nil {
+		t.Fatal(err)
+	}
+	ack := make([]byte, len(StreamPreface))
+	if _, err := io.ReadFull(conn, ack); err != nil || !IsStreamPreface(ack) {
+		t.Fatalf("preface answered %q, %v", ack, err)
+	}
+	return conn
+}
+
+// A malformed frame (bytes that are no request, a request that fails the
+// checks, or a length beyond the bound) ends the stream, and raft never
+// sees it.
+func TestStreamMalformedEndsStream(t *testing.T) {
+	n := newStreamNode(t, "", testTimeout)
+	badTerm, err := proto.Marshal(&leasepb.RaftAppendEntriesRequest{Term: math.MaxUint64, Header: &leasepb.RaftRPCHeader{Id: []byte("x"), Addr: []byte("x")}})
+	if err != nil {
+		t.Fatal(err)
+	}
+	frame := func(body []byte) []byte {
+		return append(binary.BigEndian.AppendUint32(nil, uint32(len(body))), body...)
+	}
+	for name, bytes := range map[string][]byte{
+		"not protobuf":     frame([]byte{0xff, 0xff, 0xff, 0xff, 0x0f}),
+		"fails the checks": frame(badTerm),
+		"too long":         binary.BigEndian.AppendUint32(nil, maxFrame+1),
+	} {
+		t.Run(name, func(t *testing.T) {
+			conn := openRawStream(t, n.trans.LocalAddr())
+			if _, err := conn.Write(bytes); err != nil {
+				t.Fatal(err)
+			}
+			if _, err := conn.Read(make([]byte, 1)); err == nil {
+				t.Fatalf("the stream answered a malformed frame")
+			}
+			select {
+			case rpc := <-n.trans.Consumer():
+				t.Fatalf("raft got %T from a malformed frame", rpc.Command)
+			default:
+			}
+			waitStreams(t, n.trans, 0)
+		})
+	}
+}
