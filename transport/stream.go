@@ -83,9 +83,15 @@ func (t *Transport) openStream(target string) (net.Conn, error) {
 	}
 	deadline, _ := ctx.Deadline()
 	_ = conn.SetDeadline(deadline)
+	// Close ends the exchange at once, not at the deadline.
+	unwatch := context.AfterFunc(t.ctx, func() { conn.Close() })
 	ack := make([]byte, len(StreamPreface))
 	if _, err = io.WriteString(conn, StreamPreface); err == nil {
 		_, err = io.ReadFull(conn, ack)
+	}
+	if !unwatch() {
+		conn.Close()
+		return nil, errClosed
 	}
 	switch {
 	case err == nil && IsStreamPreface(ack):

@@ -1,6 +1,9 @@
 package transport
 
 import (
+	"context"
+	"crypto/tls"
+	"crypto/x509"
 	"encoding/binary"
 	"errors"
 	"io"
@@ -10,8 +13,11 @@ import (
 	"time"
 
 	"github.com/hashicorp/raft"
+	"google.golang.org/grpc"
+	"google.golang.org/grpc/credentials"
 	"google.golang.org/protobuf/proto"
 
+	"github.com/leasecluster/leasecluster/certs"
 	"github.com/leasecluster/leasecluster/leasepb"
 )
 
@@ -139,5 +145,106 @@ func TestStreamMalformedEndsStream(t *testing.T) {
 			}
 			waitStreams(t, n.trans, 0)
 		})
+	}
+}
+
+// Over TLS a peer of an older version agrees on no protocol of the pipeline
+// stream's (its server offers only h2): the stream is refused at the
+// handshake and the pipeline runs over gRPC.
+func TestStreamFallsBackOverTLS(t *testing.T) {
+	ca, err := certs.NewCA("test-ca", time.Hour)
+	if err != nil {
+		t.Fatal(err)
+	}
+	is, err := ca.Issue("n1", []string{"127.0.0.1"}, time.Time{}, time.Time{})
+	if err != nil {
+		t.Fatal(err)
+	}
+	cert, err := tls.X509KeyPair(is.CertPEM, is.KeyPEM)
+	if err != nil {
+		t.Fatal(err)
+	}
+	roots := x509.NewCertPool()
+	roots.AddCert(ca.Cert)
+
+	lis, err := net.Listen("tcp", "127.0.0.1:0")
+	if err != nil {
+		t.Fatal(err)
+	}
+	old, err := New(Config{LocalAddr: raft.ServerAddress(lis.Addr().String()), Timeout: testTimeout, CheckCommand: AnyCommand})
+	if err != nil {
+		t.Fatal(err)
+	}
+	s := grpc.NewServer(grpc.WaitForHandlers(true), grpc.Creds(credentials.NewTLS(&tls.Config{Certificates: []tls.Certificate{cert}})))
+	old.Register(s)
+	served := make(chan struct{})
+	go func() { defer close(served); _ = s.Serve(lis) }()
+	t.Cleanup(func() { old.Close(); s.Stop(); <-served })
+
+	streamTLS := &tls.Config{RootCAs: roots, Certificates: []tls.Certificate{cert}, NextProtos: []string{StreamALPN}}
+	n2 := newNodeConfig(t, "", Config{Timeout: testTimeout, CheckCommand: AnyCommand,
+		DialOptions: []grpc.DialOption{grpc.WithTransportCredentials(credentials.NewTLS(&tls.Config{RootCAs: roots, Certificates: []tls.Certificate{cert}}))},
+		DialStream: func(ctx context.Context, addr string) (net.Conn, error) {
+			d := tls.Dialer{Config: streamTLS}
+			return d.DialContext(ctx, "tcp", addr)
+		}})
+	if _, err := n2.trans.openStream(string(old.LocalAddr())); !errors.Is(err, ErrStreamRefused) {
+		t.Fatalf("pipeline stream to a TLS peer without it: got %v, want ErrStreamRefused", err)
+	}
+	pipe, err := n2.trans.AppendEntriesPipeline("id1", old.LocalAddr())
+	if err != nil {
+		t.Fatalf("AppendEntriesPipeline: %v", err)
+	}
+	defer pipe.Close()
+	wait := respond(t, old, 1, func(_ int, rpc raft.RPC) {
+		rpc.Respond(&raft.AppendEntriesResponse{Term: 10, Success: true}, nil)
+	})
+	args := testAppendArgs()
+	f, err := pipe.AppendEntries(&args, new(raft.AppendEntriesResponse))
+	if err != nil {
+		t.Fatalf("AppendEntries: %v", err)
+	}
+	if err := waitErr(t, goCall(f.Error), 5*time.Second); err != nil {
+		t.Fatalf("pipelined request over gRPC with TLS: %v", err)
+	}
+	wait()
+}
+
+// Closing the transport ends a pipeline stream's opening exchange at once,
+// not at its deadline, when the peer accepted the connection but never
+// answers the preface.
+func TestCloseEndsStreamOpening(t *testing.T) {
+	lis, err := net.Listen("tcp", "127.0.0.1:0")
+	if err != nil {
+		t.Fatal(err)
+	}
+	defer lis.Close()
+	accepted := make(chan net.Conn, 1)
+	go func() {
+		if c, err := lis.Accept(); err == nil {
+			accepted <- c // held open, unanswered
+		}
+	}()
+	n := newStreamNode(t, "", time.Minute)
+	opened := goCall(func() error {
+		_, err := n.trans.AppendEntriesPipeline("id1", raft.ServerAddress(lis.Addr().String()))
+		return err
+	})
+	select {
+	case c := <-accepted:
+		defer c.Close()
+		// The preface arriving means the opener waits for the answer now.
+		_ = c.SetReadDeadline(time.Now().Add(5 * time.Second))
+		if _, err := io.ReadFull(c, make([]byte, len(StreamPreface))); err != nil {
+			t.Fatalf("no preface: %v", err)
+		}
+	case <-time.After(5 * time.Second):
+		t.Fatal("the pipeline stream never connected")
+	}
+	if err := n.trans.Close(); err != nil {
+		t.Fatal(err)
+	}
+	if err := waitErr(t, opened, 5*time.Second); !errors.Is(err, ErrClosed) {
+		t.Fatalf("opening a pipeline stream across Close: got %v, want ErrClosed", err)
 	}
 }
