@@ -189,6 +189,10 @@ func (c *Client) conn(addr string) (*grpc.ClientConn, error) {
 		}),
 		// The server's keepalive enforcement permits pings every 10 s.
 		grpc.WithKeepaliveParams(keepalive.ClientParameters{Time: 10 * time.Second, Timeout: 5 * time.Second}),
+		// Static flow-control windows turn off grpc-go's bandwidth-delay
+		// probing, which answers nearly every message with a ping of its
+		// own (the nodes do the same: transport.StreamWindow).
+		grpc.WithInitialWindowSize(streamWindow), grpc.WithInitialConnWindowSize(connWindow),
 	}
 	opts = append(opts, c.cfg.dialOpts...)
 	cc, err := grpc.NewClient(addr, opts...)
@@ -314,6 +318,15 @@ func (c *Client) run(ctx context.Context, notFound error, leaderOnly bool, call 
 		}
 	}
 }
+
+// streamWindow and connWindow are the HTTP/2 flow-control windows of a
+// stream and of a connection: the nodes' (transport.StreamWindow, which
+// this package cannot import). Static windows turn off grpc-go's
+// bandwidth-delay probe and its ping per message.
+const (
+	streamWindow = 4 << 20
+	connWindow   = 16 << 20
+)
 
 // newRequestID returns a random non-zero request ID; one logical operation
 // keeps its ID across retries so the server applies it at most once.

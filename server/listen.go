@@ -21,6 +21,9 @@ func (n *Node) grpcServerOptions() []grpc.ServerOption {
 		grpc.KeepaliveEnforcementPolicy(keepalive.EnforcementPolicy{MinTime: 5 * time.Second, PermitWithoutStream: true}),
 		grpc.KeepaliveParams(keepalive.ServerParameters{Time: 30 * time.Second, Timeout: 10 * time.Second}),
 		grpc.MaxRecvMsgSize(64 << 20),
+		// Static flow-control windows, as the peers and the client library
+		// use: see transport.StreamWindow.
+		grpc.InitialWindowSize(transport.StreamWindow), grpc.InitialConnWindowSize(transport.ConnWindow),
 		// Outermost, so that RPCs the authorizer refuses are counted too.
 		grpc.ChainUnaryInterceptor(n.metrics.grpcUnary()), grpc.ChainStreamInterceptor(n.metrics.grpcStream()),
 	}
