@@ -38,11 +38,13 @@ func (n *Node) grpcServerOptions() []grpc.ServerOption {
 		grpc.ChainUnaryInterceptor(a.unary), grpc.ChainStreamInterceptor(a.stream))
 }
 
-// peerDialOptions are the credentials with which this node dials a member:
-// its own certificate, and the member's verified against the peer CA.
+// peerDialOptions are the credentials with which this node dials a member
+// (raft, forwarding to the leader, membership): its own certificate, and
+// the member's verified against the peer CA; and the static windows.
 func (n *Node) peerDialOptions() []grpc.DialOption {
+	windows := []grpc.DialOption{grpc.WithInitialWindowSize(transport.StreamWindow), grpc.WithInitialConnWindowSize(transport.ConnWindow)}
 	if n.tls == nil {
-		return []grpc.DialOption{grpc.WithTransportCredentials(insecure.NewCredentials())}
+		return append(windows, grpc.WithTransportCredentials(insecure.NewCredentials()))
 	}
-	return []grpc.DialOption{grpc.WithTransportCredentials(credentials.NewTLS(n.tls.PeerTLS()))}
+	return append(windows, grpc.WithTransportCredentials(credentials.NewTLS(n.tls.PeerTLS())))
 }
