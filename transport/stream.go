@@ -97,7 +97,7 @@ func (t *Transport) openStream(target string) (net.Conn, error) {
 	case err == nil && IsStreamPreface(ack):
 		_ = conn.SetDeadline(time.Time{})
 		return conn, nil
-	case err == nil, errors.Is(err, io.EOF), errors.Is(err, io.ErrUnexpectedEOF), errors.Is(err, net.ErrClosed):
+	case err == nil, errors.Is(err, io.EOF), errors.Is(err, io.ErrUnexpectedEOF):
 		err = ErrStreamRefused // an older node's gRPC server rejected the preface
 	}
 	conn.Close()

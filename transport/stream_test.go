@@ -6,6 +6,7 @@ import (
 	"crypto/x509"
 	"encoding/binary"
 	"errors"
+	"fmt"
 	"io"
 	"math"
 	"net"
@@ -18,18 +19,20 @@ import (
 	"google.golang.org/protobuf/proto"
 
 	"github.com/leasecluster/leasecluster/certs"
+	"github.com/leasecluster/leasecluster/internal/proctest"
 	"github.com/leasecluster/leasecluster/leasepb"
 )
 
 // waitStreams waits until trans serves want pipeline streams.
 func waitStreams(t *testing.T, trans *Transport, want int) {
 	t.Helper()
-	deadline := time.Now().Add(5 * time.Second)
-	for trans.ServedStreams() != want {
-		if time.Now().After(deadline) {
-			t.Fatalf("serving %d pipeline streams, want %d", trans.ServedStreams(), want)
+	if err := proctest.Eventually(5*time.Second, 5*time.Millisecond, func() error {
+		if got := trans.ServedStreams(); got != want {
+			return fmt.Errorf("serving %d pipeline streams, want %d", got, want)
 		}
-		time.Sleep(5 * time.Millisecond)
+		return nil
+	}); err != nil {
+		t.Fatal(err)
 	}
 }
 
