@@ -20,6 +20,8 @@ project=lcsmoke$$
 tlsdir=$(mktemp -d)
 curlerr=$(mktemp)
 override=$(mktemp --suffix=.yaml)
+why=$(mktemp) # what went wrong, repeated after the logs so that a log's tail shows it
+step="starting"
 export LEASECLUSTER_TLS_DIR=$tlsdir # compose.yaml mounts it at /tls
 dc() { docker-compose -p "$project" -f "$here/compose.yaml" "$@"; }
 started=
@@ -30,20 +32,24 @@ cleanup() {
     dc ps -a >&2 || true
     echo "smoke: their last log lines:" >&2
     dc logs --no-color --tail 40 >&2 || true
+    echo "smoke: FAILED (exit $rc) while $step" >&2
+    cat "$why" >&2
   fi
   dc down -v >/dev/null 2>&1 || true
-  rm -rf "$tlsdir" "$tlsdir-ca-keys" "$curlerr" "$override"
+  rm -rf "$tlsdir" "$tlsdir-ca-keys" "$curlerr" "$override" "$why"
   exit "$rc"
 }
 trap cleanup EXIT
+
+# complain LINE...: says what went wrong, now and again at the end.
+complain() { printf 'smoke: %s\n' "$@" | tee -a "$why" >&2; }
 
 # quietly WHAT CMD...: runs CMD, showing its output only if it fails.
 quietly() {
   local what=$1 out
   shift
   if ! out=$("$@" 2>&1); then
-    echo "smoke: $what failed:" >&2
-    echo "$out" >&2
+    complain "$what failed:" "$out"
     return 1
   fi
 }
@@ -64,39 +70,44 @@ wait_for() {
     if [[ $body =~ $2 ]]; then return 0; fi
     sleep 0.2
   done
-  echo "smoke: $1 never matched $2 (last: ${body:-$(cat "$curlerr")})" >&2
+  complain "$1 never matched $2 (last: ${body:-$(cat "$curlerr")})"
   return 1
 }
 json() { python3 -c "import json,sys; print(json.load(sys.stdin)$1)"; }
 
+step="waiting for the first leader"
 wait_for "$(url n1 /readyz)" .
 wait_for "$(url n1 /v1/status)" '"leader":"n[123]"'
 
+step="checking that requests without a client certificate are refused"
 # Refused without a client certificate (TLS handshake), and in plaintext.
 if nocert=$(curl -sS --max-time 5 --cacert "$tlsdir/peer-ca.crt" "$(url n1 /v1/status)" 2>&1); then
-  echo "smoke: a request without a client certificate was answered: $nocert" >&2
+  complain "a request without a client certificate was answered: $nocert"
   exit 1
 fi
 if plain=$(curl -sS --max-time 5 --fail "http://127.0.0.1:8001/v1/status" 2>&1); then
-  echo "smoke: a plaintext request was answered: $plain" >&2
+  complain "a plaintext request was answered: $plain"
   exit 1
 fi
 echo "smoke: refused without a client certificate (${nocert##*curl: }) and in plaintext"
 
+step="granting and attaching through a follower"
 leader=$(c -sS "$(url n1 /v1/status)" | json '["leader"]')
 follower=n1; [ "$leader" = n1 ] && follower=n2
 grant=$(c -sS -XPOST "$(url $follower /v1/leases)" -d '{"ttl_ms":600000}')
-id=$(echo "$grant" | json '["id"]') || { echo "smoke: grant through $follower answered: $grant" >&2; exit 1; }
+id=$(echo "$grant" | json '["id"]') || { complain "grant through $follower answered: $grant"; exit 1; }
 quietly "attaching smoke/key through $follower" \
   c -sS --fail-with-body -XPUT "$(url $follower /v1/items/smoke/key)" -d "{\"lease_id\":\"$id\",\"value\":\"v\"}"
 echo "smoke: leader $leader, lease $id attached through follower $follower over https"
 
+step="killing the leader $leader"
 quietly "killing $leader" docker kill -s KILL "$(dc ps -q "$leader")"
 others=$(echo n1 n2 n3 | tr ' ' '\n' | grep -v "$leader" | paste -sd'|')
 wait_for "$(url $follower /v1/status)" "\"leader\":\"($others)\""
 wait_for "$(url $follower /v1/items/smoke/key)" "\"lease_id\":\"$id\""
 echo "smoke: item survived the SIGKILL of $leader"
 
+step="restarting $leader on its volume"
 quietly "restarting $leader" dc start "$leader"
 wait_for "$(url "$leader" /v1/status)" '"role":"follower"'
 wait_for "$(url "$leader" /v1/leases/$id)" "smoke/key"
@@ -109,12 +120,13 @@ admin() {
   dc exec -T "$keeper" /leasecluster "$@" --endpoints n1:7001,n2:7001,n3:7001 \
     --cacert /tls/peer-ca.crt --cert /tls/client-admin.crt --key /tls/client-admin.key
 }
+step="replacing a follower"
 leader=$(c -sS "$(url n1 /v1/status)" | json '["leader"]')
 victim=n1; [ "$leader" = n1 ] && victim=n2
 keeper=$leader
 peers=$(echo n1 n2 n3 | tr ' ' '\n' | grep -v "$victim" | sed 's/$/:7001/' | paste -sd,)
 grant2=$(c -sS -XPOST "$(url $keeper /v1/leases)" -d '{"ttl_ms":600000}')
-id2=$(echo "$grant2" | json '["id"]') || { echo "smoke: grant through $keeper answered: $grant2" >&2; exit 1; }
+id2=$(echo "$grant2" | json '["id"]') || { complain "grant through $keeper answered: $grant2"; exit 1; }
 quietly "attaching smoke/before through $keeper" \
   c -sS --fail-with-body -XPUT "$(url $keeper /v1/items/smoke/before)" -d "{\"lease_id\":\"$id2\",\"value\":\"w\"}"
 quietly "stopping $victim" dc stop "$victim"
@@ -122,7 +134,7 @@ quietly "removing $victim's container" dc rm -f "$victim"
 quietly "removing $victim's volume" docker volume rm "${project}_$victim"
 # A lease granted while the node is gone: only the other two have it.
 grant3=$(c -sS -XPOST "$(url $keeper /v1/leases)" -d '{"ttl_ms":600000}')
-id3=$(echo "$grant3" | json '["id"]') || { echo "smoke: grant without $victim answered: $grant3" >&2; exit 1; }
+id3=$(echo "$grant3" | json '["id"]') || { complain "grant without $victim answered: $grant3"; exit 1; }
 quietly "attaching smoke/gone through $keeper" \
   c -sS --fail-with-body -XPUT "$(url $keeper /v1/items/smoke/gone)" -d "{\"lease_id\":\"$id3\",\"value\":\"x\"}"
 cat >"$override" <<YAML
@@ -147,31 +159,32 @@ ok = (sorted(ms) == ["n1", "n2", "n3"] and all(m["voter"] for m in ms.values()) 
       and v is not None and not v.get("status_error") and v["applied_index"] >= lead[0]["applied_index"])
 sys.exit(0 if ok else 1)' "$1"
 }
+step="waiting for $victim to be a caught-up voter"
 members=
 deadline=$((SECONDS + 90))
 while :; do
   members=$(admin cluster members -o json 2>&1) || true
   if caught_up "$victim" <<<"$members" 2>/dev/null; then break; fi
   if [ "$SECONDS" -ge "$deadline" ]; then
-    echo "smoke: $victim never became a caught-up voter; last cluster members:" >&2
-    echo "$members" >&2
+    complain "$victim never became a caught-up voter; last cluster members:" "$members"
     admin cluster members >&2 || true
     exit 1
   fi
   sleep 0.2
 done
 admin cluster members
+step="checking how $victim joined and what it serves"
 # It joined (not bootstrapped from the compose file's --initial-cluster), and
 # the leader replaced the old voter rather than adding a second one.
 logs=$(dc logs --no-color 2>&1)
 grep -q "$victim.membership: joined the cluster: this node is a voter" <<<"$logs" ||
-  { echo "smoke: $victim's log does not say it joined as a voter" >&2; exit 1; }
+  { complain "$victim's log does not say it joined as a voter"; exit 1; }
 grep -q "replacing a member that comes back with an empty data dir.*member=$victim" <<<"$logs" ||
-  { echo "smoke: no leader's log says it replaced $victim" >&2; exit 1; }
+  { complain "no leader's log says it replaced $victim"; exit 1; }
 wait_for "$(url "$victim" /readyz)" .
 wait_for "$(url "$victim" /v1/status)" '"role":"follower"'
 # The three state hashes at the same index must agree (the command fails if not).
-status=$(admin cluster status 2>&1) || { echo "smoke: cluster status after the rejoin:" >&2; echo "$status" >&2; exit 1; }
+status=$(admin cluster status 2>&1) || { complain "cluster status after the rejoin:" "$status"; exit 1; }
 echo "$status"
 for kv in "$id smoke/key v" "$id2 smoke/before w" "$id3 smoke/gone x"; do
   read -r lid key val <<<"$kv"
