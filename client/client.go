@@ -6,6 +6,7 @@ import (
 	"errors"
 	"fmt"
 	"math/rand/v2"
+	"strings"
 	"sync"
 	"time"
 
@@ -195,7 +196,7 @@ func (c *Client) conn(addr string) (*grpc.ClientConn, error) {
 		grpc.WithInitialWindowSize(streamWindow), grpc.WithInitialConnWindowSize(connWindow),
 	}
 	opts = append(opts, c.cfg.dialOpts...)
-	cc, err := grpc.NewClient(addr, opts...)
+	cc, err := grpc.NewClient(dialTarget(addr), opts...)
 	if err != nil {
 		return nil, fmt.Errorf("client: connect %s: %w", addr, err)
 	}
@@ -327,6 +328,19 @@ const (
 	streamWindow = 4 << 20
 	connWindow   = 16 << 20
 )
+
+// dialTarget names grpc's passthrough resolver for a host:port endpoint, as
+// transport.DialTarget does for the nodes (and for the same reason): each
+// connection attempt looks the name up afresh, where grpc's dns resolver
+// waits up to 120 s after a failed lookup (a restarted node's DNS record is
+// missing while it is down) and 30 s after a good one before it looks
+// again. An endpoint that names a scheme ("dns:///...") is kept as it is.
+func dialTarget(addr string) string {
+	if strings.Contains(addr, ":///") || strings.HasPrefix(addr, "unix:") {
+		return addr
+	}
+	return "passthrough:///" + addr
+}
 
 // newRequestID returns a random non-zero request ID; one logical operation
 // keeps its ID across retries so the server applies it at most once.

@@ -10,6 +10,7 @@ import (
 	"google.golang.org/grpc/metadata"
 
 	"github.com/leasecluster/leasecluster/leasepb"
+	"github.com/leasecluster/leasecluster/transport"
 )
 
 // forwardedKey marks a KeepAlive stream that a follower forwards: the node it
@@ -39,7 +40,7 @@ func (lc *leaderConn) get(addr string) (*grpc.ClientConn, error) {
 		lc.cc.Close()
 		lc.cc = nil
 	}
-	cc, err := grpc.NewClient(addr, lc.dial...)
+	cc, err := grpc.NewClient(transport.DialTarget(addr), lc.dial...)
 	if err != nil {
 		return nil, err
 	}

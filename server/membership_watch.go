@@ -9,6 +9,7 @@ import (
 	"google.golang.org/grpc"
 
 	"github.com/leasecluster/leasecluster/leasepb"
+	"github.com/leasecluster/leasecluster/transport"
 )
 
 // watch notices, on every node, when this node is no longer in the
@@ -126,7 +127,7 @@ func (p *peerConns) get(addr string) (*grpc.ClientConn, error) {
 	if cc, ok := p.conns[addr]; ok {
 		return cc, nil
 	}
-	cc, err := grpc.NewClient(addr, p.dial...)
+	cc, err := grpc.NewClient(transport.DialTarget(addr), p.dial...)
 	if err != nil {
 		return nil, err
 	}

@@ -289,7 +289,7 @@ func (t *Transport) client(target raft.ServerAddress) (leasepb.RaftTransportClie
 	cc, ok := t.conns[target]
 	if !ok {
 		var err error
-		cc, err = grpc.NewClient(string(target), t.dialOpts...)
+		cc, err = grpc.NewClient(DialTarget(string(target)), t.dialOpts...)
 		if err != nil {
 			return nil, fmt.Errorf("transport: connecting to %s: %w", target, err)
 		}
