@@ -76,13 +76,21 @@ func newTestCluster(t testing.TB, size int, tweak func(*Config)) *testCluster {
 			tweak(&cfg)
 		}
 		c.cfgs = append(c.cfgs, cfg)
-		n, err := NewWithListener(cfg, listeners[i])
-		if err != nil {
-			t.Fatal(err)
-		}
-		c.nodes = append(c.nodes, n)
 	}
+	// All at once, as a deployment starts them: a node started after the
+	// others have elected a leader would find the cluster running and join
+	// it as a replacement rather than bootstrap (runningCluster).
+	c.nodes = make([]*Node, size)
+	errs := make([]error, size)
+	var wg sync.WaitGroup
+	for i := range size {
+		wg.Go(func() { c.nodes[i], errs[i] = NewWithListener(c.cfgs[i], listeners[i]) })
+	}
+	wg.Wait()
 	t.Cleanup(c.stopAll)
+	if err := errors.Join(errs...); err != nil {
+		t.Fatal(err)
+	}
 	return c
 }
 

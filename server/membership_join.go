@@ -53,12 +53,72 @@ func (n *Node) joinOrBootstrap(cfg Config) (bool, error) {
 		return false, err
 	}
 	if len(cfg.Join) == 0 {
-		return existing, n.rs.bootstrap(cfg)
+		if !existing && len(cfg.InitialCluster) > 0 {
+			if peers, leader := n.runningCluster(cfg); leader != "" {
+				// Bootstrapping would make this node a voter again at once,
+				// without the votes and entries it may have promised
+				// before its data dir was lost: it joins as a replacement.
+				n.log.Warn("the data dir is empty, but the initial cluster is already running: joining it (as --join would) instead of bootstrapping",
+					"leader", leader, "endpoints", strings.Join(peers, ","))
+				n.cfg.Join = peers
+			} else {
+				return existing, n.rs.bootstrap(cfg)
+			}
+		}
+		return existing, nil
 	}
 	if !existing && len(cfg.InitialCluster) > 0 {
 		n.log.Warn("--join is set: --initial-cluster is ignored, this node joins the existing cluster")
 	}
 	return existing, nil
+}
+
+// runningCluster asks the other members of cfg.InitialCluster, all at once
+// and for at most an election timeout, whether they already run a cluster:
+// it returns their addresses and the leader the first to answer names, or
+// "" if none names one (none answered in time, or none has a leader yet, as
+// when the whole cluster starts). A node with an empty data dir that finds
+// one running is either a voter whose data dir was lost or one that starts
+// later than the others; either way it must join, not bootstrap. This is
+// etcd's "member has already been bootstrapped" check, made a join instead
+// of a refusal.
+func (n *Node) runningCluster(cfg Config) (peers []string, leader string) {
+	for _, p := range cfg.InitialCluster {
+		if p.Name != cfg.Name {
+			peers = append(peers, p.Address)
+		}
+	}
+	if len(peers) == 0 {
+		return nil, ""
+	}
+	opts := []client.Option{client.WithRequestTimeout(cfg.ElectionTimeout)}
+	if n.tls != nil {
+		opts = append(opts, client.WithTLS(n.tls.PeerTLS())) // a member, acting for itself
+	}
+	ctx, cancel := context.WithTimeout(context.Background(), cfg.ElectionTimeout)
+	defer cancel()
+	c, err := client.New(ctx, peers, opts...)
+	if err != nil {
+		return peers, ""
+	}
+	defer c.Close()
+	leaders := make(chan string, len(peers))
+	for _, p := range peers {
+		go func() {
+			st, err := c.StatusOf(ctx, p)
+			if err != nil || st.GetRole() == "removed" {
+				leaders <- ""
+				return
+			}
+			leaders <- st.GetLeader()
+		}()
+	}
+	for range peers {
+		if l := <-leaders; l != "" {
+			return peers, l
+		}
+	}
+	return peers, ""
 }
 
 // startMembership runs the membership watch and, with Config.Join, the join.

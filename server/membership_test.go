@@ -5,9 +5,11 @@ import (
 	"encoding/json"
 	"errors"
 	"fmt"
+	"io"
 	"net"
 	"net/http"
 	"strings"
+	"sync"
 	"testing"
 	"time"
 
@@ -17,6 +19,7 @@ import (
 	"google.golang.org/grpc/status"
 
 	"github.com/leasecluster/leasecluster/client"
+	"github.com/leasecluster/leasecluster/internal/proctest"
 	"github.com/leasecluster/leasecluster/leasepb"
 )
 
@@ -430,4 +433,68 @@ func TestMemberChangesNeedAnAdminWithTLS(t *testing.T) {
 	if _, err := admin.TransferLeader(ctx, &leasepb.TransferLeaderRequest{}); err != nil {
 		t.Fatalf("transfer-leader by an admin: %v", err)
 	}
+}
+
+// TestWipedVoterWithInitialClusterJoins: a voter whose data dir is lost and
+// that starts again with only --initial-cluster finds the cluster running
+// and joins it as a replacement (removed, added as a non-voter, promoted
+// once caught up) instead of bootstrapping, which would have made it a
+// voter again at once without the votes and entries it had promised. The
+// leader's configuration changes (it would not, had the node bootstrapped)
+// and the node ends a caught-up voter holding what was granted before.
+func TestWipedVoterWithInitialClusterJoins(t *testing.T) {
+	c := newTestCluster(t, 3, nil)
+	li, ld := c.leader()
+	id, _, err := ld.ops.grant(ctxT(t), 0, time.Hour.Milliseconds(), 0)
+	if err != nil {
+		t.Fatal(err)
+	}
+	c.converge()
+	victim := (li + 1) % 3
+	cfg := c.cfgs[victim]
+	c.kill(victim)
+	cfg.DataDir = t.TempDir() // the data dir is lost; the flags are the same
+	logs := &lockedBuffer{}
+	cfg.Logger = hclog.New(&hclog.LoggerOptions{Name: cfg.Name, Level: hclog.Info, Output: io.MultiWriter(logs, testWriter{t})})
+	n, err := New(cfg)
+	if err != nil {
+		t.Fatal(err)
+	}
+	c.setNode(victim, n)
+	// The old voter of its name is replaced (removed, added as a non-voter,
+	// promoted): the node's join says so once it is a voter again. Had it
+	// bootstrapped, it would have said that instead, and never joined.
+	if err := proctest.Eventually(20*time.Second, 20*time.Millisecond, func() error {
+		if !strings.Contains(logs.String(), "joined the cluster: this node is a voter") {
+			return errors.New("the node has not joined")
+		}
+		return nil
+	}); err != nil {
+		t.Fatal(err)
+	}
+	if strings.Contains(logs.String(), "bootstrapping a new cluster") {
+		t.Fatal("the node bootstrapped")
+	}
+	c.converge()
+	if _, err := n.reader.timeToLive(ctxT(t), id, false, true); err != nil {
+		t.Fatalf("the replaced node lacks the lease granted before: %v", err)
+	}
+}
+
+// lockedBuffer is a log sink tests read while a node writes to it.
+type lockedBuffer struct {
+	mu sync.Mutex
+	b  strings.Builder
+}
+
+func (l *lockedBuffer) Write(p []byte) (int, error) {
+	l.mu.Lock()
+	defer l.mu.Unlock()
+	return l.b.Write(p)
+}
+
+func (l *lockedBuffer) String() string {
+	l.mu.Lock()
+	defer l.mu.Unlock()
+	return l.b.String()
 }

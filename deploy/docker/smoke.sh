@@ -9,7 +9,9 @@
 # (LEASECLUSTER_JOIN, from an override file); `cluster members` must show it a
 # voter again, caught up, `cluster status` must find every node's state hash
 # equal, and leases and items granted before the replacement must be readable
-# through it.
+# through it. Last, another voter loses its volume and comes back from the
+# unchanged compose file (--initial-cluster only): it must find the cluster
+# running and join it as a replacement, not bootstrap.
 #
 # A failure says why: the output of the step that failed (the build, the
 # certificates, `docker-compose up` with, say, a published port already in
@@ -159,19 +161,22 @@ ok = (sorted(ms) == ["n1", "n2", "n3"] and all(m["voter"] for m in ms.values()) 
       and v is not None and not v.get("status_error") and v["applied_index"] >= lead[0]["applied_index"])
 sys.exit(0 if ok else 1)' "$1"
 }
+# await_caught_up NAME: until caught_up NAME holds, at most 90s.
+await_caught_up() {
+  local members= deadline=$((SECONDS + 90))
+  while :; do
+    members=$(admin cluster members -o json 2>&1) || true
+    if caught_up "$1" <<<"$members" 2>/dev/null; then return 0; fi
+    if [ "$SECONDS" -ge "$deadline" ]; then
+      complain "$1 never became a caught-up voter; last cluster members:" "$members"
+      admin cluster members >&2 || true
+      return 1
+    fi
+    sleep 0.2
+  done
+}
 step="waiting for $victim to be a caught-up voter"
-members=
-deadline=$((SECONDS + 90))
-while :; do
-  members=$(admin cluster members -o json 2>&1) || true
-  if caught_up "$victim" <<<"$members" 2>/dev/null; then break; fi
-  if [ "$SECONDS" -ge "$deadline" ]; then
-    complain "$victim never became a caught-up voter; last cluster members:" "$members"
-    admin cluster members >&2 || true
-    exit 1
-  fi
-  sleep 0.2
-done
+await_caught_up "$victim"
 admin cluster members
 step="checking how $victim joined and what it serves"
 # It joined (not bootstrapped from the compose file's --initial-cluster), and
@@ -192,3 +197,34 @@ for kv in "$id smoke/key v" "$id2 smoke/before w" "$id3 smoke/gone x"; do
   wait_for "$(url "$victim" /v1/items/$key)" "\"lease_id\":\"$lid\",\"value\":\"$val\""
 done
 echo "smoke: $victim replaced on an empty volume, rejoined with --join $peers as a caught-up voter; leases $id $id2 $id3 and their items read through it; ok"
+
+# A voter's volume is lost and its container comes back from the unchanged
+# compose file (--initial-cluster only): it must find the cluster running and
+# join it as --join would, not bootstrap and vote again on an empty log.
+step="replacing a voter's volume under the unchanged compose file"
+leader=$(c -sS "$(url n1 /v1/status)" | json '["leader"]')
+keeper=$leader
+lost=$(echo n1 n2 n3 | tr ' ' '\n' | grep -v -e "$leader" -e "$victim" | head -1)
+quietly "stopping $lost" dc stop "$lost"
+quietly "removing $lost's container" dc rm -f "$lost"
+quietly "removing $lost's volume" docker volume rm "${project}_$lost"
+quietly "starting $lost from the compose file alone" dc up -d --no-deps "$lost"
+deadline=$((SECONDS + 90))
+until dc logs --no-color "$lost" 2>&1 | grep -q "$lost.membership: joined the cluster: this node is a voter"; do
+  if [ "$SECONDS" -ge "$deadline" ]; then
+    complain "$lost, back on an empty volume with --initial-cluster only, never said it joined as a voter"
+    exit 1
+  fi
+  sleep 0.5
+done
+dc logs --no-color "$lost" 2>&1 | grep -q "the initial cluster is already running: joining it" ||
+  { complain "$lost does not say it found the cluster running"; exit 1; }
+if dc logs --no-color "$lost" 2>&1 | grep -q "bootstrapping a new cluster"; then
+  complain "$lost bootstrapped on its empty volume"
+  exit 1
+fi
+await_caught_up "$lost"
+status=$(admin cluster status 2>&1) || { complain "cluster status after $lost came back:" "$status"; exit 1; }
+echo "$status"
+wait_for "$(url "$lost" /v1/items/smoke/before)" "\"lease_id\":\"$id2\",\"value\":\"w\""
+echo "smoke: $lost, back on an empty volume with --initial-cluster only, joined as a replacement, not a bootstrap; ok"
