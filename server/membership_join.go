@@ -121,6 +121,29 @@ func (n *Node) runningCluster(cfg Config) (peers []string, leader string) {
 	return peers, ""
 }
 
+// voteGate refuses vote requests (the transport's Config.VoteGate) while
+// this node is not a voter in its own latest configuration: a node that
+// joins on an empty data dir, until the cluster has made it a voter again
+// (rule 12), a non-voter, and a removed node. hashicorp/raft itself grants
+// a vote while its configuration is empty, and a vote from a voter whose
+// log was lost could elect a candidate that lacks entries it had
+// acknowledged. Raft is started before the gRPC server serves, so rs.raft
+// is set by the time a request arrives.
+func (rs *raftStack) voteGate(self raft.ServerID) func() error {
+	return func() error {
+		f := rs.raft.GetConfiguration()
+		if err := f.Error(); err != nil {
+			return err
+		}
+		for _, s := range f.Configuration().Servers {
+			if s.ID == self && s.Suffrage == raft.Voter {
+				return nil
+			}
+		}
+		return fmt.Errorf("server: %s is not a voter in its own configuration, so it does not vote", self)
+	}
+}
+
 // startMembership runs the membership watch and, with Config.Join, the join.
 func (n *Node) startMembership(existing bool) {
 	n.running.Go(n.members.watch)

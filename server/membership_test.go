@@ -21,6 +21,7 @@ import (
 	"github.com/leasecluster/leasecluster/client"
 	"github.com/leasecluster/leasecluster/internal/proctest"
 	"github.com/leasecluster/leasecluster/leasepb"
+	"github.com/leasecluster/leasecluster/transport"
 )
 
 // addNode starts a node outside the initial cluster with an empty data dir,
@@ -497,4 +498,42 @@ func (l *lockedBuffer) String() string {
 	l.mu.Lock()
 	defer l.mu.Unlock()
 	return l.b.String()
+}
+
+// TestVotesOnlyAsVoter: a node that is not a voter in its own configuration
+// refuses vote requests before raft sees them (rule 12): hashicorp/raft
+// would grant one while its configuration is empty, as it is on a node that
+// joins on an empty data dir. A voter of the cluster answers them.
+func TestVotesOnlyAsVoter(t *testing.T) {
+	c := newTestCluster(t, 3, nil)
+	_, ld := c.leader()
+	joining := c.node(c.addNode("n4", "", []string{"127.0.0.1:1"})) // nobody there: it never joins
+	trans, err := transport.New(transport.Config{LocalAddr: "127.0.0.1:9", Timeout: 2 * time.Second})
+	if err != nil {
+		t.Fatal(err)
+	}
+	defer trans.Close()
+	ask := func(n *Node) error {
+		args := raft.RequestVoteRequest{RPCHeader: raft.RPCHeader{ProtocolVersion: raft.ProtocolVersionMax, ID: []byte("n9"), Addr: []byte("127.0.0.1:9")},
+			Term: 1, LastLogIndex: 1, LastLogTerm: 1}
+		var out raft.RequestVoteResponse
+		if err := trans.RequestVote(raft.ServerID(n.Name()), raft.ServerAddress(n.Addr()), &args, &out); err != nil {
+			return err
+		}
+		if out.Granted {
+			return errors.New("granted")
+		}
+		return nil
+	}
+	if err := ask(joining); !strings.Contains(fmt.Sprint(err), "does not vote") {
+		t.Fatalf("a vote request to a node outside any configuration: %v, want it refused", err)
+	}
+	if err := ask(ld); err != nil {
+		t.Fatalf("a stale vote request to the leader: %v, want an answer (not granted)", err)
+	}
+	pre := raft.RequestPreVoteRequest{RPCHeader: raft.RPCHeader{ProtocolVersion: raft.ProtocolVersionMax, ID: []byte("n9"), Addr: []byte("127.0.0.1:9")}, Term: 1}
+	var preOut raft.RequestPreVoteResponse
+	if err := trans.RequestPreVote("n4", raft.ServerAddress(joining.Addr()), &pre, &preOut); !strings.Contains(fmt.Sprint(err), "does not vote") {
+		t.Fatalf("a pre-vote request to a node outside any configuration: %v, want it refused", err)
+	}
 }

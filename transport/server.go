@@ -86,6 +86,17 @@ func (t *Transport) refuse(rpc string, err error) error {
 	return toStatus(err)
 }
 
+// gateVote asks Config.VoteGate whether a vote request may reach raft.
+func (t *Transport) gateVote() error {
+	if t.voteGate == nil {
+		return nil
+	}
+	if err := t.voteGate(); err != nil {
+		return status.Error(codes.FailedPrecondition, err.Error())
+	}
+	return nil
+}
+
 // errUnexpectedResponse reports an answer of the wrong type from raft: a bug
 // in raft or in this package, never a network condition.
 var errUnexpectedResponse = errors.New("transport: raft answered with an unexpected response type")
@@ -121,6 +132,9 @@ func (s *server) RequestVote(ctx context.Context, req *leasepb.RaftRequestVoteRe
 	if err != nil {
 		return nil, s.t.refuse("RequestVote", err)
 	}
+	if err := s.t.gateVote(); err != nil {
+		return nil, err
+	}
 	resp, err := dispatchAs[raft.RequestVoteResponse](ctx, s.t, cmd)
 	if err != nil {
 		return nil, err
@@ -133,6 +147,9 @@ func (s *server) RequestPreVote(ctx context.Context, req *leasepb.RaftRequestPre
 	cmd, err := s.t.decodeRequestPreVoteRequest(req)
 	if err != nil {
 		return nil, s.t.refuse("RequestPreVote", err)
+	}
+	if err := s.t.gateVote(); err != nil {
+		return nil, err
 	}
 	resp, err := dispatchAs[raft.RequestPreVoteResponse](ctx, s.t, cmd)
 	if err != nil {

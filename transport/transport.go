@@ -81,6 +81,12 @@ type Config struct {
 	// alone. nil means pipelines run over gRPC streams. The peer's listener
 	// must hand such connections to its ServeStream.
 	DialStream func(ctx context.Context, addr string) (net.Conn, error)
+	// VoteGate, if set, is asked before a RequestVote or RequestPreVote
+	// reaches raft: an error refuses the request (FAILED_PRECONDITION) and
+	// raft never sees it. The server refuses votes while the node is not a
+	// voter in its own configuration (a node that joins on an empty data
+	// dir, ARCHITECTURE.md rule 12): hashicorp/raft would grant them.
+	VoteGate func() error
 	// Now is the clock of the contacts' send times (LastContact); nil means
 	// time.Now. The chaos build passes its skewable clock, the one the
 	// node's renew-lease window compares the contacts with.
@@ -122,6 +128,7 @@ type Transport struct {
 	now       func() time.Time // Config.Now; nil: contacts carry the real send time
 	// dialStream is Config.DialStream: nil, pipelines run over gRPC.
 	dialStream func(ctx context.Context, addr string) (net.Conn, error)
+	voteGate   func() error // Config.VoteGate
 
 	// consumeCh is unbuffered, as in raft's NetworkTransport: an RPC counts
 	// as delivered only once raft's main loop has taken it.
@@ -209,6 +216,7 @@ func New(cfg Config) (*Transport, error) {
 		pipelines:    make(map[*pipeline]struct{}),
 		streams:      make(map[net.Conn]struct{}),
 		dialStream:   cfg.DialStream,
+		voteGate:     cfg.VoteGate,
 	}, nil
 }
 
