@@ -9,7 +9,6 @@ import (
 	"net"
 	"net/http"
 	"strings"
-	"sync"
 	"testing"
 	"time"
 
@@ -455,7 +454,7 @@ func TestWipedVoterWithInitialClusterJoins(t *testing.T) {
 	cfg := c.cfgs[victim]
 	c.kill(victim)
 	cfg.DataDir = t.TempDir() // the data dir is lost; the flags are the same
-	logs := &lockedBuffer{}
+	logs := &proctest.Buffer{}
 	cfg.Logger = hclog.New(&hclog.LoggerOptions{Name: cfg.Name, Level: hclog.Info, Output: io.MultiWriter(logs, testWriter{t})})
 	n, err := New(cfg)
 	if err != nil {
@@ -480,24 +479,6 @@ func TestWipedVoterWithInitialClusterJoins(t *testing.T) {
 	if _, err := n.reader.timeToLive(ctxT(t), id, false, true); err != nil {
 		t.Fatalf("the replaced node lacks the lease granted before: %v", err)
 	}
-}
-
-// lockedBuffer is a log sink tests read while a node writes to it.
-type lockedBuffer struct {
-	mu sync.Mutex
-	b  strings.Builder
-}
-
-func (l *lockedBuffer) Write(p []byte) (int, error) {
-	l.mu.Lock()
-	defer l.mu.Unlock()
-	return l.b.Write(p)
-}
-
-func (l *lockedBuffer) String() string {
-	l.mu.Lock()
-	defer l.mu.Unlock()
-	return l.b.String()
 }
 
 // TestVotesOnlyAsVoter: a node that is not a voter in its own configuration
