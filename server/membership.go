@@ -88,6 +88,9 @@ type membership struct {
 	closed     bool
 
 	removed atomic.Bool
+	// holdVotes: this node started on an empty data dir and joins; it
+	// refuses vote requests until its join sees it a voter (voteGate).
+	holdVotes atomic.Bool
 }
 
 // begin claims the one change in flight, or refuses. A change that is only

@@ -61,6 +61,7 @@ func (n *Node) joinOrBootstrap(cfg Config) (bool, error) {
 				n.log.Warn("the data dir is empty, but the initial cluster is already running: joining it (as --join would) instead of bootstrapping",
 					"leader", leader, "endpoints", strings.Join(peers, ","))
 				n.cfg.Join = peers
+				n.members.holdVotes.Store(true)
 			} else {
 				return existing, n.rs.bootstrap(cfg)
 			}
@@ -70,6 +71,7 @@ func (n *Node) joinOrBootstrap(cfg Config) (bool, error) {
 	if !existing && len(cfg.InitialCluster) > 0 {
 		n.log.Warn("--join is set: --initial-cluster is ignored, this node joins the existing cluster")
 	}
+	n.members.holdVotes.Store(!existing) // before the gRPC server serves
 	return existing, nil
 }
 
@@ -122,26 +124,19 @@ func (n *Node) runningCluster(cfg Config) (peers []string, leader string) {
 }
 
 // voteGate refuses vote requests (the transport's Config.VoteGate) while
-// this node is not a voter in its own latest configuration: a node that
-// joins on an empty data dir, until the cluster has made it a voter again
-// (rule 12), a non-voter, and a removed node. hashicorp/raft itself grants
-// a vote while its configuration is empty, and a vote from a voter whose
-// log was lost could elect a candidate that lacks entries it had
-// acknowledged. Raft is started before the gRPC server serves, so rs.raft
-// is set by the time a request arrives.
-func (rs *raftStack) voteGate(self raft.ServerID) func() error {
-	return func() error {
-		f := rs.raft.GetConfiguration()
-		if err := f.Error(); err != nil {
-			return err
-		}
-		for _, s := range f.Configuration().Servers {
-			if s.ID == self && s.Suffrage == raft.Voter {
-				return nil
-			}
-		}
-		return fmt.Errorf("server: %s is not a voter in its own configuration, so it does not vote", self)
+// this node, started on an empty data dir, joins: until the cluster has made
+// it a voter again (rule 12). Until the leader has removed the voter of its
+// name, the others may still count that voter's vote, and hashicorp/raft
+// would grant it, first with an empty configuration, then with the old ones
+// it catches up on; a vote from a voter whose log was lost could elect a
+// candidate lacking entries it had acknowledged. Every other node votes as
+// raft decides: a node that was promoted but has not yet heard so must
+// still vote, or a majority that includes it could elect no one.
+func (m *membership) voteGate() error {
+	if m.holdVotes.Load() {
+		return fmt.Errorf("server: %s started on an empty data dir and is joining: it does not vote until the cluster has made it a voter", m.self)
 	}
+	return nil
 }
 
 // startMembership runs the membership watch and, with Config.Join, the join.
@@ -207,6 +202,7 @@ func (m *membership) join(endpoints []string, fresh bool, tlsCfg *tls.Config) {
 		}
 		if asked || !fresh {
 			if voter, err := m.isVoter(ctx, c); err == nil && voter {
+				m.holdVotes.Store(false)
 				m.log.Info("joined the cluster: this node is a voter")
 				return
 			}

@@ -481,11 +481,12 @@ func TestWipedVoterWithInitialClusterJoins(t *testing.T) {
 	}
 }
 
-// TestVotesOnlyAsVoter: a node that is not a voter in its own configuration
-// refuses vote requests before raft sees them (rule 12): hashicorp/raft
-// would grant one while its configuration is empty, as it is on a node that
-// joins on an empty data dir. A voter of the cluster answers them.
-func TestVotesOnlyAsVoter(t *testing.T) {
+// TestJoiningNodeHoldsVotes: a node that started on an empty data dir and
+// joins refuses vote requests before raft sees them (rule 12) until the
+// cluster has made it a voter: hashicorp/raft would grant one, with an empty
+// configuration or with the old ones it catches up on. A voter answers them,
+// and so does the joined node once it is a voter.
+func TestJoiningNodeHoldsVotes(t *testing.T) {
 	c := newTestCluster(t, 3, nil)
 	_, ld := c.leader()
 	joining := c.node(c.addNode("n4", "", []string{"127.0.0.1:1"})) // nobody there: it never joins
@@ -516,5 +517,10 @@ func TestVotesOnlyAsVoter(t *testing.T) {
 	var preOut raft.RequestPreVoteResponse
 	if err := trans.RequestPreVote("n4", raft.ServerAddress(joining.Addr()), &pre, &preOut); !strings.Contains(fmt.Sprint(err), "does not vote") {
 		t.Fatalf("a pre-vote request to a node outside any configuration: %v, want it refused", err)
+	}
+	joined := c.node(c.addNode("n5", "", []string{ld.Addr()}))
+	c.awaitSuffrage("n5", "voter", 20*time.Second)
+	if err := proctest.Eventually(10*time.Second, 20*time.Millisecond, func() error { return ask(joined) }); err != nil {
+		t.Fatalf("the joined voter still refuses vote requests: %v", err)
 	}
 }

@@ -135,7 +135,7 @@ func newNode(cfg Config, lis net.Listener) (_ *Node, err error) {
 	n.lis = lis
 	closers = append(closers, func() { lis.Close() })
 	n.rs.trans, err = transport.New(transport.Config{LocalAddr: raft.ServerAddress(cfg.AdvertiseAddr), Logger: n.log.Named("transport"), DialOptions: n.dial, DialStream: n.dialPeerStream, Now: cfg.now,
-		VoteGate: n.rs.voteGate(raft.ServerID(cfg.Name))})
+		VoteGate: func() error { return n.members.voteGate() }})
 	if err != nil {
 		return nil, err
 	}

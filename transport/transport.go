@@ -83,9 +83,9 @@ type Config struct {
 	DialStream func(ctx context.Context, addr string) (net.Conn, error)
 	// VoteGate, if set, is asked before a RequestVote or RequestPreVote
 	// reaches raft: an error refuses the request (FAILED_PRECONDITION) and
-	// raft never sees it. The server refuses votes while the node is not a
-	// voter in its own configuration (a node that joins on an empty data
-	// dir, ARCHITECTURE.md rule 12): hashicorp/raft would grant them.
+	// raft never sees it. The server refuses votes while the node joins on
+	// an empty data dir, until the cluster has made it a voter
+	// (ARCHITECTURE.md rule 12): hashicorp/raft would grant them.
 	VoteGate func() error
 	// Now is the clock of the contacts' send times (LastContact); nil means
 	// time.Now. The chaos build passes its skewable clock, the one the
