@@ -150,6 +150,29 @@ func (c *testCluster) leader() (int, *Node) {
 	return idx, c.node(idx)
 }
 
+// leaderOtherThan waits until a node other than old leads. A transfer's
+// future returns once old's raft has stepped down, but old's own view of its
+// leadership (leadership.leading) follows a moment later, and the new leader's
+// a moment after its election: leader() alone may still see old.
+func (c *testCluster) leaderOtherThan(old *Node) (int, *Node) {
+	c.t.Helper()
+	var idx int
+	var ld *Node
+	err := eventually(15*time.Second, func() error {
+		for i, n := range c.running() {
+			if n != nil && n != old && n.IsLeader() && !old.IsLeader() {
+				idx, ld = i, n
+				return nil
+			}
+		}
+		return fmt.Errorf("leadership has not moved from %s", old.Name())
+	})
+	if err != nil {
+		c.t.Fatal(err)
+	}
+	return idx, ld
+}
+
 // converge waits until every running node has applied the same entries and
 // holds the same state hash.
 func (c *testCluster) converge() string {

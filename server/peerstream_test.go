@@ -35,9 +35,7 @@ func TestClusterPipelineStreams(t *testing.T) {
 			if err := ld.TransferLeadership(); err != nil {
 				t.Fatalf("transfer: %v", err)
 			}
-			if _, nl := c.leader(); nl == ld {
-				t.Fatalf("leadership stayed on %s", ld.Name())
-			}
+			c.leaderOtherThan(ld)
 		}
 	}
 }
