@@ -350,8 +350,8 @@ func TestMemberRemoveRefusedWithoutQuorum(t *testing.T) {
 	if err != nil || leader != upName {
 		t.Fatalf("transfer to %s: %q %v", upName, leader, err)
 	}
-	if _, ld := c.leader(); ld.Name() != upName {
-		t.Fatalf("%s leads after a transfer to %s", ld.Name(), upName)
+	if _, nl := c.leaderOtherThan(ld); nl.Name() != upName {
+		t.Fatalf("%s leads after a transfer to %s", nl.Name(), upName)
 	}
 }
 
