@@ -124,7 +124,9 @@ func receiveKeepAlives(ctx context.Context, stream leasepb.Leases_KeepAliveServe
 
 // drainIDs returns first with every ID waiting in reqs, up to a batch.
 func drainIDs(reqs <-chan lessor.LeaseID, first lessor.LeaseID) []lessor.LeaseID {
-	ids := []lessor.LeaseID{first}
+	// Sized for what is queued now, so that a batch is one allocation.
+	ids := make([]lessor.LeaseID, 1, min(1+len(reqs), maxKeepAliveBatch))
+	ids[0] = first
 	for len(ids) < maxKeepAliveBatch {
 		select {
 		case id := <-reqs:

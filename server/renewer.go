@@ -3,6 +3,7 @@ package server
 import (
 	"context"
 	"errors"
+	"slices"
 	"time"
 
 	"github.com/leasecluster/leasecluster/fsm"
@@ -73,6 +74,7 @@ func (r *renewer) start(ctx context.Context, ids []lessor.LeaseID, out []RenewRe
 // been checkpointed once and is reset on its next renewal.
 func (r *renewer) renewLocal(ctx context.Context, ids []lessor.LeaseID, out []RenewResult) ([]RenewResult, error) {
 	base := len(out)
+	out = slices.Grow(out, len(ids)) // one allocation for a batch, not one per doubling
 	for _, id := range ids {
 		out = append(out, RenewResult{ID: id})
 	}
