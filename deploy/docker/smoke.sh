@@ -77,6 +77,24 @@ wait_for() {
 }
 json() { python3 -c "import json,sys; print(json.load(sys.stdin)$1)"; }
 
+# await_log WHAT PATTERN [SERVICE]: waits up to 90 s for a line matching
+# PATTERN in the containers' logs (SERVICE's alone if named); WHAT is the
+# complaint if none comes. A node logs what it did a moment after the cluster
+# shows it, so a log is awaited, not read once. The logs go whole into a
+# variable before grep reads them: with pipefail, "dc logs | grep -q" fails
+# when grep exits at its first match while dc logs still writes (SIGPIPE).
+await_log() {
+  local what=$1 pattern=$2 logs deadline=$((SECONDS + 90))
+  shift 2
+  until logs=$(dc logs --no-color "$@" 2>&1) && grep -q -- "$pattern" <<<"$logs"; do
+    if [ "$SECONDS" -ge "$deadline" ]; then
+      complain "$what"
+      return 1
+    fi
+    sleep 0.5
+  done
+}
+
 step="waiting for the first leader"
 wait_for "$(url n1 /readyz)" .
 wait_for "$(url n1 /v1/status)" '"leader":"n[123]"'
@@ -181,11 +199,10 @@ admin cluster members
 step="checking how $victim joined and what it serves"
 # It joined (not bootstrapped from the compose file's --initial-cluster), and
 # the leader replaced the old voter rather than adding a second one.
-logs=$(dc logs --no-color 2>&1)
-grep -q "$victim.membership: joined the cluster: this node is a voter" <<<"$logs" ||
-  { complain "$victim's log does not say it joined as a voter"; exit 1; }
-grep -q "replacing a member that comes back with an empty data dir.*member=$victim" <<<"$logs" ||
-  { complain "no leader's log says it replaced $victim"; exit 1; }
+await_log "$victim's log does not say it joined as a voter" \
+  "$victim.membership: joined the cluster: this node is a voter" "$victim"
+await_log "no leader's log says it replaced $victim" \
+  "replacing a member that comes back with an empty data dir.*member=$victim"
 wait_for "$(url "$victim" /readyz)" .
 wait_for "$(url "$victim" /v1/status)" '"role":"follower"'
 # The three state hashes at the same index must agree (the command fails if not).
@@ -204,22 +221,17 @@ echo "smoke: $victim replaced on an empty volume, rejoined with --join $peers as
 step="replacing a voter's volume under the unchanged compose file"
 leader=$(c -sS "$(url n1 /v1/status)" | json '["leader"]')
 keeper=$leader
-lost=$(echo n1 n2 n3 | tr ' ' '\n' | grep -v -e "$leader" -e "$victim" | head -1)
+lost=$(echo n1 n2 n3 | tr ' ' '\n' | grep -v -e "$leader" -e "$victim" | sed -n 1p)
 quietly "stopping $lost" dc stop "$lost"
 quietly "removing $lost's container" dc rm -f "$lost"
 quietly "removing $lost's volume" docker volume rm "${project}_$lost"
 quietly "starting $lost from the compose file alone" dc up -d --no-deps "$lost"
-deadline=$((SECONDS + 90))
-until dc logs --no-color "$lost" 2>&1 | grep -q "$lost.membership: joined the cluster: this node is a voter"; do
-  if [ "$SECONDS" -ge "$deadline" ]; then
-    complain "$lost, back on an empty volume with --initial-cluster only, never said it joined as a voter"
-    exit 1
-  fi
-  sleep 0.5
-done
-dc logs --no-color "$lost" 2>&1 | grep -q "the initial cluster is already running: joining it" ||
+await_log "$lost, back on an empty volume with --initial-cluster only, never said it joined as a voter" \
+  "$lost.membership: joined the cluster: this node is a voter" "$lost"
+logs=$(dc logs --no-color "$lost" 2>&1)
+grep -q "the initial cluster is already running: joining it" <<<"$logs" ||
   { complain "$lost does not say it found the cluster running"; exit 1; }
-if dc logs --no-color "$lost" 2>&1 | grep -q "bootstrapping a new cluster"; then
+if grep -q "bootstrapping a new cluster" <<<"$logs"; then
   complain "$lost bootstrapped on its empty volume"
   exit 1
 fi
