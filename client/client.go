@@ -6,7 +6,6 @@ import (
 	"errors"
 	"fmt"
 	"math/rand/v2"
-	"strings"
 	"sync"
 	"time"
 
@@ -16,6 +15,8 @@ import (
 	"google.golang.org/grpc/credentials"
 	"google.golang.org/grpc/credentials/insecure"
 	"google.golang.org/grpc/keepalive"
+
+	"github.com/leasecluster/leasecluster/internal/dialtarget"
 )
 
 // Defaults for the options.
@@ -196,7 +197,7 @@ func (c *Client) conn(addr string) (*grpc.ClientConn, error) {
 		grpc.WithInitialWindowSize(streamWindow), grpc.WithInitialConnWindowSize(connWindow),
 	}
 	opts = append(opts, c.cfg.dialOpts...)
-	cc, err := grpc.NewClient(dialTarget(addr), opts...)
+	cc, err := grpc.NewClient(dialtarget.For(addr), opts...)
 	if err != nil {
 		return nil, fmt.Errorf("client: connect %s: %w", addr, err)
 	}
@@ -328,19 +329,6 @@ const (
 	streamWindow = 4 << 20
 	connWindow   = 16 << 20
 )
-
-// dialTarget names grpc's passthrough resolver for a host:port endpoint, as
-// transport.DialTarget does for the nodes (and for the same reason): each
-// connection attempt looks the name up afresh, where grpc's dns resolver
-// waits up to 120 s after a failed lookup (a restarted node's DNS record is
-// missing while it is down) and 30 s after a good one before it looks
-// again. An endpoint that names a scheme ("dns:///...") is kept as it is.
-func dialTarget(addr string) string {
-	if strings.Contains(addr, ":///") || strings.HasPrefix(addr, "unix:") {
-		return addr
-	}
-	return "passthrough:///" + addr
-}
 
 // newRequestID returns a random non-zero request ID; one logical operation
 // keeps its ID across retries so the server applies it at most once.

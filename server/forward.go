@@ -9,8 +9,8 @@ import (
 	"google.golang.org/grpc"
 	"google.golang.org/grpc/metadata"
 
+	"github.com/leasecluster/leasecluster/internal/dialtarget"
 	"github.com/leasecluster/leasecluster/leasepb"
-	"github.com/leasecluster/leasecluster/transport"
 )
 
 // forwardedKey marks a KeepAlive stream that a follower forwards: the node it
@@ -40,7 +40,7 @@ func (lc *leaderConn) get(addr string) (*grpc.ClientConn, error) {
 		lc.cc.Close()
 		lc.cc = nil
 	}
-	cc, err := grpc.NewClient(transport.DialTarget(addr), lc.dial...)
+	cc, err := grpc.NewClient(dialtarget.For(addr), lc.dial...)
 	if err != nil {
 		return nil, err
 	}

@@ -8,8 +8,8 @@ import (
 	"github.com/hashicorp/raft"
 	"google.golang.org/grpc"
 
+	"github.com/leasecluster/leasecluster/internal/dialtarget"
 	"github.com/leasecluster/leasecluster/leasepb"
-	"github.com/leasecluster/leasecluster/transport"
 )
 
 // watch notices, on every node, when this node is no longer in the
@@ -127,7 +127,7 @@ func (p *peerConns) get(addr string) (*grpc.ClientConn, error) {
 	if cc, ok := p.conns[addr]; ok {
 		return cc, nil
 	}
-	cc, err := grpc.NewClient(transport.DialTarget(addr), p.dial...)
+	cc, err := grpc.NewClient(dialtarget.For(addr), p.dial...)
 	if err != nil {
 		return nil, err
 	}

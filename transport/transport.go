@@ -15,6 +15,7 @@ import (
 	"google.golang.org/grpc/credentials/insecure"
 
 	"github.com/leasecluster/leasecluster/fsm"
+	"github.com/leasecluster/leasecluster/internal/dialtarget"
 	"github.com/leasecluster/leasecluster/leasepb"
 )
 
@@ -297,7 +298,7 @@ func (t *Transport) client(target raft.ServerAddress) (leasepb.RaftTransportClie
 	cc, ok := t.conns[target]
 	if !ok {
 		var err error
-		cc, err = grpc.NewClient(DialTarget(string(target)), t.dialOpts...)
+		cc, err = grpc.NewClient(dialtarget.For(string(target)), t.dialOpts...)
 		if err != nil {
 			return nil, fmt.Errorf("transport: connecting to %s: %w", target, err)
 		}

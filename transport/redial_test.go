@@ -14,21 +14,6 @@ import (
 	"github.com/leasecluster/leasecluster/internal/proctest"
 )
 
-func TestDialTarget(t *testing.T) {
-	for addr, want := range map[string]string{
-		"n1:7001":             "passthrough:///n1:7001",
-		"10.0.0.1:7001":       "passthrough:///10.0.0.1:7001",
-		"[::1]:7001":          "passthrough:///[::1]:7001",
-		"dns:///n1:7001":      "dns:///n1:7001",
-		"unix:/run/lc.sock":   "unix:/run/lc.sock",
-		"unix:///run/lc.sock": "unix:///run/lc.sock",
-	} {
-		if got := DialTarget(addr); got != want {
-			t.Errorf("DialTarget(%q) = %q, want %q", addr, got, want)
-		}
-	}
-}
-
 // flakyName is a name service for one peer name, as a context dialer: the
 // name has no record until it is published (a container or pod that is down
 // has none), then it leads to addr.
@@ -48,7 +33,7 @@ func (f *flakyName) dial(ctx context.Context, target string) (net.Conn, error) {
 
 // TestPeerFoundAgainWhenItsNameComesBack: a peer whose name did not resolve
 // is reached as soon as it does, because the transport's connections look
-// the name up on every attempt (DialTarget). With grpc's dns resolver the
+// the name up on every attempt (dialtarget.For). With grpc's dns resolver the
 // lookup of a name that has never resolved (here: .invalid, never in any
 // DNS) would keep failing, on a schedule that grows to 120 s, and no RPC
 // would get through.
