@@ -140,6 +140,13 @@ admin() {
   dc exec -T "$keeper" /leasecluster "$@" --endpoints n1:7001,n2:7001,n3:7001 \
     --cacert /tls/peer-ca.crt --cert /tls/client-admin.crt --key /tls/client-admin.key
 }
+# lose_volume NODE: stops NODE and removes its container and its volume, as
+# a lost disk would leave it.
+lose_volume() {
+  quietly "stopping $1" dc stop "$1"
+  quietly "removing $1's container" dc rm -f "$1"
+  quietly "removing $1's volume" docker volume rm "${project}_$1"
+}
 step="replacing a follower"
 leader=$(c -sS "$(url n1 /v1/status)" | json '["leader"]')
 victim=n1; [ "$leader" = n1 ] && victim=n2
@@ -149,9 +156,7 @@ grant2=$(c -sS -XPOST "$(url $keeper /v1/leases)" -d '{"ttl_ms":600000}')
 id2=$(echo "$grant2" | json '["id"]') || { complain "grant through $keeper answered: $grant2"; exit 1; }
 quietly "attaching smoke/before through $keeper" \
   c -sS --fail-with-body -XPUT "$(url $keeper /v1/items/smoke/before)" -d "{\"lease_id\":\"$id2\",\"value\":\"w\"}"
-quietly "stopping $victim" dc stop "$victim"
-quietly "removing $victim's container" dc rm -f "$victim"
-quietly "removing $victim's volume" docker volume rm "${project}_$victim"
+lose_volume "$victim"
 # A lease granted while the node is gone: only the other two have it.
 grant3=$(c -sS -XPOST "$(url $keeper /v1/leases)" -d '{"ttl_ms":600000}')
 id3=$(echo "$grant3" | json '["id"]') || { complain "grant without $victim answered: $grant3"; exit 1; }
@@ -222,9 +227,7 @@ step="replacing a voter's volume under the unchanged compose file"
 leader=$(c -sS "$(url n1 /v1/status)" | json '["leader"]')
 keeper=$leader
 lost=$(echo n1 n2 n3 | tr ' ' '\n' | grep -v -e "$leader" -e "$victim" | sed -n 1p)
-quietly "stopping $lost" dc stop "$lost"
-quietly "removing $lost's container" dc rm -f "$lost"
-quietly "removing $lost's volume" docker volume rm "${project}_$lost"
+lose_volume "$lost"
 quietly "starting $lost from the compose file alone" dc up -d --no-deps "$lost"
 await_log "$lost, back on an empty volume with --initial-cluster only, never said it joined as a voter" \
   "$lost.membership: joined the cluster: this node is a voter" "$lost"
