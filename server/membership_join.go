@@ -46,29 +46,31 @@ func (n *Node) newMembership(self raft.ServerID, leading func() bool) *membershi
 
 // joinOrBootstrap bootstraps a new cluster as raftStack.bootstrap does,
 // unless the node joins an existing one: Config.Join, or (on an empty data
-// dir) the initial cluster already running, found by runningCluster. It
-// reports whether the data dir held Raft state.
-func (n *Node) joinOrBootstrap(cfg Config) (bool, error) {
+// dir) the initial cluster already running, found by runningCluster, whose
+// members then become the node's Join. It reports whether the data dir held
+// Raft state.
+func (n *Node) joinOrBootstrap() (bool, error) {
 	existing, err := n.rs.hasState()
 	if err != nil {
 		return false, err
 	}
+	cfg := &n.cfg // startMembership reads the Join decided here
 	fresh := !existing && len(cfg.InitialCluster) > 0
 	switch {
 	case fresh && len(cfg.Join) > 0:
 		n.log.Warn("--join is set: --initial-cluster is ignored, this node joins the existing cluster")
 	case fresh:
-		if peers, leader := n.runningCluster(cfg); leader != "" {
+		if peers, leader := n.runningCluster(*cfg); leader != "" {
 			// Bootstrapping would make this node a voter again at once,
 			// without the votes and entries it may have promised before
 			// its data dir was lost: it joins as a replacement.
 			n.log.Warn("the data dir is empty, but the initial cluster is already running: joining it (as --join would) instead of bootstrapping",
 				"leader", leader, "endpoints", strings.Join(peers, ","))
-			n.cfg.Join = peers
+			cfg.Join = peers
 		}
 	}
-	if len(n.cfg.Join) == 0 {
-		return existing, n.rs.bootstrap(cfg)
+	if len(cfg.Join) == 0 {
+		return existing, n.rs.bootstrap(*cfg)
 	}
 	n.members.holdVotes.Store(!existing) // before the gRPC server serves
 	return existing, nil

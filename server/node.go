@@ -155,7 +155,7 @@ func newNode(cfg Config, lis net.Listener) (_ *Node, err error) {
 	}
 	closers = append(closers, func() { n.rs.raft.Shutdown().Error() })
 	n.assemble(notify, rc.LocalID)
-	existing, err := n.joinOrBootstrap(cfg)
+	existing, err := n.joinOrBootstrap()
 	if err != nil {
 		return nil, err
 	}
